@@ -1,0 +1,49 @@
+"""Error hierarchy: every user-facing failure is a ``LandscapeError`` with a one-line message.
+
+The CLI turns these into ``error: <message>`` and exit status 1; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class LandscapeError(Exception):
+    """Base class of every error the toolkit raises on purpose."""
+
+
+class ConfigError(LandscapeError, ValueError):
+    """A parameter has a bad value; the message names it, the value and the valid choices."""
+
+
+class CheckpointError(LandscapeError):
+    """A checkpoint cannot be read, is unsafe to read, or does not fit the model."""
+
+
+class ModelError(LandscapeError):
+    """A model name or factory cannot be resolved or built."""
+
+
+class DataError(LandscapeError):
+    """A dataset cannot be found, read or batched as asked."""
+
+
+class NonDeterministicDataError(DataError):
+    """Two passes over the same loader gave different losses (augmentation, shuffling, dropout)."""
+
+
+class ResultFileError(LandscapeError):
+    """A result file cannot be read, or was made with other settings and would be silently reused."""
+
+
+def check_choice(name: str, value: object, choices: "list[object] | tuple[object, ...]") -> None:
+    """Raise ``ConfigError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of {valid}")
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise ``ConfigError`` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name}={value!r} must be {bound}")

@@ -1,0 +1,264 @@
+"""The training objective as a function of the parameters: model + loss + fixed data + policy.
+
+``L(w) = (1/N) sum_i l(f(x_i; w), y_i)`` over a fixed set of ``N`` examples. Batches are weighted by
+their sample count (``n_b / N`` times the batch-mean loss), so an uneven last batch gives exactly the
+full-batch value. Batch norm uses running statistics (``bn_mode='eval'``) unless asked otherwise; the
+mode is recorded in every result through :meth:`Objective.metadata`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from landscape.device import dtype_name, resolve_device
+from landscape.errors import ConfigError, DataError, NonDeterministicDataError
+
+BN_MODES = ("eval", "train")
+Batch = tuple[torch.Tensor, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+@dataclass
+class Evaluation:
+    """Mean loss and accuracy over the objective's data."""
+
+    loss: float
+    accuracy: float
+    num_samples: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"loss": self.loss, "accuracy": self.accuracy, "num_samples": self.num_samples}
+
+
+def _as_batches(data: Any, batch_size: int | None) -> tuple[list[Batch] | None, Iterable[Batch] | None]:
+    """Normalize the data argument: returns (cached list of batches, or a re-iterable loader)."""
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+        if len(x) != len(y):
+            raise DataError(f"x has {len(x)} rows but y has {len(y)}")
+        if batch_size is None:
+            return [(x, y)], None
+        return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)], None
+    if isinstance(data, TensorDataset):
+        return _as_batches(tuple(data.tensors[:2]), batch_size)
+    if isinstance(data, DataLoader):
+        return None, data
+    if isinstance(data, Dataset):
+        return None, DataLoader(data, batch_size=batch_size or 256, shuffle=False)
+    if isinstance(data, Sequence):
+        return [(b[0], b[1]) for b in data], None
+    raise DataError(f"data of type {type(data).__name__} is not a DataLoader, Dataset, (x, y) or list of batches")
+
+
+class Objective:
+    """Mean loss of ``model`` over a fixed dataset, with gradients and evaluation.
+
+    Args:
+        model: the network; moved to ``device``/``dtype`` in place.
+        data: a ``DataLoader`` (must not shuffle or augment), a ``Dataset``, an ``(x, y)`` pair of
+            tensors, or a list of ``(x, y)`` batches. In-memory data is moved to the device once.
+        loss_fn: batch-mean loss ``loss_fn(outputs, targets)``; cross-entropy by default.
+        batch_size: batch size for in-memory data (``None``: one full batch).
+        device: ``auto|cpu|cuda[:N]|mps`` or a ``torch.device``.
+        dtype: ``torch.float32``/``torch.float64`` or ``None`` to keep the model's dtype.
+        bn_mode: ``'eval'`` (running statistics, default) or ``'train'`` (batch statistics; the
+            running statistics are frozen so that evaluating never changes the model).
+        param_names: restrict the differentiated parameters to these names (default: all trainable).
+        shard: ``(rank, world_size)`` to take every ``world_size``-th batch starting at ``rank``;
+            reductions are then summed over ranks with ``torch.distributed``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        *,
+        loss_fn: LossFn | None = None,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        bn_mode: str = "eval",
+        param_names: Sequence[str] | None = None,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        if bn_mode not in BN_MODES:
+            raise ConfigError(f"bn_mode={bn_mode!r} is not valid; choose one of {', '.join(BN_MODES)}")
+        self.device = resolve_device(device)
+        self.model = model.to(device=self.device, dtype=dtype) if dtype is not None else model.to(self.device)
+        self.dtype = dtype if dtype is not None else _model_dtype(self.model)
+        self.loss_fn: LossFn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+        self.bn_mode = bn_mode
+        self.shard = shard
+        self._set_mode()
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if param_names is not None:
+            wanted = list(param_names)
+            known = dict(named)
+            missing = [n for n in wanted if n not in known]
+            if missing:
+                raise ConfigError(f"param_names has unknown parameters {missing}; the model has {list(known)}")
+            named = [(n, known[n]) for n in wanted]
+        if not named:
+            raise ConfigError("the model has no trainable parameters")
+        self.param_names: list[str] = [n for n, _ in named]
+        self.params: list[torch.Tensor] = [p for _, p in named]
+        cached, loader = _as_batches(data, batch_size)
+        self._loader = loader
+        self._cached: list[Batch] | None = None
+        if cached is not None:
+            self._cached = [(self._x(x), y.to(self.device)) for x, y in cached]
+        self.num_samples = self._count_samples()
+        if self.num_samples == 0:
+            raise DataError("the dataset is empty")
+
+    # -- data ---------------------------------------------------------------------------------
+    def _x(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        return x.to(self.dtype) if x.is_floating_point() else x
+
+    def _all_batches(self) -> Iterator[Batch]:
+        if self._cached is not None:
+            yield from self._cached
+        else:
+            assert self._loader is not None
+            for b in self._loader:
+                yield self._x(b[0]), b[1].to(self.device)
+
+    def _count_samples(self) -> int:
+        if self._cached is not None:
+            return sum(len(y) for _, y in self._cached)
+        assert self._loader is not None
+        ds = getattr(self._loader, "dataset", None)
+        if ds is not None and hasattr(ds, "__len__") and not getattr(self._loader, "drop_last", False):
+            return len(ds)
+        return sum(len(b[1]) for b in self._loader)
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+        """Yield ``(x, y, weight)`` with ``weight = n_b / N``; only this rank's shard when sharded."""
+        for i, (x, y) in enumerate(self._all_batches()):
+            if self.shard is not None and i % self.shard[1] != self.shard[0]:
+                continue
+            yield x, y, len(y) / self.num_samples
+
+    @property
+    def num_batches(self) -> int:
+        """Number of batches this rank visits per pass."""
+        if self._cached is not None:
+            n = len(self._cached)
+        else:
+            n = len(self._loader)  # type: ignore[arg-type]
+        if self.shard is None:
+            return n
+        return len(range(self.shard[0], n, self.shard[1]))
+
+    def reduce_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Sum ``tensors`` in place over ranks when sharded (no-op otherwise)."""
+        if self.shard is None or self.shard[1] == 1:
+            return
+        import torch.distributed as dist
+
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+    # -- model --------------------------------------------------------------------------------
+    def _set_mode(self) -> None:
+        self.model.eval()
+        if self.bn_mode == "train":
+            for m in self.model.modules():
+                if isinstance(m, _NORM_TYPES):
+                    m.train()
+                    m.momentum = 0.0  # batch statistics, but running statistics stay as loaded
+
+    @property
+    def num_params(self) -> int:
+        """Number of differentiated scalars."""
+        return sum(p.numel() for p in self.params)
+
+    def batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Batch-mean loss at the model's current parameters (connected to the autograd graph)."""
+        return self.loss_fn(self.model(x), y)
+
+    def functional_batch_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Batch-mean loss with ``params`` substituted (for ``torch.func`` transforms)."""
+        out = torch.func.functional_call(self.model, params, (x,), strict=False)
+        return self.loss_fn(out, y)
+
+    def param_dict(self) -> dict[str, torch.Tensor]:
+        """The differentiated parameters by name (detached views)."""
+        return {n: p.detach() for n, p in zip(self.param_names, self.params)}
+
+    # -- reductions ---------------------------------------------------------------------------
+    def evaluate(self) -> Evaluation:
+        """Mean loss and accuracy over the whole dataset."""
+        acc = torch.zeros(2, dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for x, y, w in self.batches():
+                out = self.model(x)
+                acc[0] += w * self.loss_fn(out, y).double()
+                if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+                    acc[1] += (out.argmax(dim=1) == y).sum().double() / self.num_samples
+                else:
+                    acc[1] = float("nan")
+        self.reduce_([acc])
+        return Evaluation(loss=float(acc[0]), accuracy=float(acc[1]), num_samples=self.num_samples)
+
+    def loss(self) -> float:
+        """Mean loss over the whole dataset."""
+        return self.evaluate().loss
+
+    def gradient(self) -> tuple[float, list[torch.Tensor]]:
+        """Mean loss and its gradient with respect to ``params`` (one pass over the data)."""
+        grads = [torch.zeros_like(p) for p in self.params]
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for x, y, w in self.batches():
+            loss = self.batch_loss(x, y)
+            gs = torch.autograd.grad(loss, self.params, allow_unused=True)
+            for acc, g in zip(grads, gs):
+                if g is not None:
+                    acc.add_(g, alpha=w)
+            total += w * loss.detach().double()
+        self.reduce_([total, *grads])
+        return float(total), grads
+
+    def check_deterministic(self, *, rtol: float = 1e-6) -> None:
+        """Two passes must give the same loss and gradient, or Lanczos silently breaks.
+
+        Raises:
+            NonDeterministicDataError: the loader or the model changes between passes
+                (augmentation, shuffling, dropout in training mode).
+        """
+        l1, g1 = self.gradient()
+        l2, g2 = self.gradient()
+        num = sum(float((a - b).pow(2).sum()) for a, b in zip(g1, g2)) ** 0.5
+        den = sum(float(a.pow(2).sum()) for a in g1) ** 0.5
+        if abs(l1 - l2) > rtol * max(abs(l1), 1e-12) or num > rtol * max(den, 1e-12):
+            raise NonDeterministicDataError(
+                f"two passes over the data gave different results (loss {l1:.8g} vs {l2:.8g}, "
+                f"gradient relative change {num / max(den, 1e-30):.2e}): the loader shuffles or augments, "
+                "or the model is stochastic; use a fixed loader or pass --allow-nondeterministic"
+            )
+
+    def metadata(self) -> dict[str, Any]:
+        """What every result records about the objective."""
+        return {
+            "num_samples": self.num_samples,
+            "num_params": self.num_params,
+            "device": str(self.device),
+            "dtype": dtype_name(self.dtype),
+            "bn_mode": self.bn_mode,
+        }
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
