@@ -34,7 +34,7 @@ class ResultFileError(LandscapeError):
     """A result file cannot be read, or was made with other settings and would be silently reused."""
 
 
-def check_choice(name: str, value: object, choices: "list[object] | tuple[object, ...]") -> None:
+def check_choice(name: str, value: object, choices: list[object] | tuple[object, ...]) -> None:
     """Raise ``ConfigError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         valid = ", ".join(repr(c) for c in choices)

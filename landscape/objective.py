@@ -55,7 +55,9 @@ def _as_batches(data: Any, batch_size: int | None) -> tuple[list[Batch] | None, 
         return None, DataLoader(data, batch_size=batch_size or 256, shuffle=False)
     if isinstance(data, Sequence):
         return [(b[0], b[1]) for b in data], None
-    raise DataError(f"data of type {type(data).__name__} is not a DataLoader, Dataset, (x, y) or list of batches")
+    raise DataError(
+        f"data of type {type(data).__name__} is not a DataLoader, Dataset, (x, y) or list of batches"
+    )
 
 
 class Objective:
@@ -104,7 +106,9 @@ class Objective:
             known = dict(named)
             missing = [n for n in wanted if n not in known]
             if missing:
-                raise ConfigError(f"param_names has unknown parameters {missing}; the model has {list(known)}")
+                raise ConfigError(
+                    f"param_names has unknown parameters {missing}; the model has {list(known)}"
+                )
             named = [(n, known[n]) for n in wanted]
         if not named:
             raise ConfigError("the model has no trainable parameters")
@@ -151,10 +155,7 @@ class Objective:
     @property
     def num_batches(self) -> int:
         """Number of batches this rank visits per pass."""
-        if self._cached is not None:
-            n = len(self._cached)
-        else:
-            n = len(self._loader)  # type: ignore[arg-type]
+        n = len(self._cached) if self._cached is not None else len(self._loader)  # type: ignore[arg-type]
         if self.shard is None:
             return n
         return len(range(self.shard[0], n, self.shard[1]))
@@ -186,7 +187,9 @@ class Objective:
         """Batch-mean loss at the model's current parameters (connected to the autograd graph)."""
         return self.loss_fn(self.model(x), y)
 
-    def functional_batch_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def functional_batch_loss(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         """Batch-mean loss with ``params`` substituted (for ``torch.func`` transforms)."""
         out = torch.func.functional_call(self.model, params, (x,), strict=False)
         return self.loss_fn(out, y)

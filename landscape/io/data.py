@@ -60,7 +60,7 @@ class DataSpec:
 def digits_tensors(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as ``x`` (N, 1, 8, 8) float32 in [0, 1] and ``y`` (N,) int64.
 
-    A fixed seeded 80/20 split: 1437 training and 360 test images.
+    A fixed seeded 80/20 split: 1438 training and 359 test images.
     """
     _check_split(split)
     from sklearn.datasets import load_digits
@@ -83,7 +83,9 @@ def _check_split(split: str) -> None:
 
 def _require_dir(data_dir: str | None, name: str) -> Path:
     if not data_dir:
-        raise DataError(f"dataset {name!r} needs --data-dir pointing at its local files (no download is made)")
+        raise DataError(
+            f"dataset {name!r} needs --data-dir pointing at its local files (no download is made)"
+        )
     path = Path(data_dir)
     if not path.is_dir():
         raise DataError(f"--data-dir {str(path)!r} does not exist or is not a directory")
@@ -105,7 +107,9 @@ def _cifar_tensors(name: str, data_dir: str | None, split: str) -> tuple[torch.T
     for fname in files:
         f = root / fname
         if not f.is_file():
-            raise DataError(f"{name}: missing file {str(f)!r} (expected the python-pickle layout in --data-dir)")
+            raise DataError(
+                f"{name}: missing file {str(f)!r} (expected the python-pickle layout in --data-dir)"
+            )
         try:
             with open(f, "rb") as fh:
                 # CIFAR's official files are pickles of plain dicts of arrays; a restricted
@@ -236,8 +240,10 @@ def fixed_subset(ds: Dataset, n: int, *, seed: int = 0) -> Dataset:
     if n >= total:
         return ds
     g = torch.Generator().manual_seed(seed)
-    idx = torch.sort(torch.randperm(total, generator=g)[:n]).values.tolist()
-    return Subset(ds, idx)
+    idx = torch.sort(torch.randperm(total, generator=g)[:n]).values
+    if isinstance(ds, TensorDataset):  # stay in memory so analysis caches it on the device
+        return TensorDataset(*(t[idx] for t in ds.tensors))
+    return Subset(ds, idx.tolist())
 
 
 def analysis_loader(ds: Dataset, batch_size: int) -> DataLoader:

@@ -78,7 +78,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -160,11 +162,18 @@ class WideResNet(nn.Module):
     """WRN-depth-width for 32x32 inputs; depth = 6n + 4."""
 
     def __init__(
-        self, depth: int = 28, width: int = 10, num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3
+        self,
+        depth: int = 28,
+        width: int = 10,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
-            raise ModelError(f"depth={depth} is not valid for WideResNet; it must be 6n+4 (e.g. 16, 22, 28, 40)")
+            raise ModelError(
+                f"depth={depth} is not valid for WideResNet; it must be 6n+4 (e.g. 16, 22, 28, 40)"
+            )
         n = (depth - 4) // 6
         widths = [16, 16 * width, 32 * width, 64 * width]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
@@ -249,7 +258,9 @@ def build_model(spec: ModelSpec | str, **kwargs: Any) -> nn.Module:
         factory = resolve_factory(spec.name)
     else:
         names = ", ".join(MODEL_REGISTRY)
-        raise ModelError(f"unknown model {spec.name!r}; choose one of {names} or give 'package.module:factory'")
+        raise ModelError(
+            f"unknown model {spec.name!r}; choose one of {names} or give 'package.module:factory'"
+        )
     try:
         inspect.signature(factory).bind(**spec.kwargs)
     except TypeError as exc:
@@ -263,7 +274,9 @@ def build_model(spec: ModelSpec | str, **kwargs: Any) -> nn.Module:
     except Exception as exc:  # a user's factory can fail in any way; report it in one line
         raise ModelError(f"building model {spec.name!r} with {spec.kwargs} failed: {exc}") from exc
     if not isinstance(model, nn.Module):
-        raise ModelError(f"model factory {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise ModelError(
+            f"model factory {spec.name!r} returned {type(model).__name__}, not a torch.nn.Module"
+        )
     return model
 
 

@@ -1,0 +1,124 @@
+"""Options and helpers shared by the commands. No maths here: commands call one library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from landscape.device import resolve_dtype
+from landscape.errors import ConfigError
+
+F = Callable[..., Any]
+
+
+def _compose(*decorators: F) -> F:
+    def wrap(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return wrap
+
+
+def parse_json_kwargs(value: str | None, option: str = "--model-kwargs") -> dict[str, Any] | None:
+    """Parse a JSON object given on the command line; errors name the option."""
+    if value is None:
+        return None
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{option} must be a JSON object like '{{\"width\": 32}}', got {value!r}")
+    return obj
+
+
+model_options = _compose(
+    click.option(
+        "--model",
+        default=None,
+        metavar="NAME|pkg.mod:factory",
+        help="Model architecture (required for plain state dicts; overrides the checkpoint's).",
+    ),
+    click.option(
+        "--model-kwargs", default=None, metavar="JSON", help="Keyword arguments of the model factory."
+    ),
+    click.option(
+        "--unsafe-load",
+        is_flag=True,
+        help="Allow unpickling arbitrary objects (a whole nn.Module). Only for files you trust.",
+    ),
+)
+
+data_options = _compose(
+    click.option(
+        "--data",
+        default=None,
+        metavar="NAME|FILE|pkg.mod:factory",
+        help="digits (embedded), cifar10, cifar100, mnist, a .pt/.npz tensor file, or a factory. "
+        "Default: the checkpoint's data, else digits.",
+    ),
+    click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files."),
+    click.option(
+        "--split", default=None, type=click.Choice(["train", "test"]), help="Data split (default train)."
+    ),
+    click.option(
+        "--samples", default=None, type=int, help="Use a fixed seeded subset of N examples (default: all)."
+    ),
+    click.option("--batch-size", default=256, show_default=True, type=int, help="Batch size of each pass."),
+)
+
+device_options = _compose(
+    click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        metavar="auto|cpu|cuda|cuda:N|mps",
+        help="Where to compute (auto: cuda, then mps, then cpu).",
+    ),
+    click.option(
+        "--dtype",
+        default="float32",
+        show_default=True,
+        type=click.Choice(["float32", "float64"]),
+        help="Floating-point precision of the model and data.",
+    ),
+)
+
+output_options = _compose(
+    click.option("-o", "--out", "out", default=None, type=click.Path(path_type=Path), help="Output folder."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+    click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+)
+
+seed_option = click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed of every random draw."
+)
+
+
+def dtype_from_option(value: str) -> Any:
+    return resolve_dtype(value)
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def echo_table(rows: list[tuple[str, Any]]) -> None:
+    """Two aligned columns."""
+    width = max((len(k) for k, _ in rows), default=0)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit 1 (for errors the CLI detects itself)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)

@@ -1,0 +1,66 @@
+"""``landscape info``: what a checkpoint holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import echo_json, model_options, parse_json_kwargs
+from landscape.io.checkpoints import describe_checkpoint, load_checkpoint, load_model
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def info(
+    checkpoint: Path, model: str | None, model_kwargs: str | None, unsafe_load: bool, as_json: bool
+) -> None:
+    """Describe CHECKPOINT: format, model, parameters per layer type, buffers, dtype, metadata.
+
+    \b
+    Examples:
+      landscape info runs/sgd/final.pt
+      landscape info my_state_dict.pt --model resnet18 --json
+      landscape info lightning.ckpt --model mypkg.models:make_net --model-kwargs '{"width": 64}'
+    """
+    kwargs = parse_json_kwargs(model_kwargs)
+    ckpt = load_checkpoint(checkpoint, unsafe_load=unsafe_load)
+    if model is not None:
+        _, ckpt = load_model(ckpt, model=model, model_kwargs=kwargs)  # also checks the architecture fits
+    elif ckpt.model_spec is not None:
+        _, ckpt = load_model(ckpt, model_kwargs=kwargs)
+    desc = describe_checkpoint(ckpt)
+    if as_json:
+        echo_json(desc)
+        return
+    model_desc = desc["model"]
+    rows = [
+        ("file", desc["path"]),
+        ("format", desc["format"]),
+        (
+            "model",
+            f"{model_desc['name']} {model_desc['kwargs'] or ''}".strip() if model_desc else "(not recorded)",
+        ),
+        ("parameters", f"{desc['num_parameters']:,}"),
+    ]
+    for kind, n in desc["parameters_by_layer_type"].items():
+        rows.append((f"  {kind}", f"{n:,}"))
+    rows.append(("buffers", ", ".join(f"{k} ({v:,})" for k, v in desc["buffers"].items()) or "none"))
+    rows.append(("dtype", ", ".join(desc["dtypes"])))
+    if desc["data"]:
+        d = desc["data"]
+        rows.append(
+            ("data", f"{d['name']} split={d['split']}" + (f" subset={d['subset']}" if d["subset"] else ""))
+        )
+    if desc["optimizer"]:
+        o = desc["optimizer"]
+        rows.append(("optimizer", f"{o.get('name')} {o.get('hparams', '')}"))
+    if desc["step"] is not None or desc["epoch"] is not None:
+        rows.append(("step / epoch", f"{desc['step']} / {desc['epoch']}"))
+    for k, v in (desc["metrics"] or {}).items():
+        rows.append((f"metric {k}", f"{v:.6g}" if isinstance(v, float) else str(v)))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        click.echo(f"{k.ljust(width)}  {v}")

@@ -1,0 +1,58 @@
+"""The ``landscape`` command: a click group that turns LandscapeError into one line and exit 1."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from landscape import __version__
+from landscape.errors import LandscapeError
+
+EPILOG = "Run 'landscape COMMAND -h' for a command's options and examples."
+
+
+class LandscapeGroup(click.Group):
+    """Turns library errors (and unexpected ones) into a single line on stderr, exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LandscapeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except MemoryError:
+            click.echo(
+                "error: out of memory; use --samples, a smaller --batch-size or another --device", err=True
+            )
+            sys.exit(1)
+        except RuntimeError as exc:  # torch reports device and shape problems as RuntimeError
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"error: {first}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.version_option(__version__, "--version", prog_name="landscape")
+def cli() -> None:
+    """Loss-landscape geometry for PyTorch: Hessian spectra, sharpness and loss surfaces."""
+
+
+# -- commands (one module each) ------------------------------------------------------------------
+from cli.info import info  # noqa: E402
+
+cli.add_command(info)
+
+
+def main() -> None:
+    cli(prog_name="landscape")
+
+
+if __name__ == "__main__":
+    main()
