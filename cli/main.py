@@ -45,9 +45,11 @@ def cli() -> None:
 
 
 # -- commands (one module each) ------------------------------------------------------------------
+from cli.evaluate import evaluate  # noqa: E402
 from cli.info import info  # noqa: E402
 
 cli.add_command(info)
+cli.add_command(evaluate)
 
 
 def main() -> None:

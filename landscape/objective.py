@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
 
 from landscape.device import dtype_name, resolve_device
 from landscape.errors import ConfigError, DataError, NonDeterministicDataError
@@ -238,6 +238,12 @@ class Objective:
             NonDeterministicDataError: the loader or the model changes between passes
                 (augmentation, shuffling, dropout in training mode).
         """
+        sampler = getattr(self._loader, "sampler", None)
+        if isinstance(sampler, RandomSampler):
+            raise NonDeterministicDataError(
+                "the DataLoader shuffles (shuffle=True): batches change between passes; use shuffle=False "
+                "or pass --allow-nondeterministic"
+            )
         l1, g1 = self.gradient()
         l2, g2 = self.gradient()
         num = sum(float((a - b).pow(2).sum()) for a, b in zip(g1, g2)) ** 0.5

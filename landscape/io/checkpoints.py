@@ -142,16 +142,16 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
-        if "Unsupported global" in msg or "weights_only" in msg.lower():
+        # "Unsupported global" / "Unsupported class": a real pickle naming Python objects.
+        # Anything else ("Unsupported operand", bad magic) is a corrupt or foreign file.
+        if "Unsupported global" in msg or "Unsupported class" in msg:
             if not unsafe_load:
                 raise CheckpointError(
                     f"checkpoint {str(p)!r} contains pickled Python objects (e.g. a whole nn.Module) that "
                     "could run code when loaded; refusing. If you trust this file, pass --unsafe-load"
                 ) from None
             return _load_unsafe(p)
-        raise CheckpointError(
-            f"checkpoint {str(p)!r} is not a readable PyTorch file: {_first_line(msg)}"
-        ) from None
+        raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a PyTorch checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {str(p)!r} is truncated or not a PyTorch file: {_first_line(str(exc))}"

@@ -1,0 +1,186 @@
+"""The CLI on good and bad input: one clear line and exit 1, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape import __version__
+from landscape.io.models import build_model
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    out = result.output.strip()
+    assert out.startswith("error: "), out
+    assert len(out.splitlines()) == 1, out
+    assert "Traceback" not in out
+    for frag in fragments:
+        assert frag in out, out
+
+
+def test_help_and_version_list_only_working_commands():
+    r = run("--help")
+    assert r.exit_code == 0
+    assert "info" in r.output and "evaluate" in r.output
+    assert run("-h").exit_code == 0
+    v = run("--version")
+    assert v.exit_code == 0 and __version__ in v.output
+    for command in ("info", "evaluate"):
+        h = run(command, "--help")
+        assert h.exit_code == 0 and "Examples:" in h.output
+
+
+def test_info_on_users_plain_state_dict(tmp_path):
+    """The 'done when' of the foundation: torch.save(model.state_dict()) of a user's own model."""
+    model = build_model("mlp", hidden=[16], activation="relu")
+    torch.save(model.state_dict(), tmp_path / "mine.pt")
+    plain = run("info", tmp_path / "mine.pt", "--json")
+    assert plain.exit_code == 0, plain.output
+    desc = json.loads(plain.output)
+    assert desc["format"] == "state_dict" and desc["model"] is None
+    assert desc["num_parameters"] == 64 * 16 + 16 + 16 * 10 + 10
+    full = run(
+        "info",
+        tmp_path / "mine.pt",
+        "--model",
+        "landscape.io.models:MLP",
+        "--model-kwargs",
+        '{"hidden": [16], "activation": "relu"}',
+    )
+    assert full.exit_code == 0, full.output
+    assert "Linear" in full.output and "1,210" in full.output
+
+
+def test_info_table_and_evaluate(cnn_checkpoint, tmp_path):
+    r = run("info", cnn_checkpoint)
+    assert r.exit_code == 0
+    assert "BatchNorm2d" in r.output and "running_mean" in r.output and "digits" in r.output
+    e = run(
+        "evaluate", cnn_checkpoint, "--samples", "64", "--json", "--dtype", "float64", "-o", tmp_path / "ev"
+    )
+    assert e.exit_code == 0, e.output
+    res = json.loads(e.output)
+    assert res["num_samples"] == 64 and res["bn_mode"] == "eval" and res["device"] == "cpu"
+    assert json.loads((tmp_path / "ev" / "evaluation.json").read_text())["loss"] == res["loss"]
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "fragments"),
+    [
+        pytest.param(lambda d: d / "nope.pt", (), ("does not exist",), id="missing-file"),
+        pytest.param(lambda d: d, (), ("is a directory",), id="directory"),
+        pytest.param(
+            lambda d: (d / "cut.pt").write_bytes((d / "cnn.pt").read_bytes()[:300]) and d / "cut.pt",
+            (),
+            ("truncated or not a PyTorch file",),
+            id="truncated",
+        ),
+        pytest.param(
+            lambda d: (d / "rand.pt").write_bytes(os.urandom(4096)) and d / "rand.pt",
+            (),
+            ("is corrupt or not a PyTorch checkpoint",),
+            id="random-bytes",
+        ),
+        pytest.param(
+            lambda d: d / "cnn.pt",
+            ("--model", "mlp"),
+            ("does not fit the model architecture", "missing keys"),
+            id="wrong-architecture",
+        ),
+        pytest.param(
+            lambda d: d / "cnn.pt", ("--model", "resnet19"), ("unknown model 'resnet19'",), id="unknown-model"
+        ),
+        pytest.param(
+            lambda d: d / "cnn.pt",
+            ("--model", "cnn", "--model-kwargs", "{width: 4"),
+            ("--model-kwargs is not valid JSON",),
+            id="malformed-model-kwargs",
+        ),
+    ],
+)
+def test_info_bad_input(cnn_checkpoint, make, args, fragments):
+    path = make(cnn_checkpoint.parent)
+    assert_clean_error(run("info", path, *args), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        pytest.param(("--data", "imagenet"), ("unknown dataset 'imagenet'",), id="unknown-dataset"),
+        pytest.param(
+            ("--data", "cifar10", "--data-dir", "/no/such/dir"), ("does not exist",), id="missing-data-folder"
+        ),
+        pytest.param(("--data", "cifar10"), ("needs --data-dir",), id="data-folder-not-given"),
+        pytest.param(("--device", "cuda:7"), ("cuda:7",), id="absent-device"),
+        pytest.param(("--samples", "0"), ("--subset=0",), id="zero-samples"),
+    ],
+)
+def test_evaluate_bad_data(cnn_checkpoint, args, fragments):
+    if "cuda:7" in args and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    assert_clean_error(run("evaluate", cnn_checkpoint, *args), *fragments)
+
+
+class _Planted:
+    """Unpickling this creates a file: what a malicious checkpoint would do."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("how", ["torch-save", "raw-pickle"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, how):
+    marker = tmp_path / "planted.txt"
+    path = tmp_path / "evil.pt"
+    payload = {"state_dict": {"w": torch.zeros(2)}, "x": _Planted(str(marker))}
+    if how == "torch-save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    for command in ("info", "evaluate"):
+        result = run(command, path)
+        assert_clean_error(result, "--unsafe-load" if how == "torch-save" else "")
+        assert not marker.exists()
+
+
+def test_real_subprocess_entry_point(cnn_checkpoint):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "cli.main", "info", str(cnn_checkpoint), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["model"]["name"] == "cnn"
+    bad = subprocess.run(
+        [sys.executable, "-m", "cli.main", "info", str(cnn_checkpoint.parent / "missing.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr

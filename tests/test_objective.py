@@ -1,0 +1,112 @@
+"""Objective: exact sample weighting, evaluation mode, determinism check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from landscape.errors import ConfigError, NonDeterministicDataError
+from landscape.io.models import build_model
+from landscape.objective import Objective
+
+
+def _data(n=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g)
+
+
+def _hand_loss_and_grad(model, x, y):
+    """Full-batch mean cross-entropy written out by hand: -(1/N) sum_i log softmax(f(x_i))_{y_i}."""
+    logits = model(x)
+    logp = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    loss = -logp[torch.arange(len(y)), y].sum() / len(y)
+    grads = torch.autograd.grad(loss, [p for p in model.parameters()])
+    return float(loss.detach()), grads
+
+
+@pytest.mark.parametrize(
+    "make_data",
+    [
+        pytest.param(lambda x, y: (x, y), id="full-batch-tensors"),
+        pytest.param(lambda x, y: TensorDataset(x, y), id="tensor-dataset"),
+        pytest.param(
+            lambda x, y: DataLoader(TensorDataset(x, y), batch_size=7), id="loader-short-last-batch"
+        ),
+        pytest.param(
+            lambda x, y: [(x[:20], y[:20]), (x[20:47], y[20:47]), (x[47:], y[47:])], id="uneven-list"
+        ),
+    ],
+)
+def test_loss_and_gradient_equal_hand_computed_full_batch(make_data):
+    x, y = _data()
+    model = build_model("cnn", width=3).double()
+    ref_loss, ref_grads = _hand_loss_and_grad(model.eval(), x, y)
+    obj = Objective(model, make_data(x, y), batch_size=7, dtype=torch.float64)
+    assert obj.num_samples == 50
+    loss, grads = obj.gradient()
+    assert loss == pytest.approx(ref_loss, rel=1e-13)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-11, atol=1e-14)
+    assert obj.evaluate().loss == pytest.approx(ref_loss, rel=1e-13)
+
+
+def test_accuracy_counts_correct_predictions():
+    x, y = _data(30)
+    model = build_model("mlp", hidden=[6]).double().eval()
+    pred = model(x).argmax(1)
+    obj = Objective(model, (x, y), batch_size=8)
+    assert obj.evaluate().accuracy == pytest.approx(float((pred == y).double().mean()), abs=1e-15)
+
+
+def test_eval_mode_uses_running_statistics_and_train_mode_does_not_change_them():
+    x, y = _data(40)
+    model = build_model("cnn", width=3).double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    eval_loss = Objective(model, (x, y)).loss()
+    assert eval_loss == pytest.approx(_hand_loss_and_grad(model.eval(), x, y)[0], rel=1e-13)
+    obj_train = Objective(model, (x, y), bn_mode="train")
+    train_loss = obj_train.loss()
+    assert train_loss != pytest.approx(eval_loss, rel=1e-6)
+    assert obj_train.metadata()["bn_mode"] == "train"
+    for k, v in model.state_dict().items():
+        if "num_batches_tracked" not in k:
+            assert torch.equal(v, before[k]), k
+
+
+class _Augmenting(Dataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.randn_like(self.x[i]), self.y[i]
+
+
+def test_determinism_check_fires_on_augmenting_or_shuffling_loader():
+    x, y = _data(32)
+    model = build_model("mlp", hidden=[5]).double()
+    Objective(model, DataLoader(TensorDataset(x, y), batch_size=8)).check_deterministic()
+    with pytest.raises(NonDeterministicDataError, match="shuffles or augments"):
+        Objective(model, DataLoader(_Augmenting(x, y), batch_size=8)).check_deterministic()
+    with pytest.raises(NonDeterministicDataError, match="--allow-nondeterministic"):
+        Objective(model, DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True)).check_deterministic()
+
+
+def test_param_names_and_bad_options():
+    model = build_model("mlp", hidden=[5])
+    x, y = _data(10)
+    obj = Objective(model, (x.float(), y), param_names=["net.3.weight"])
+    assert obj.num_params == 50 and len(obj.gradient()[1]) == 1
+    with pytest.raises(ConfigError, match="unknown parameters"):
+        Objective(model, (x.float(), y), param_names=["nope"])
+    with pytest.raises(ConfigError, match="bn_mode='batch' is not valid; choose one of eval, train"):
+        Objective(model, (x.float(), y), bn_mode="batch")
