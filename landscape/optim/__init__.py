@@ -1,0 +1,16 @@
+"""Optimizers for loss-landscape studies: the SAM family, Min-Min, Momentum-SAM, AdamW-MSAM-ScheduleFree and
+Newton-summary, all ``torch.optim.Optimizer`` subclasses, plus a name-based factory (``make_optimizer``)
+and a uniform ``training_step`` used by ``landscape train``.
+"""
+
+from landscape.optim._common import disable_running_stats, enable_running_stats, frozen_bn_stats
+from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
+
+__all__ = [
+    "SAM",
+    "SAMDirection",
+    "SAMMagnitude",
+    "disable_running_stats",
+    "enable_running_stats",
+    "frozen_bn_stats",
+]
