@@ -4,9 +4,23 @@ and a uniform ``training_step`` used by ``landscape train``.
 """
 
 from landscape.optim._common import disable_running_stats, enable_running_stats, frozen_bn_stats
+from landscape.optim.minmin import (
+    SCHEDULE_TYPES,
+    MinMinBatchSampler,
+    MinMinOptimizer,
+    MinMinScheduler,
+    minmin_training_step,
+)
 from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
+from landscape.optim.sgd_hess import SGDHess
 
 __all__ = [
+    "SCHEDULE_TYPES",
+    "MinMinBatchSampler",
+    "MinMinOptimizer",
+    "MinMinScheduler",
+    "SGDHess",
+    "minmin_training_step",
     "SAM",
     "SAMDirection",
     "SAMMagnitude",
