@@ -11,10 +11,13 @@ from landscape.optim.minmin import (
     MinMinScheduler,
     minmin_training_step,
 )
+from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
 from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
 from landscape.optim.sgd_hess import SGDHess
 
 __all__ = [
+    "MSAM",
+    "AdamWMSAMScheduleFree",
     "SCHEDULE_TYPES",
     "MinMinBatchSampler",
     "MinMinOptimizer",
