@@ -1,0 +1,321 @@
+"""Directions in parameter space for loss surfaces.
+
+A :class:`Direction` is an ordered mapping ``name -> tensor`` shaped like the objective's parameters
+(and, in ``states`` mode, its batch-norm running buffers too). Kinds:
+
+* **random** (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets"): a Gaussian ``d``
+  normalized against the weights ``w``:
+
+  - ``filter``: for each output filter ``i`` of a tensor with ``dim > 1`` (conv: ``d[i]``, linear:
+    row ``i``), ``d_i <- d_i * ||w_i|| / ||d_i||``;
+  - ``layer``: the same per tensor; ``model``: the same over all the (kept) tensors at once;
+  - ``none``: the raw Gaussian.
+
+  One-dimensional tensors (biases, norm-layer weights, running statistics) are zeroed with
+  ``ignore='biasbn'`` (default) or, with ``ignore='none'``, copied from the weights (``d = w``) in the
+  first direction and treated as a single filter otherwise (see :func:`random_directions`).
+
+* **interpolation**: ``d = w_2 - w_1`` for every tensor (no normalization), so ``alpha = 1`` is the
+  second checkpoint exactly; ``plane``: ``d_1 = w_B - w_A``, ``d_2 = w_C - w_A``.
+* **pca** of a trajectory and **eigen** (top Hessian eigenvectors): see
+  :mod:`landscape.surface.trajectory` and :func:`eigen_directions`.
+
+Orthogonality of the 2D random pair (what is exact): the second direction is Gram-Schmidted
+against the first *per normalization group* (per filter for ``filter``, per tensor for ``layer``,
+globally for ``model`` and ``none``), then re-scaled per group. Re-scaling a group does not change
+its orthogonality, so both properties hold at once, up to rounding: every filter of both directions
+has the norm of the weights' filter, and ``<d_1, d_2> = 0`` in every group and hence globally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.errors import ConfigError, check_choice
+from landscape.objective import Objective
+
+NORMS = ("filter", "layer", "model", "none")
+IGNORES = ("biasbn", "none")
+MODES = ("weights", "states")
+BN_BUFFERS = ("running_mean", "running_var")
+
+Direction = dict[str, torch.Tensor]
+
+
+# -- what moves ---------------------------------------------------------------------------------
+def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Floating running statistics of the batch-norm layers, by state-dict name."""
+    out: dict[str, torch.Tensor] = {}
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            for b in BN_BUFFERS:
+                t = getattr(m, b, None)
+                if isinstance(t, torch.Tensor) and t.is_floating_point():
+                    out[f"{mname}.{b}" if mname else b] = t
+    return out
+
+
+def target_tensors(objective: Objective, mode: str = "weights") -> dict[str, torch.Tensor]:
+    """The live tensors a direction moves: the parameters, plus batch-norm buffers in ``states`` mode.
+
+    Args:
+        objective: the objective whose model is moved.
+        mode: ``weights`` or ``states``.
+
+    Returns:
+        Ordered ``name -> tensor`` (the model's own storage, modified in place by the grid).
+    """
+    check_choice("mode", mode, MODES)
+    tensors = dict(zip(objective.param_names, objective.params))
+    if mode == "states":
+        tensors.update(bn_buffers(objective.model))
+    return tensors
+
+
+def snapshot(objective: Objective, mode: str = "weights") -> Direction:
+    """Detached clones of the moved tensors (the base point)."""
+    return {k: v.detach().clone() for k, v in target_tensors(objective, mode).items()}
+
+
+# -- normalization ------------------------------------------------------------------------------
+def _groups(t: torch.Tensor, norm: str) -> torch.Tensor:
+    """A 2-D view ``(groups, elements)`` of a tensor for per-group operations."""
+    if norm == "filter" and t.dim() > 1:
+        return t.reshape(t.shape[0], -1)
+    return t.reshape(1, -1)
+
+
+def _rescale_(d: torch.Tensor, w: torch.Tensor, norm: str) -> None:
+    """``d_g <- d_g * ||w_g|| / ||d_g||`` per group (filter or tensor), in place."""
+    dg, wg = _groups(d, norm), _groups(w, norm)
+    dn = dg.norm(dim=1, keepdim=True)
+    wn = wg.norm(dim=1, keepdim=True)
+    scale = torch.where(dn > 0, wn / torch.where(dn > 0, dn, torch.ones_like(dn)), torch.zeros_like(dn))
+    dg.mul_(scale)
+
+
+def normalize_direction(
+    direction: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor],
+    *,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+) -> Direction:
+    """Normalize a (Gaussian) direction against the weights, as in Li et al. (2018).
+
+    Args:
+        direction: tensors shaped like ``weights`` (not modified).
+        weights: the base point.
+        norm: ``filter`` (per output filter), ``layer`` (per tensor), ``model`` (whole vector) or
+            ``none``.
+        ignore: ``biasbn`` zeroes 1-D tensors; ``none`` copies them from the weights.
+
+    Returns:
+        A new direction.
+    """
+    check_choice("norm", norm, NORMS)
+    check_choice("ignore", ignore, IGNORES)
+    out: Direction = {}
+    for name, w in weights.items():
+        d = direction[name].detach().clone()
+        if d.shape != w.shape:
+            raise ConfigError(
+                f"direction tensor {name!r} has shape {tuple(d.shape)}, weights {tuple(w.shape)}"
+            )
+        if d.dim() <= 1:
+            if ignore == "biasbn":
+                d.zero_()
+            else:
+                d.copy_(w)
+        elif norm in ("filter", "layer"):
+            _rescale_(d, w, norm)
+        out[name] = d
+    if norm == "model":
+        kept = [n for n, w in weights.items() if w.dim() > 1]
+        dn = torch.sqrt(
+            sum((out[n].double().pow(2).sum() for n in kept), torch.zeros((), dtype=torch.float64))
+        )
+        wn = torch.sqrt(
+            sum((weights[n].double().pow(2).sum() for n in kept), torch.zeros((), dtype=torch.float64))
+        )
+        s = float(wn / dn) if float(dn) > 0 else 0.0
+        for n in kept:
+            out[n].mul_(s)
+    return out
+
+
+def _gaussian_like(weights: Mapping[str, torch.Tensor], generator: torch.Generator) -> Direction:
+    """Standard normal draws shaped like ``weights``, drawn on the CPU in float64 then cast.
+
+    Drawing on the CPU in a fixed order makes a seed give the same direction on every device.
+    """
+    return {
+        n: torch.randn(w.shape, generator=generator, dtype=torch.float64).to(device=w.device, dtype=w.dtype)
+        for n, w in weights.items()
+    }
+
+
+def _orthogonalize_(d2: Direction, d1: Direction, weights: Mapping[str, torch.Tensor], norm: str) -> None:
+    """Gram-Schmidt ``d2`` against ``d1`` per group, then re-scale per group (see module docstring)."""
+    if norm in ("model", "none"):
+        names = list(d1)
+        dot = sum(float((d1[n].double() * d2[n].double()).sum()) for n in names)
+        nn1 = sum(float(d1[n].double().pow(2).sum()) for n in names)
+        if nn1 > 0:
+            for n in names:
+                d2[n] = (d2[n].double() - (dot / nn1) * d1[n].double()).to(d2[n].dtype)
+        if norm == "model":  # one scalar for the whole of d2 keeps the orthogonality
+            kept = [n for n in names if weights[n].dim() > 1]
+            dn = sum(float(d2[n].double().pow(2).sum()) for n in kept) ** 0.5
+            wn = sum(float(weights[n].double().pow(2).sum()) for n in kept) ** 0.5
+            s = wn / dn if dn > 0 else 0.0
+            for n in names:
+                d2[n] = d2[n] * s
+        return
+    for n, w in weights.items():
+        a, b = d1[n].double(), d2[n].double()
+        if w.dim() <= 1 and not bool(a.any()) and not bool(b.any()):
+            continue  # zeroed 1-D tensor: already orthogonal
+        group = norm if w.dim() > 1 else "layer"
+        ag, bg = _groups(a, group), _groups(b, group)
+        dot = (ag * bg).sum(dim=1, keepdim=True)
+        aa = (ag * ag).sum(dim=1, keepdim=True)
+        coef = torch.where(aa > 0, dot / torch.where(aa > 0, aa, torch.ones_like(aa)), torch.zeros_like(aa))
+        bg = bg - coef * ag
+        b = bg.reshape(w.shape)
+        _rescale_(b, w.double(), group)
+        d2[n] = b.to(w.dtype)
+
+
+def random_directions(
+    objective: Objective,
+    num: int = 1,
+    *,
+    seed: int = 0,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    mode: str = "weights",
+    orthogonal: bool = True,
+) -> list[Direction]:
+    """One or two normalized Gaussian directions at the objective's current point.
+
+    Args:
+        objective: supplies the weights (and batch-norm buffers in ``states`` mode).
+        num: 1 or 2 directions.
+        seed: seed of the CPU generator every draw comes from (recorded by the caller).
+        norm: ``filter``, ``layer``, ``model`` or ``none``.
+        ignore: ``biasbn`` (zero 1-D tensors) or ``none`` (keep them, as copies of the weights).
+        mode: ``weights`` (parameters only) or ``states`` (also batch-norm running statistics).
+        orthogonal: make the second direction orthogonal to the first (exactly per normalization
+            group; see the module docstring).
+
+    Returns:
+        A list of ``num`` directions.
+    """
+    check_choice("norm", norm, NORMS)
+    check_choice("ignore", ignore, IGNORES)
+    check_choice("num", num, (1, 2))
+    weights = snapshot(objective, mode)
+    g = torch.Generator().manual_seed(int(seed))
+    dirs = [
+        normalize_direction(_gaussian_like(weights, g), weights, norm=norm, ignore=ignore) for _ in range(num)
+    ]
+    if num == 2 and ignore == "none":
+        # 1-D tensors of the second direction: a Gaussian (rescaled below) instead of a second copy of
+        # the weights, which could not be orthogonal to the first.
+        g2 = torch.Generator().manual_seed(int(seed) + 1_000_003)
+        for n, w in weights.items():
+            if w.dim() <= 1:
+                r = torch.randn(w.shape, generator=g2, dtype=torch.float64).to(device=w.device, dtype=w.dtype)
+                dirs[1][n] = r
+    if num == 2 and orthogonal:
+        _orthogonalize_(dirs[1], dirs[0], weights, norm)
+    return dirs
+
+
+def interpolation_direction(base: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> Direction:
+    """``other - base`` for every tensor of ``base`` (so ``alpha = 1`` lands on ``other`` exactly).
+
+    Raises:
+        ConfigError: ``other`` lacks a tensor or has another shape.
+    """
+    out: Direction = {}
+    for n, w in base.items():
+        if n not in other:
+            raise ConfigError(
+                f"the second checkpoint has no tensor {n!r}; both must be the same architecture"
+            )
+        o = other[n]
+        if o.shape != w.shape:
+            raise ConfigError(
+                f"tensor {n!r} has shape {tuple(o.shape)} in the second checkpoint, {tuple(w.shape)} in the first"
+            )
+        out[n] = o.detach().to(device=w.device, dtype=w.dtype) - w
+    return out
+
+
+def eigen_directions(
+    objective: Objective, num: int = 2, *, seed: int = 0, tol: float = 1e-6
+) -> tuple[list[Direction], np.ndarray]:
+    """The top ``num`` Hessian eigenvectors (largest algebraic) as unit-norm directions.
+
+    Uses :func:`landscape.hessian.top_eigenpairs` (imported lazily).
+
+    Returns:
+        The directions (parameters only) and their eigenvalues.
+    """
+    from landscape.hessian import top_eigenpairs  # lazy: another module, heavier import
+
+    res = top_eigenpairs(objective, num, which="LA", tol=tol, seed=seed)
+    dirs: list[Direction] = []
+    for vec in res.eigenvectors[:num]:
+        dirs.append(
+            {
+                n: v.detach().to(device=p.device, dtype=p.dtype).reshape(p.shape).clone()
+                for n, p, v in zip(objective.param_names, objective.params, vec)
+            }
+        )
+    return dirs, np.asarray(res.eigenvalues, dtype=np.float64)[:num]
+
+
+# -- summaries ----------------------------------------------------------------------------------
+def direction_norm(d: Mapping[str, torch.Tensor]) -> float:
+    """Euclidean norm of the whole direction."""
+    return float(
+        sum((t.double().pow(2).sum() for t in d.values()), torch.zeros((), dtype=torch.float64)).sqrt()
+    )
+
+
+def direction_dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    """Inner product of two directions over their common tensors."""
+    return float(sum((a[n].double() * b[n].double()).sum() for n in a if n in b))
+
+
+def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 of names, shapes, dtypes and bytes: changes whenever any value changes."""
+    h = hashlib.sha256()
+    for name, t in tensors:
+        c = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(c.shape)}|{c.dtype}|".encode())
+        h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
+    return h.hexdigest()
+
+
+def describe_directions(dirs: list[Direction], base: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Norms, cosine and digest recorded in the surface metadata."""
+    info: dict[str, Any] = {
+        "norms": [direction_norm(d) for d in dirs],
+        "base_norm": direction_norm(base),
+        "tensor_names": list(base),
+        "digest": tensors_digest((f"{i}:{n}", t) for i, d in enumerate(dirs) for n, t in d.items()),
+    }
+    if len(dirs) == 2:
+        n0, n1 = info["norms"]
+        info["cosine"] = direction_dot(dirs[0], dirs[1]) / (n0 * n1) if n0 > 0 and n1 > 0 else 0.0
+    return info

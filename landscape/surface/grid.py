@@ -1,0 +1,325 @@
+"""Grid evaluation of a loss surface: in place, resumable, split across ``torch.distributed`` ranks.
+
+At each grid point ``(a, b)`` the moved tensors are set in place to ``w = w_0 + a d_1 + b d_2``
+(computed from the saved base ``w_0`` every time, so no error accumulates and no model is copied),
+the loss and accuracy are evaluated over the objective's fixed data, and at the end the base is
+copied back bit for bit. With ``bn='recalibrate'`` the batch-norm running statistics are re-estimated
+at every point (reset, one pass in training mode with ``momentum=None``, i.e. the exact average over
+batches) before evaluating in evaluation mode; the base buffers are restored at the end.
+
+The computed points are saved atomically to the surface file every ``save_every`` seconds (and at the
+end); a rerun with the same settings computes only the missing points. Under ``torchrun`` each rank
+evaluates every ``world_size``-th point of each chunk, rank 0 gathers and writes: the file is the
+same as a single process's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.errors import ConfigError, check_choice
+from landscape.objective import Objective
+from landscape.progress import Progress
+from landscape.surface.directions import describe_directions, tensors_digest
+from landscape.surface.store import Surface, check_resumable, fingerprint_of
+
+BN_POLICIES = ("fixed", "recalibrate")
+PointCallback = Callable[[int, float, float], None]
+
+
+def parse_range(text: str, name: str = "--x") -> np.ndarray:
+    """Parse ``MIN:MAX:NUM`` into ``NUM`` evenly spaced coordinates (both ends included).
+
+    Raises:
+        ConfigError: not three numbers, ``NUM < 1``, or ``MIN > MAX``.
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not valid; use MIN:MAX:NUM, e.g. -1:1:51") from None
+    if num < 1:
+        raise ConfigError(f"{name}={text!r}: NUM={num} must be >= 1")
+    if not np.isfinite(lo) or not np.isfinite(hi) or lo > hi:
+        raise ConfigError(f"{name}={text!r}: MIN must be <= MAX and both finite")
+    if num == 1 and lo != hi:
+        raise ConfigError(f"{name}={text!r}: NUM=1 needs MIN == MAX")
+    return np.linspace(lo, hi, num)
+
+
+def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class PointEvaluator:
+    """Sets the model to ``base + sum_k c_k d_k`` in place and evaluates it.
+
+    Use as a context manager, or call :meth:`restore` at the end: the moved tensors (and, with
+    recalibration, every batch-norm buffer) get their base values back bit for bit.
+
+    Args:
+        objective: the objective whose model is moved.
+        directions: one or two directions (``name -> tensor``); names not in a direction stay put.
+        base: the base point (defaults to a snapshot of the tensors the directions name).
+        bn: ``fixed`` (keep the buffers) or ``recalibrate`` (re-estimate them at every point).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        directions: Sequence[Mapping[str, torch.Tensor]],
+        *,
+        base: Mapping[str, torch.Tensor] | None = None,
+        bn: str = "fixed",
+    ) -> None:
+        check_choice("bn", bn, BN_POLICIES)
+        if not directions:
+            raise ConfigError("at least one direction is needed")
+        self.objective = objective
+        self.bn = bn
+        live = dict(zip(objective.param_names, objective.params))
+        live.update(dict(objective.model.named_buffers()))
+        names = list(dict.fromkeys(n for d in directions for n in d))
+        unknown = [n for n in names if n not in live]
+        if unknown:
+            raise ConfigError(f"directions name tensors the model does not have: {unknown[:5]}")
+        self.live = {n: live[n] for n in names}
+        self.base = (
+            {n: t.detach().clone() for n, t in self.live.items()}
+            if base is None
+            else {n: base[n].detach().to(self.live[n]) for n in names}
+        )
+        self.directions = [{n: t.detach().to(self.live[n]) for n, t in d.items()} for d in directions]
+        self._bn_saved: dict[str, torch.Tensor] = {}
+        if bn == "recalibrate":
+            bns = _bn_modules(objective.model)
+            if not bns:
+                raise ConfigError("bn='recalibrate' needs a model with batch-norm layers; use bn='fixed'")
+            if objective.bn_mode != "eval":
+                raise ConfigError(
+                    f"bn='recalibrate' needs the objective in bn_mode='eval', not {objective.bn_mode!r}"
+                )
+            for mname, m in objective.model.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    for bname, b in m.named_buffers(recurse=False):
+                        self._bn_saved[f"{mname}.{bname}"] = b.detach().clone()
+
+    def set_point(self, coords: Sequence[float]) -> None:
+        """Set the moved tensors to ``base + sum_k coords[k] * d_k`` in place."""
+        if len(coords) != len(self.directions):
+            raise ConfigError(f"{len(coords)} coordinates for {len(self.directions)} directions")
+        with torch.no_grad():
+            for n, t in self.live.items():
+                t.copy_(self.base[n])
+                for c, d in zip(coords, self.directions):
+                    if c != 0.0 and n in d:
+                        t.add_(d[n], alpha=float(c))
+
+    def recalibrate(self) -> None:
+        """Re-estimate batch-norm running statistics on the objective's data (exact average)."""
+        model = self.objective.model
+        bns = _bn_modules(model)
+        saved = [(m.training, m.momentum) for m in bns]
+        try:
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None
+                m.train()
+            with torch.no_grad():
+                for x, _, _ in self.objective.batches():
+                    model(x)
+        finally:
+            for m, (training, momentum) in zip(bns, saved):
+                m.train(training)
+                m.momentum = momentum
+
+    def evaluate(self, coords: Sequence[float]) -> tuple[float, float]:
+        """Loss and accuracy at ``base + sum_k coords[k] d_k``."""
+        self.set_point(coords)
+        if self.bn == "recalibrate":
+            self.recalibrate()
+        ev = self.objective.evaluate()
+        return ev.loss, ev.accuracy
+
+    def restore(self) -> None:
+        """Copy the base (and saved batch-norm buffers) back, bit for bit."""
+        with torch.no_grad():
+            for n, t in self.live.items():
+                t.copy_(self.base[n])
+            if self._bn_saved:
+                buffers = dict(self.objective.model.named_buffers())
+                for n, b in self._bn_saved.items():
+                    buffers[n].copy_(b)
+
+    def __enter__(self) -> PointEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def _dist_info() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def data_digest(objective: Objective) -> str:
+    """SHA-256 of every evaluation batch (inputs and targets) the objective sees."""
+    return tensors_digest(
+        (f"{i}:{k}", t) for i, (x, y, _) in enumerate(objective.batches()) for k, t in (("x", x), ("y", y))
+    )
+
+
+def compute_surface(
+    objective: Objective,
+    directions: Sequence[Mapping[str, torch.Tensor]],
+    xs: np.ndarray | Sequence[float],
+    ys: np.ndarray | Sequence[float] | None = None,
+    *,
+    path: str | Path | None = None,
+    overwrite: bool = False,
+    bn: str = "fixed",
+    settings: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    extras: Mapping[str, np.ndarray] | None = None,
+    chunk_size: int = 8,
+    save_every: float = 10.0,
+    max_points: int | None = None,
+    callback: PointCallback | None = None,
+    quiet: bool = False,
+) -> Surface:
+    """Evaluate loss and accuracy on a 1D (``ys=None``) or 2D grid, resumably.
+
+    Args:
+        objective: model + data; its model is moved in place and restored at the end.
+        directions: one direction for 1D, two for 2D.
+        xs: coordinates along ``directions[0]``.
+        ys: coordinates along ``directions[1]`` (2D only).
+        path: surface file (NPZ). If it exists with the same fingerprint, only missing points are
+            computed; with another fingerprint it is refused unless ``overwrite``.
+        overwrite: discard an existing file made with other settings.
+        bn: ``fixed`` or ``recalibrate`` (see :class:`PointEvaluator`).
+        settings: extra settings that enter the fingerprint (direction kind, seed, checkpoint...).
+            The base weights, the directions, the grid, the data and ``bn`` always enter it.
+        metadata: recorded in the file, not fingerprinted.
+        extras: arrays stored with the surface (e.g. a projected trajectory).
+        chunk_size: points per rank between gathers (and the granularity of saves).
+        save_every: seconds between atomic saves (0: after every chunk); the end is always saved.
+        max_points: stop after this many new points (the file stays resumable).
+        callback: ``callback(flat_index, loss, accuracy)`` after each point (rank 0).
+        quiet: no progress bar.
+
+    Returns:
+        The surface (complete unless ``max_points`` stopped it).
+
+    Raises:
+        ResultFileError: ``path`` holds a surface made with other settings.
+        ConfigError: bad grid or direction count.
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    ys = None if ys is None else np.asarray(ys, dtype=np.float64)
+    ndim = 1 if ys is None else 2
+    if len(directions) != ndim:
+        raise ConfigError(f"a {ndim}D grid needs {ndim} direction(s), got {len(directions)}")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
+    rank, world = _dist_info()
+    if world > 1 and objective.shard is not None:
+        raise ConfigError("split either the grid points or the data across ranks, not both (shard=None)")
+
+    evaluator = PointEvaluator(objective, directions, bn=bn)
+    parts: dict[str, Any] = dict(settings or {})
+    parts.update(
+        {
+            "format": 1,
+            "base": tensors_digest(evaluator.base.items()),
+            "directions": describe_directions(evaluator.directions, evaluator.base)["digest"],
+            "xs": xs.tolist(),
+            "ys": None if ys is None else ys.tolist(),
+            "data": data_digest(objective),
+            "num_samples": objective.num_samples,
+            "bn": bn,
+            "bn_mode": objective.bn_mode,
+            "dtype": str(objective.dtype),
+            "loss_fn": type(objective.loss_fn).__name__,
+        }
+    )
+    fp = fingerprint_of(parts)
+    meta = dict(metadata or {})
+    meta.update(
+        {
+            "fingerprint_parts": parts,
+            "objective": objective.metadata(),
+            "bn": bn,
+            "directions": describe_directions(evaluator.directions, evaluator.base),
+        }
+    )
+
+    surface: Surface | None = None
+    if path is not None and Path(path).exists() and not overwrite:
+        existing = Surface.load(path)
+        check_resumable(existing, fp, parts, path)
+        surface = existing
+    if surface is None:
+        surface = Surface.empty(xs, ys, metadata=meta, fingerprint=fp)
+    else:
+        surface.metadata.update(meta)
+    if extras:
+        surface.extras.update({k: np.asarray(v) for k, v in extras.items()})
+
+    flat_loss = surface.loss.reshape(-1)
+    flat_acc = surface.accuracy.reshape(-1)
+    flat_done = surface.done.reshape(-1)
+    todo = np.flatnonzero(~flat_done)
+    if max_points is not None:
+        todo = todo[: max(0, int(max_points))]
+
+    def save() -> None:
+        if path is not None and rank == 0:
+            surface.save(path)
+
+    if path is not None and rank == 0 and not Path(path).exists():
+        save()  # an empty file records the settings at once
+    last_save = time.monotonic()
+    step = chunk_size * world
+    with evaluator, Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            mine = chunk[rank::world]
+            results: list[tuple[int, float, float]] = []
+            for k in mine:
+                loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
+                results.append((int(k), loss, acc))
+                if world == 1:
+                    flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
+                    if callback is not None:
+                        callback(int(k), loss, acc)
+                    bar.update()
+            if world > 1:
+                import torch.distributed as dist
+
+                gathered: list[Any] = [None] * world
+                dist.all_gather_object(gathered, results)
+                for part in gathered:
+                    for k, loss, acc in part:
+                        flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
+                        if callback is not None and rank == 0:
+                            callback(k, loss, acc)
+                bar.update(len(chunk))
+            if save_every <= 0 or time.monotonic() - last_save >= save_every:
+                save()
+                last_save = time.monotonic()
+    save()
+    return surface

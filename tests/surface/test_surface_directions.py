@@ -1,0 +1,134 @@
+"""Random normalized directions: per-filter norms, orthogonality, seeds, states mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape.errors import ConfigError
+from landscape.surface import (
+    direction_dot,
+    direction_norm,
+    interpolation_direction,
+    normalize_direction,
+    random_directions,
+    snapshot,
+)
+
+
+def _group_norms(t: torch.Tensor, norm: str) -> torch.Tensor:
+    if norm == "filter":
+        return t.reshape(t.shape[0], -1).norm(dim=1)
+    return t.norm().reshape(1)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"], ids=["mlp", "cnn"])
+@pytest.mark.parametrize("norm", ["filter", "layer"], ids=["filter", "layer"])
+@pytest.mark.parametrize("num", [1, 2], ids=["1d", "2d"])
+def test_group_norms_equal_the_weights(make_objective, model, norm, num):
+    obj = make_objective(model)
+    weights = snapshot(obj)
+    dirs = random_directions(obj, num, seed=3, norm=norm)
+    assert len(dirs) == num
+    for d in dirs:
+        for name, w in weights.items():
+            if w.dim() > 1:
+                torch.testing.assert_close(
+                    _group_norms(d[name], norm), _group_norms(w, norm), rtol=1e-12, atol=0
+                )
+            else:
+                assert not d[name].any(), f"1-D tensor {name} is not zeroed with ignore='biasbn'"
+
+
+@pytest.mark.parametrize("num", [1, 2], ids=["1d", "2d"])
+def test_model_norm_equals_the_weights_norm(make_objective, num):
+    obj = make_objective("cnn")
+    weights = {n: w for n, w in snapshot(obj).items() if w.dim() > 1}
+    for d in random_directions(obj, num, seed=4, norm="model"):
+        kept = {n: d[n] for n in weights}
+        assert direction_norm(kept) == pytest.approx(direction_norm(weights), rel=1e-12)
+
+
+def test_ignore_none_copies_one_dimensional_tensors(make_objective):
+    obj = make_objective("cnn")
+    weights = snapshot(obj)
+    (d,) = random_directions(obj, 1, seed=0, ignore="none")
+    for name, w in weights.items():
+        if w.dim() <= 1:
+            assert torch.equal(d[name], w)
+
+
+@pytest.mark.parametrize("norm", ["filter", "layer", "model", "none"], ids=lambda s: f"norm-{s}")
+@pytest.mark.parametrize("ignore", ["biasbn", "none"], ids=lambda s: f"ignore-{s}")
+@pytest.mark.parametrize("mode", ["weights", "states"], ids=lambda s: f"mode-{s}")
+def test_pair_is_orthogonal(make_objective, norm, ignore, mode):
+    obj = make_objective("cnn")
+    d1, d2 = random_directions(obj, 2, seed=11, norm=norm, ignore=ignore, mode=mode)
+    cos = direction_dot(d1, d2) / (direction_norm(d1) * direction_norm(d2))
+    assert abs(cos) < 1e-13
+    # without orthogonalization the two Gaussian draws are measurably not orthogonal
+    e1, e2 = random_directions(obj, 2, seed=11, norm=norm, ignore=ignore, mode=mode, orthogonal=False)
+    assert abs(direction_dot(e1, e2)) / (direction_norm(e1) * direction_norm(e2)) > 1e-4
+
+
+def test_filter_pair_is_orthogonal_per_filter_and_keeps_the_norms(make_objective):
+    obj = make_objective("cnn")
+    weights = snapshot(obj)
+    d1, d2 = random_directions(obj, 2, seed=5, norm="filter")
+    for name, w in weights.items():
+        if w.dim() > 1:
+            a = d1[name].reshape(w.shape[0], -1)
+            b = d2[name].reshape(w.shape[0], -1)
+            scale = a.norm(dim=1) * b.norm(dim=1)
+            assert ((a * b).sum(dim=1).abs() <= 1e-13 * scale).all()
+            torch.testing.assert_close(b.norm(dim=1), _group_norms(w, "filter"), rtol=1e-12, atol=0)
+
+
+def test_seed_reproduces_and_differs(make_objective):
+    obj = make_objective("mlp")
+    a = random_directions(obj, 2, seed=7)
+    b = random_directions(obj, 2, seed=7)
+    c = random_directions(obj, 2, seed=8)
+    for da, db, dc in zip(a, b, c):
+        assert all(torch.equal(da[n], db[n]) for n in da)
+        assert any(not torch.equal(da[n], dc[n]) for n in da if da[n].dim() > 1)
+
+
+def test_states_mode_moves_batch_norm_buffers(make_objective):
+    obj = make_objective("cnn")
+    (dw,) = random_directions(obj, 1, mode="weights")
+    (ds,) = random_directions(obj, 1, mode="states", ignore="none")
+    buffers = [n for n in ds if n.endswith(("running_mean", "running_var"))]
+    assert buffers and not any(n in dw for n in buffers)
+    state = obj.model.state_dict()
+    for n in buffers:
+        assert torch.equal(ds[n], state[n])
+
+
+def test_interpolation_direction_reaches_the_other_point(make_objective):
+    a, b = snapshot(make_objective("mlp", seed=0)), snapshot(make_objective("mlp", seed=1))
+    d = interpolation_direction(a, b)
+    for n in a:
+        torch.testing.assert_close(a[n] + d[n], b[n], rtol=1e-15, atol=1e-15)
+    with pytest.raises(ConfigError, match="shape"):
+        interpolation_direction(a, {n: t[..., :1] for n, t in b.items()})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"norm": "filters"}, "norm='filters'.*'filter'"),
+        ({"ignore": "bias"}, "ignore='bias'"),
+        ({"mode": "w"}, "mode='w'"),
+    ],
+    ids=["norm", "ignore", "mode"],
+)
+def test_bad_options_are_refused(make_objective, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        random_directions(make_objective("mlp"), 1, **kwargs)
+
+
+def test_normalize_direction_refuses_shape_mismatch():
+    w = {"w": torch.ones(2, 3, dtype=torch.float64)}
+    with pytest.raises(ConfigError, match="shape"):
+        normalize_direction({"w": torch.ones(3, 2, dtype=torch.float64)}, w)
