@@ -1,0 +1,272 @@
+"""The Hessian of an :class:`~landscape.objective.Objective` as a linear operator on flat vectors.
+
+For ``L(w) = sum_b (n_b / N) L_b(w)`` (``L_b`` the batch-mean loss) the Hessian-vector product is
+``H v = sum_b (n_b / N) H_b v``, so an uneven last batch gives exactly the full-batch product. Two ways
+to form ``H_b v`` without forming ``H_b`` (Pearlmutter 1994):
+
+* ``rev-rev`` (reverse-over-reverse): ``g = dL_b/dw`` with ``create_graph=True``, then
+  ``H_b v = d(g . v)/dw`` by a second backward pass. With a single batch the first-order graph is
+  built once and reused for every product.
+* ``fwd-rev`` (forward-over-reverse): ``H_b v = jvp(grad L_b, (w,), (v,))``, with ``torch.func``;
+  a block of vectors is pushed through ``torch.func.vmap`` in one call.
+
+``mode='auto'`` picks per device the one that the benchmark (``benchmarks/bench_hessian.py``) found
+faster: ``rev-rev`` on CPU and MPS, ``fwd-rev`` on CUDA (and always ``rev-rev`` with batch norm in
+training mode, whose in-place statistics update does not vmap).
+
+Every product of one vector counts as one *matvec*; a block of ``k`` columns counts ``k`` matvecs but
+costs one pass over the data. When the objective is sharded (``torch.distributed``), each rank sums
+its batches and the result is all-reduced, so all ranks see the same product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from landscape.errors import ConfigError, NonDeterministicDataError, check_choice
+from landscape.objective import Objective
+
+HVP_MODES = ("auto", "rev-rev", "fwd-rev")
+_AUTO_MODE = {"cpu": "rev-rev", "mps": "rev-rev", "cuda": "fwd-rev"}
+
+WeightedBatch = tuple[torch.Tensor, torch.Tensor, float]
+
+
+def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate tensors into one flat vector."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+class HessianOperator:
+    """``H v`` for the (sub-)Hessian of an objective, as an ``(n, n)`` linear operator.
+
+    Use ``op @ v`` with ``v`` of shape ``(n,)`` or a block ``(n, k)``; :meth:`unflatten` and
+    :meth:`flatten` convert between flat vectors and lists of parameter-shaped tensors.
+
+    Args:
+        objective: the loss over a fixed dataset.
+        mode: ``'auto'``, ``'rev-rev'`` or ``'fwd-rev'`` (see the module docstring).
+        param_indices: restrict to these entries of ``objective.params`` (a diagonal block of the
+            Hessian); default all.
+        batches: use these ``(x, y, weight)`` batches instead of the objective's data (for example
+            one batch with weight 1 for the per-batch protocol). They are neither sharded nor reduced.
+        check_determinism: run two passes and refuse data whose loss or gradient changes between them
+            (augmentation, shuffling, dropout). ``None`` (default): only for data from a DataLoader.
+        allow_nondeterministic: skip the check and the shuffling test (opt-out).
+        block_size: the most vectors pushed through one data pass at once.
+
+    Raises:
+        NonDeterministicDataError: the loader shuffles or two passes disagree.
+        ConfigError: a bad mode or index.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        *,
+        mode: str = "auto",
+        param_indices: Sequence[int] | None = None,
+        batches: Iterable[WeightedBatch] | None = None,
+        check_determinism: bool | None = None,
+        allow_nondeterministic: bool = False,
+        block_size: int = 16,
+    ) -> None:
+        check_choice("mode", mode, HVP_MODES)
+        if block_size < 1:
+            raise ConfigError(f"block_size={block_size!r} must be >= 1")
+        self.objective = objective
+        n_all = len(objective.params)
+        idx = list(range(n_all)) if param_indices is None else [int(i) for i in param_indices]
+        bad = [i for i in idx if not 0 <= i < n_all]
+        if bad or not idx:
+            raise ConfigError(f"param_indices={list(idx)!r} must be non-empty indices in [0, {n_all})")
+        self.param_indices = idx
+        self.params: list[torch.Tensor] = [objective.params[i] for i in idx]
+        self.param_names: list[str] = [objective.param_names[i] for i in idx]
+        self.shapes = [p.shape for p in self.params]
+        self.sizes = [p.numel() for p in self.params]
+        n = sum(self.sizes)
+        self.shape = (n, n)
+        self.dtype = objective.dtype
+        self.device = objective.device
+        self.block_size = block_size
+        self._batches = list(batches) if batches is not None else None
+        if mode == "auto":
+            mode = _AUTO_MODE.get(self.device.type, "rev-rev")
+            if objective.bn_mode == "train":
+                mode = "rev-rev"
+        self.mode = mode
+        self.matvecs = 0
+        self.passes = 0
+        self._graph: tuple[list[torch.Tensor | None], list[int]] | None = None
+        loader = getattr(objective, "_loader", None)
+        if check_determinism is None:
+            check_determinism = loader is not None and self._batches is None
+        if not allow_nondeterministic and self._batches is None:
+            if isinstance(loader, DataLoader) and isinstance(
+                getattr(loader.batch_sampler, "sampler", loader.sampler), RandomSampler
+            ):
+                raise NonDeterministicDataError(
+                    "the DataLoader shuffles (RandomSampler): batches change between passes, which "
+                    "silently breaks Lanczos; use shuffle=False or pass allow_nondeterministic=True"
+                )
+            if check_determinism:
+                objective.check_deterministic()
+
+    # -- conversions --------------------------------------------------------------------------
+    def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Parameter-shaped tensors to one flat vector of length ``n``."""
+        if len(tensors) != len(self.params):
+            raise ConfigError(f"expected {len(self.params)} tensors, got {len(tensors)}")
+        return flatten(tensors).to(device=self.device, dtype=self.dtype)
+
+    def unflatten(self, vec: torch.Tensor) -> list[torch.Tensor]:
+        """A flat vector of length ``n`` to a list of tensors shaped like the parameters."""
+        return [c.view(s) for c, s in zip(torch.split(vec, self.sizes), self.shapes)]
+
+    # -- data ---------------------------------------------------------------------------------
+    def _iter_batches(self) -> Iterator[WeightedBatch]:
+        if self._batches is not None:
+            yield from self._batches
+        else:
+            yield from self.objective.batches()
+
+    def _single_batch(self) -> bool:
+        if self._batches is not None:
+            return len(self._batches) == 1
+        return self.objective.num_batches == 1
+
+    def _reduce(self, out: torch.Tensor) -> None:
+        if self._batches is None:
+            self.objective.reduce_([out])
+
+    # -- products -----------------------------------------------------------------------------
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for ``v`` of shape ``(n,)`` or ``H V`` for a block ``(n, k)``."""
+        if v.dim() not in (1, 2) or v.shape[0] != self.shape[0]:
+            raise ConfigError(
+                f"vector of shape {tuple(v.shape)} does not fit an operator of size {self.shape}"
+            )
+        vec = v.dim() == 1
+        V = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype)
+        cols = [self._block(V[:, j : j + self.block_size]) for j in range(0, V.shape[1], self.block_size)]
+        out = torch.cat(cols, dim=1)
+        return out[:, 0] if vec else out
+
+    def hvp(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``H v`` with ``v`` given and returned as parameter-shaped tensors."""
+        return self.unflatten(self @ self.flatten(vectors))
+
+    def _block(self, V: torch.Tensor) -> torch.Tensor:
+        k = V.shape[1]
+        out = torch.zeros_like(V)
+        if self.mode == "rev-rev" and self._single_batch():
+            grads, used = self._cached_graph()
+            out += self._rev_rev_from_graph(grads, used, V, retain=True)
+        else:
+            for x, y, w in self._iter_batches():
+                if self.mode == "rev-rev":
+                    grads, used = self._first_order(x, y)
+                    out.add_(self._rev_rev_from_graph(grads, used, V, retain=False), alpha=w)
+                else:
+                    out.add_(self._fwd_rev(x, y, V), alpha=w)
+        self._reduce(out)
+        self.matvecs += k
+        self.passes += 1
+        return out
+
+    def _first_order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor | None], list[int]]:
+        with torch.enable_grad():
+            loss = self.objective.batch_loss(x, y)
+            grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        return list(grads), used
+
+    def _cached_graph(self) -> tuple[list[torch.Tensor | None], list[int]]:
+        if self._graph is None:
+            ((x, y, w),) = list(self._iter_batches())
+            grads, used = self._first_order(x, y)
+            # fold the batch weight into the graph once: H v = w * H_b v
+            self._graph = ([None if g is None else g * w for g in grads], used)
+        return self._graph
+
+    def refresh(self) -> None:
+        """Forget the cached single-batch graph (call after changing the parameters in place)."""
+        self._graph = None
+
+    def _rev_rev_from_graph(
+        self, grads: list[torch.Tensor | None], used: list[int], V: torch.Tensor, *, retain: bool
+    ) -> torch.Tensor:
+        out = torch.zeros_like(V)
+        if not used:
+            return out
+        gs = [grads[i] for i in used]
+        k = V.shape[1]
+        for j in range(k):
+            vs = self.unflatten(V[:, j])
+            hv = torch.autograd.grad(
+                gs,
+                self.params,
+                grad_outputs=[vs[i] for i in used],
+                retain_graph=retain or j < k - 1,
+                allow_unused=True,
+            )
+            out[:, j] = torch.cat(
+                [(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(hv, self.params)]
+            )
+        return out
+
+    def _fwd_rev(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        full = self.objective.param_dict()
+        names = self.param_names
+        primals = tuple(p.detach() for p in self.params)
+
+        def loss(*sub: torch.Tensor) -> torch.Tensor:
+            d = dict(full)
+            d.update(zip(names, sub))
+            return self.objective.functional_batch_loss(d, x, y)
+
+        grad_fn = torch.func.grad(loss, argnums=tuple(range(len(primals))))
+
+        def hvp(*tangents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return torch.func.jvp(grad_fn, primals, tangents)[1]
+
+        tangents = tuple(
+            c.reshape(V.shape[1], *s)
+            for c, s in zip(torch.split(V.T.contiguous(), self.sizes, dim=1), self.shapes)
+        )
+        if V.shape[1] == 1:
+            res: Any = hvp(*(t[0] for t in tangents))
+            return torch.cat([r.reshape(-1) for r in res]).unsqueeze(1)
+        res = torch.func.vmap(hvp)(*tangents)
+        return torch.cat([r.reshape(V.shape[1], -1) for r in res], dim=1).T
+
+
+def rademacher(
+    n: int, k: int, *, generator: torch.Generator, dtype: torch.dtype, device: Any
+) -> torch.Tensor:
+    """An ``(n, k)`` block of independent +-1 entries (drawn on the CPU, so seeds give the same draw
+    on every device)."""
+    z = torch.randint(0, 2, (n, k), generator=generator, dtype=torch.int8)
+    return (2 * z - 1).to(device=device, dtype=dtype)
+
+
+def operator_info(op: Any) -> tuple[int, torch.dtype, torch.device]:
+    """Size, dtype and device of any ``(n, n)`` operator (dense tensors included)."""
+    shape = tuple(op.shape)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ConfigError(f"the operator must be square, got shape {shape}")
+    dtype = getattr(op, "dtype", torch.float64)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        dtype = torch.float64
+    device = getattr(op, "device", torch.device("cpu"))
+    return int(shape[0]), dtype, torch.device(device)
+
+
+def matvec_count(op: Any) -> int | None:
+    """The operator's own matvec counter when it has one."""
+    return getattr(op, "matvecs", None)
