@@ -12,10 +12,32 @@ from landscape.optim.minmin import (
     minmin_training_step,
 )
 from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
+from landscape.optim.newton import (
+    PARTITIONS,
+    HGSummary,
+    NewtonSummary,
+    compute_hg,
+    nesterov_lrs,
+    newton_lrs,
+    partition,
+    partition_canonical,
+    partition_trivial,
+    partition_wb,
+)
 from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
 from landscape.optim.sgd_hess import SGDHess
 
 __all__ = [
+    "PARTITIONS",
+    "HGSummary",
+    "NewtonSummary",
+    "compute_hg",
+    "nesterov_lrs",
+    "newton_lrs",
+    "partition",
+    "partition_canonical",
+    "partition_trivial",
+    "partition_wb",
     "MSAM",
     "AdamWMSAMScheduleFree",
     "SCHEDULE_TYPES",
