@@ -4,6 +4,15 @@ and a uniform ``training_step`` used by ``landscape train``.
 """
 
 from landscape.optim._common import disable_running_stats, enable_running_stats, frozen_bn_stats
+from landscape.optim.factory import (
+    DEFAULT_RHO,
+    OPTIMIZER_NAMES,
+    evaluation_mode,
+    make_optimizer,
+    needs_two_batches,
+    step_statistics,
+    training_step,
+)
 from landscape.optim.minmin import (
     SCHEDULE_TYPES,
     MinMinBatchSampler,
@@ -28,6 +37,13 @@ from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
 from landscape.optim.sgd_hess import SGDHess
 
 __all__ = [
+    "DEFAULT_RHO",
+    "OPTIMIZER_NAMES",
+    "evaluation_mode",
+    "make_optimizer",
+    "needs_two_batches",
+    "step_statistics",
+    "training_step",
     "PARTITIONS",
     "HGSummary",
     "NewtonSummary",

@@ -1,0 +1,250 @@
+"""Build any optimizer of the toolkit by name, and drive all of them with one training step.
+
+Names (``OPTIMIZER_NAMES``): ``sgd``, ``adam``, ``adamw`` (from torch), ``sam``, ``asam``,
+``sam-direction``, ``sam-magnitude``, ``sgd-hess``, ``minmin``, ``msam``, ``adamw-msam-sf``,
+``newton-summary``.
+
+**Closure contract.** Every optimizer built here supports ``loss = optimizer.step(closure)``; the
+closure *zeroes the gradients itself* (``optimizer.zero_grad()``), runs the forward pass, calls
+``loss.backward()`` and returns the loss tensor. Optimizers call it as many times as they need (SAM
+twice). Two kinds need more:
+
+* ``sgd-hess``: when ``optimizer.needs_create_graph`` is True the closure must call
+  ``loss.backward(create_graph=True)`` (Hessian-vector products);
+* ``minmin``: the closure takes one argument, ``closure(phase)`` with ``phase`` in ``("small",
+  "large")``, and must compute the loss on the small or the large (disjoint) batch.
+
+``training_step(optimizer, model, loss_fn, batch, next_batch=None)`` builds the right closure for every
+kind (``next_batch`` is the large batch of ``minmin`` and is ignored otherwise), so a training loop is::
+
+    opt = make_optimizer(name, model, lr=0.1, momentum=0.9)
+    for batch, next_batch in pairs:
+        loss = training_step(opt, model, loss_fn, batch, next_batch)
+        stats = step_statistics(opt)          # SAM family: grad_norm_ratio, cosine, frac_larger
+    with evaluation_mode(opt):                # MSAM / schedule-free: evaluate the right parameters
+        evaluate(model)
+
+Returned losses: the loss at the parameters before the step for SGD, Adam(W), SAM, SAM-direction,
+SAM-magnitude, SGD-Hess, Newton-summary and Min-Min (small batch); the loss at the ascent point for
+MSAM and AdamW-MSAM-ScheduleFree (their only forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from landscape.errors import ConfigError, check_choice, check_positive
+from landscape.optim.minmin import MinMinOptimizer
+from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
+from landscape.optim.newton import NewtonSummary, partition
+from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
+from landscape.optim.sgd_hess import SGDHess
+
+OPTIMIZER_NAMES: tuple[str, ...] = (
+    "sgd",
+    "adam",
+    "adamw",
+    "sam",
+    "asam",
+    "sam-direction",
+    "sam-magnitude",
+    "sgd-hess",
+    "minmin",
+    "msam",
+    "adamw-msam-sf",
+    "newton-summary",
+)
+
+#: ``rho`` used when ``make_optimizer`` gets ``rho=None``.
+DEFAULT_RHO: dict[str, float] = {
+    "sam": 0.05,
+    "asam": 0.5,
+    "sam-direction": 0.05,
+    "sam-magnitude": 0.05,
+    "sgd-hess": 0.05,
+    "minmin": 0.1,
+    "msam": 0.3,
+    "adamw-msam-sf": 0.05,
+}
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _build(cls: Callable[..., torch.optim.Optimizer], name: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return cls(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"optimizer {name!r} does not accept these options: {exc}") from exc
+
+
+def make_optimizer(
+    name: str,
+    model: nn.Module,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    rho: float | None = None,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """Build the optimizer ``name`` over ``model``'s parameters.
+
+    Args:
+        name: one of ``OPTIMIZER_NAMES``.
+        model: the model to train.
+        lr: learning rate (for ``minmin`` the outer rate ``eta``; for ``newton-summary`` the global
+            factor ``damping``; for ``adamw-msam-sf`` the peak rate).
+        momentum: SGD momentum of ``sgd``, the SAM family's SGD base, ``sgd-hess``, ``minmin``,
+            ``msam`` and of the direction of ``newton-summary`` (default 0 everywhere: pass it).
+        weight_decay: L2 (SGD-based) or decoupled (``adamw``, ``adamw-msam-sf``) weight decay.
+        rho: radius / strength of the method (``DEFAULT_RHO[name]`` when ``None``); ``inner_step_size``
+            of ``minmin``; ignored by ``sgd``, ``adam``, ``adamw``, ``newton-summary``.
+        **kwargs: method options: ``decomposition`` (sam-direction/-magnitude), ``hessian_period``,
+            ``seed`` (sgd-hess), ``small_batch_size``, ``large_batch_size`` (minmin), ``betas``,
+            ``eps``, ``warmup_steps``, ``r``, ``weight_lr_power``, ``interpolation``
+            (adamw-msam-sf), and for ``newton-summary`` the required ``loss_fn`` and ``hg_loader``
+            plus ``partition`` (``canonical``/``trivial``/``wb``), ``damping_int``, ``period_hg``,
+            ``mom_lrs``, ``remove_negative``, ``dampening``. SAM-family names also accept
+            ``base_optimizer`` (a class; default ``torch.optim.SGD``) and its options.
+
+    Returns:
+        A ``torch.optim.Optimizer`` following the closure contract of this module.
+
+    Raises:
+        ConfigError: unknown name, bad hyperparameter, or an option the optimizer does not take.
+    """
+    check_choice("optimizer", name, OPTIMIZER_NAMES)
+    check_positive("lr", lr)
+    check_positive("weight_decay", weight_decay, allow_zero=True)
+    if rho is None:
+        rho = DEFAULT_RHO.get(name, 0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return _build(
+            torch.optim.SGD, name, params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs
+        )
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return _build(cls, name, params, lr=lr, weight_decay=weight_decay, **kwargs)
+    if name in ("sam", "asam", "sam-direction", "sam-magnitude"):
+        base = kwargs.pop("base_optimizer", torch.optim.SGD)
+        base_kw: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+        if base is torch.optim.SGD:
+            base_kw["momentum"] = momentum
+        if name in ("sam", "asam"):
+            return _build(
+                SAM, name, params, base, rho=rho, adaptive=name == "asam", model=model, **base_kw, **kwargs
+            )
+        cls2 = SAMDirection if name == "sam-direction" else SAMMagnitude
+        return _build(cls2, name, params, base, rho=rho, model=model, **base_kw, **kwargs)
+    if name == "sgd-hess":
+        return _build(
+            SGDHess, name, params, lr=lr, rho=rho, momentum=momentum, weight_decay=weight_decay, **kwargs
+        )
+    if name == "minmin":
+        base_opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return _build(MinMinOptimizer, name, model, base_opt, inner_step_size=rho, **kwargs)
+    if name == "msam":
+        return _build(
+            MSAM, name, params, lr=lr, momentum=momentum, rho=rho, weight_decay=weight_decay, **kwargs
+        )
+    if name == "adamw-msam-sf":
+        return _build(
+            AdamWMSAMScheduleFree, name, params, lr=lr, rho=rho, weight_decay=weight_decay, **kwargs
+        )
+    # newton-summary
+    loss_fn = kwargs.pop("loss_fn", None)
+    hg_loader = kwargs.pop("hg_loader", None)
+    if loss_fn is None or hg_loader is None:
+        raise ConfigError(
+            "optimizer 'newton-summary' needs loss_fn=... and hg_loader=... (a fixed loader for H-bar/g-bar)"
+        )
+    kind = kwargs.pop("partition", "canonical")
+    groups, _ = partition(model, kind)
+
+    def full_loss(x: Any, target: Any) -> Tensor:
+        device = next(model.parameters()).device
+        return loss_fn(model(_to(x, device)), _to(target, device))
+
+    return _build(NewtonSummary, name, groups, full_loss, hg_loader, damping=lr, momentum=momentum, **kwargs)
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to(v, device) for v in x)
+    return x
+
+
+def needs_two_batches(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``training_step`` needs ``next_batch`` for this optimizer (Min-Min)."""
+    return isinstance(optimizer, MinMinOptimizer)
+
+
+def training_step(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Sequence[Any],
+    next_batch: Sequence[Any] | None = None,
+) -> float:
+    """One optimization step of any optimizer from ``make_optimizer`` (or torch's own).
+
+    Args:
+        optimizer: the optimizer.
+        model: the model; batches are moved to the device of its first parameter.
+        loss_fn: ``loss_fn(model(x), y) -> scalar``.
+        batch: ``(x, y)``.
+        next_batch: a second, disjoint ``(x, y)``; required by ``minmin`` (its large batch), ignored
+            by the others.
+
+    Returns:
+        The loss as a float (see the module docstring for where each optimizer evaluates it).
+    """
+    device = next(model.parameters()).device
+    if needs_two_batches(optimizer):
+        if next_batch is None:
+            raise ConfigError("next_batch=None: the 'minmin' optimizer needs a second, disjoint batch")
+        batches = {"small": _to(batch, device), "large": _to(next_batch, device)}
+    else:
+        batches = {"small": _to(batch, device)}
+
+    def closure(phase: str = "small") -> Tensor:
+        x, y = batches[phase][0], batches[phase][1]
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward(create_graph=bool(getattr(optimizer, "needs_create_graph", False)))
+        return loss
+
+    loss = optimizer.step(closure)
+    return float(loss.detach()) if isinstance(loss, Tensor) else float("nan")
+
+
+def step_statistics(optimizer: torch.optim.Optimizer) -> dict[str, float] | None:
+    """``{"grad_norm_ratio", "cosine", "frac_larger"}`` of the last step (SAM family), else ``None``."""
+    stats = getattr(optimizer, "last_stats", None)
+    return dict(stats) if stats is not None else None
+
+
+@contextmanager
+def evaluation_mode(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Inside the block the model holds the parameters to evaluate or save.
+
+    MSAM puts back the unperturbed weights, AdamW-MSAM-ScheduleFree the averaged sequence ``x``; both
+    return bit-exactly to the training parameters afterwards. A no-op for the other optimizers.
+    """
+    has_modes = hasattr(optimizer, "eval") and hasattr(optimizer, "train")
+    was_training = bool(getattr(optimizer, "train_mode", True))
+    if has_modes:
+        optimizer.eval()  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if has_modes and was_training:
+            optimizer.train()  # type: ignore[attr-defined]

@@ -1,0 +1,133 @@
+"""Every optimizer through the factory: trains an MLP on digits, resumes exactly from a state_dict."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from landscape.errors import ConfigError
+from landscape.optim import (
+    OPTIMIZER_NAMES,
+    evaluation_mode,
+    make_optimizer,
+    needs_two_batches,
+    step_statistics,
+    training_step,
+)
+
+# name -> (lr, extra options); momentum 0.9 everywhere it applies
+SETTINGS = {
+    "sgd": (0.2, {}),
+    "adam": (0.01, {}),
+    "adamw": (0.01, {}),
+    "sam": (0.2, {}),
+    "asam": (0.2, {}),
+    "sam-direction": (0.2, {"decomposition": "global"}),
+    "sam-magnitude": (0.2, {"decomposition": "elementwise"}),
+    "sgd-hess": (0.1, {"hessian_period": 2}),
+    "minmin": (0.2, {}),
+    "msam": (0.2, {}),
+    "adamw-msam-sf": (0.02, {"warmup_steps": 3}),
+    "newton-summary": (0.1, {"damping_int": 10.0, "period_hg": 4, "mom_lrs": 0.5, "remove_negative": True}),
+}
+LOSS = nn.CrossEntropyLoss()
+
+
+def build(name, model, digits):
+    lr, extra = SETTINGS[name]
+    extra = dict(extra)
+    if name == "newton-summary":
+        extra.update(loss_fn=LOSS, hg_loader=[(digits.x[:128].double(), digits.y[:128])])
+    momentum = 0.0 if name in ("adam", "adamw", "adamw-msam-sf") else 0.9
+    kw = {} if name in ("adam", "adamw", "adamw-msam-sf") else {"momentum": momentum}
+    return make_optimizer(name, model, lr=lr, **kw, **extra)
+
+
+def run(opt, model, batches, steps, start=0):
+    losses = []
+    for t in range(start, start + steps):
+        b = batches[(2 * t) % len(batches)]
+        nb = batches[(2 * t + 1) % len(batches)]
+        losses.append(training_step(opt, model, LOSS, b, nb))
+    return losses
+
+
+def full_loss(model, opt, digits):
+    with torch.no_grad(), evaluation_mode(opt):
+        return LOSS(model(digits.x.double()), digits.y).item()
+
+
+def test_every_name_is_tested():
+    assert set(SETTINGS) == set(OPTIMIZER_NAMES)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_optimizer_lowers_digits_loss(name, digits, mlp_factory):
+    model = mlp_factory(0, torch.float64)
+    opt = build(name, model, digits)
+    batches = [(x.double(), y) for x, y in digits.batches(64)]
+    before = full_loss(model, opt, digits)
+    losses = run(opt, model, batches, 40)
+    after = full_loss(model, opt, digits)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    print(f"digits loss {name}: {before:.3f} -> {after:.3f}")
+    assert after < 0.75 * before, f"{name}: {before:.3f} -> {after:.3f}"
+    stats = step_statistics(opt)
+    if name in ("sam", "asam", "sam-direction", "sam-magnitude"):
+        assert set(stats) == {"grad_norm_ratio", "cosine", "frac_larger"}
+        assert 0.0 <= stats["frac_larger"] <= 1.0 and -1.0 <= stats["cosine"] <= 1.0
+    else:
+        assert stats is None
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_state_dict_resume_matches_uninterrupted_run(name, digits, mlp_factory):
+    batches = [(x.double(), y) for x, y in digits.batches(64)][:6]
+    model = mlp_factory(1, torch.float64)
+    opt = build(name, model, digits)
+    run(opt, model, batches, 6)
+    reference = [p.detach().clone() for p in model.parameters()]
+
+    model = mlp_factory(1, torch.float64)
+    opt = build(name, model, digits)
+    run(opt, model, batches, 3)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=False)
+    model2 = mlp_factory(99, torch.float64)
+    opt2 = build(name, model2, digits)
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    run(opt2, model2, batches, 3, start=3)
+    for p, r in zip(model2.parameters(), reference):
+        assert torch.equal(p.detach(), r), name
+
+
+def test_factory_errors(mlp_factory):
+    model = mlp_factory()
+    with pytest.raises(ConfigError, match="optimizer='lbfgs' is not valid.*'sam'"):
+        make_optimizer("lbfgs", model, lr=0.1)
+    with pytest.raises(ConfigError, match="does not accept"):
+        make_optimizer("msam", model, lr=0.1, nesterov=True)
+    with pytest.raises(ConfigError, match="hg_loader"):
+        make_optimizer("newton-summary", model, lr=0.1)
+    with pytest.raises(ConfigError, match="lr=-0.1"):
+        make_optimizer("sam", model, lr=-0.1)
+    opt = make_optimizer("minmin", model, lr=0.1)
+    assert needs_two_batches(opt)
+    x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64)
+    with pytest.raises(ConfigError, match="next_batch=None"):
+        training_step(opt, model, LOSS, (x, y))
+
+
+def test_default_rho_and_kinds(mlp_factory):
+    model = mlp_factory()
+    assert make_optimizer("asam", model, lr=0.1).param_groups[0]["rho"] == 0.5
+    assert make_optimizer("asam", model, lr=0.1).param_groups[0]["adaptive"] is True
+    assert make_optimizer("minmin", model, lr=0.1, rho=0.3).param_groups[0]["inner_step_size"] == 0.3
+    sam_adam = make_optimizer("sam", model, lr=0.01, base_optimizer=torch.optim.Adam)
+    assert isinstance(sam_adam.base_optimizer, torch.optim.Adam)
