@@ -131,3 +131,17 @@ def test_default_rho_and_kinds(mlp_factory):
     assert make_optimizer("minmin", model, lr=0.1, rho=0.3).param_groups[0]["inner_step_size"] == 0.3
     sam_adam = make_optimizer("sam", model, lr=0.01, base_optimizer=torch.optim.Adam)
     assert isinstance(sam_adam.base_optimizer, torch.optim.Adam)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_optimizer_steps_on_cuda_like_cpu(name, digits, mlp_factory):
+    batches = [(x.double(), y) for x, y in digits.batches(64)][:4]
+    out = []
+    for device in ("cpu", "cuda"):
+        model = mlp_factory(2, torch.float64).to(device)
+        opt = build(name, model, digits)
+        run(opt, model, batches, 3)
+        out.append([p.detach().cpu() for p in model.parameters()])
+    for a, b in zip(*out):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
