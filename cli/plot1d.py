@@ -1,0 +1,181 @@
+"""``landscape plot1d``: a 1D loss curve (random direction, interpolation, Hessian eigenvector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    data_options,
+    device_options,
+    dtype_from_option,
+    echo_json,
+    model_options,
+    output_options,
+    parse_json_kwargs,
+    seed_option,
+)
+from cli.surface_common import direction_options, evaluation_options, is_rank_zero, save_figure
+from landscape.errors import ConfigError
+from landscape.plot.surface import plot_surface_1d
+from landscape.surface.api import surface_from_checkpoint
+from landscape.surface.grid import parse_range
+from landscape.surface.store import Surface
+
+
+@click.command()
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Second checkpoint: interpolate from CHECKPOINT (0) to it (1).",
+)
+@click.option(
+    "--dir-type",
+    default=None,
+    type=click.Choice(["random", "interpolation", "eigen"]),
+    help="Direction (default: interpolation with --to, else random).",
+)
+@click.option(
+    "--x",
+    "x_range",
+    default="-1:1:51",
+    show_default=True,
+    metavar="MIN:MAX:NUM",
+    help="Grid along the direction.",
+)
+@click.option("--log", is_flag=True, help="Logarithmic loss axis.")
+@click.option("--no-accuracy", is_flag=True, help="Do not draw accuracy on the twin axis.")
+@direction_options
+@evaluation_options
+@model_options
+@data_options
+@device_options
+@seed_option
+@output_options
+def plot1d(
+    checkpoint: Path | None,
+    to: Path | None,
+    dir_type: str | None,
+    x_range: str,
+    log: bool,
+    no_accuracy: bool,
+    norm: str,
+    ignore: str,
+    mode: str,
+    bn: str,
+    overwrite: bool,
+    chunk_size: int,
+    save_every: float,
+    max_points: int | None,
+    eigen_tol: float,
+    name: str | None,
+    label: str | None,
+    formats: tuple[str, ...],
+    from_files: tuple[Path, ...],
+    model: str | None,
+    model_kwargs: str | None,
+    unsafe_load: bool,
+    data: str | None,
+    data_dir: str | None,
+    split: str | None,
+    samples: int | None,
+    batch_size: int,
+    device: str,
+    dtype: str,
+    seed: int,
+    out: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Loss and accuracy along one direction through CHECKPOINT, saved as a resumable surface file.
+
+    Rerunning the same command resumes an interrupted run; a surface file from other settings is
+    refused (use --overwrite). Run under torchrun to split the grid across processes.
+
+    \b
+    Examples:
+      landscape plot1d runs/sgd/final.pt --x -1:1:51 --samples 2000 -o figs
+      landscape plot1d a.pt --to b.pt --x -0.5:1.5:41 --mode states --split test -o figs
+      landscape plot1d final.pt --dir-type eigen --x -0.2:0.2:41 --log
+      landscape plot1d --from figs/sgd.npz --from figs/sam.npz --name compare -o figs --format pdf
+      torchrun --nproc_per_node 4 -m cli.main plot1d final.pt --x -1:1:201 -o figs
+    """
+    out = out if out is not None else Path(".")
+    if from_files:
+        if checkpoint is not None:
+            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
+        surfaces = [Surface.load(p) for p in from_files]
+        stem = name or (from_files[0].stem if len(from_files) == 1 else "surface1d")
+    else:
+        if checkpoint is None:
+            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+        dir_type = dir_type or ("interpolation" if to is not None else "random")
+        stem = name or f"{checkpoint.stem}_{dir_type}_1d"
+        surfaces = [
+            surface_from_checkpoint(
+                checkpoint,
+                xs=parse_range(x_range, "--x"),
+                dir_type=dir_type,
+                to=to,
+                norm=norm,
+                ignore=ignore,
+                mode=mode,
+                seed=seed,
+                bn=bn,
+                out=out / f"{stem}.npz",
+                overwrite=overwrite,
+                model=model,
+                model_kwargs=parse_json_kwargs(model_kwargs),
+                unsafe_load=unsafe_load,
+                data=data,
+                data_dir=data_dir,
+                split=split,
+                samples=samples,
+                batch_size=batch_size,
+                device=device,
+                dtype=dtype_from_option(dtype),
+                eigen_tol=eigen_tol,
+                chunk_size=chunk_size,
+                save_every=save_every,
+                max_points=max_points,
+                label=label,
+                quiet=quiet,
+            )
+        ]
+    if not is_rank_zero():
+        return
+    figures = []
+    if all(s.num_done > 0 for s in surfaces):
+        fig = plot_surface_1d(
+            surfaces,
+            log=log,
+            accuracy=not no_accuracy,
+            labels=[label]
+            if label and len(surfaces) == 1
+            else [p.stem for p in from_files]
+            if len(from_files) > 1
+            else None,
+        )
+        figures = save_figure(fig, out, stem, formats)
+    result = {
+        "surface": str(out / f"{stem}.npz") if not from_files else [str(p) for p in from_files],
+        "figures": [str(p) for p in figures],
+        "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
+    }
+    if as_json:
+        echo_json(result)
+        return
+    for s in surfaces:
+        d = s.to_dict()
+        click.echo(
+            f"points {d['points_done']}/{d['points_total']}"
+            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
+        )
+    if not from_files:
+        click.echo(f"surface  {result['surface']}")
+    for p in figures:
+        click.echo(f"figure   {p}")

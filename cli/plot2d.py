@@ -1,0 +1,224 @@
+"""``landscape plot2d``: a 2D loss surface (random plane, three-checkpoint plane, PCA, eigenvectors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import (
+    data_options,
+    device_options,
+    dtype_from_option,
+    echo_json,
+    model_options,
+    output_options,
+    parse_json_kwargs,
+    seed_option,
+)
+from cli.surface_common import direction_options, evaluation_options, is_rank_zero, save_figure
+from landscape.errors import ConfigError
+from landscape.plot.surface import plot_surface_2d, shared_limits
+from landscape.surface.api import surface_from_checkpoint
+from landscape.surface.grid import parse_range
+from landscape.surface.store import Surface
+
+
+@click.command()
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--dir-type",
+    default=None,
+    type=click.Choice(["random", "plane", "pca", "eigen"]),
+    help="Directions (default: plane with --ckpts, pca with --trajectory, else random).",
+)
+@click.option(
+    "--ckpts",
+    nargs=2,
+    default=None,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="B C",
+    help="Plane through CHECKPOINT (0,0), B (1,0) and C (0,1).",
+)
+@click.option(
+    "--trajectory",
+    default=None,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of checkpoints: PCA directions and the projected path.",
+)
+@click.option(
+    "--x",
+    "x_range",
+    default="-1:1:51",
+    show_default=True,
+    metavar="MIN:MAX:NUM",
+    help="Grid along the first direction.",
+)
+@click.option(
+    "--y",
+    "y_range",
+    default="-1:1:51",
+    show_default=True,
+    metavar="MIN:MAX:NUM",
+    help="Grid along the second direction.",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    default=("contour",),
+    show_default=True,
+    type=click.Choice(["contour", "filled", "heatmap", "surface3d"]),
+    help="Figure kind (repeat for several).",
+)
+@click.option("--levels", default=30, show_default=True, type=int, help="Number of contour levels.")
+@click.option("--linear", is_flag=True, help="Linearly spaced levels and colour scale (default: log-spaced).")
+@click.option(
+    "--vmin", default=None, type=float, help="Lower end of the colour scale (share it across models)."
+)
+@click.option("--vmax", default=None, type=float, help="Upper end of the colour scale.")
+@direction_options
+@evaluation_options
+@model_options
+@data_options
+@device_options
+@seed_option
+@output_options
+def plot2d(
+    checkpoint: Path | None,
+    dir_type: str | None,
+    ckpts: tuple[Path, Path] | None,
+    trajectory: Path | None,
+    x_range: str,
+    y_range: str,
+    kinds: tuple[str, ...],
+    levels: int,
+    linear: bool,
+    vmin: float | None,
+    vmax: float | None,
+    norm: str,
+    ignore: str,
+    mode: str,
+    bn: str,
+    overwrite: bool,
+    chunk_size: int,
+    save_every: float,
+    max_points: int | None,
+    eigen_tol: float,
+    name: str | None,
+    label: str | None,
+    formats: tuple[str, ...],
+    from_files: tuple[Path, ...],
+    model: str | None,
+    model_kwargs: str | None,
+    unsafe_load: bool,
+    data: str | None,
+    data_dir: str | None,
+    split: str | None,
+    samples: int | None,
+    batch_size: int,
+    device: str,
+    dtype: str,
+    seed: int,
+    out: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Loss over a plane through CHECKPOINT, saved as a resumable surface file, drawn as contours.
+
+    Rerunning the same command resumes an interrupted run; a surface file from other settings is
+    refused (use --overwrite). Several --from files share one colour scale unless --vmin/--vmax.
+
+    \b
+    Examples:
+      landscape plot2d final.pt --x -1:1:51 --y -1:1:51 --samples 2000 -o figs
+      landscape plot2d final.pt --x -1:1.5:41 --y -0.5:0.5:21 --kind filled --kind surface3d
+      landscape plot2d a.pt --ckpts b.pt c.pt --x -0.5:1.5:41 --y -0.5:1.5:41 --mode states
+      landscape plot2d runs/sgd/final.pt --trajectory runs/sgd/ckpts --kind contour -o figs
+      landscape plot2d --from figs/sgd.npz --from figs/sam.npz --kind heatmap --format pdf
+      torchrun --nproc_per_node 4 -m cli.main plot2d final.pt --bn recalibrate -o figs
+    """
+    out = out if out is not None else Path(".")
+    if from_files:
+        if checkpoint is not None:
+            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
+        surfaces = [Surface.load(p) for p in from_files]
+        stems = [name if name and len(from_files) == 1 else p.stem for p in from_files]
+    else:
+        if checkpoint is None:
+            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+        if dir_type is None:
+            dir_type = "plane" if ckpts else "pca" if trajectory is not None else "random"
+        stems = [name or f"{checkpoint.stem}_{dir_type}_2d"]
+        surfaces = [
+            surface_from_checkpoint(
+                checkpoint,
+                xs=parse_range(x_range, "--x"),
+                ys=parse_range(y_range, "--y"),
+                dir_type=dir_type,
+                ckpts=list(ckpts) if ckpts else None,
+                trajectory=trajectory,
+                norm=norm,
+                ignore=ignore,
+                mode=mode,
+                seed=seed,
+                bn=bn,
+                out=out / f"{stems[0]}.npz",
+                overwrite=overwrite,
+                model=model,
+                model_kwargs=parse_json_kwargs(model_kwargs),
+                unsafe_load=unsafe_load,
+                data=data,
+                data_dir=data_dir,
+                split=split,
+                samples=samples,
+                batch_size=batch_size,
+                device=device,
+                dtype=dtype_from_option(dtype),
+                eigen_tol=eigen_tol,
+                chunk_size=chunk_size,
+                save_every=save_every,
+                max_points=max_points,
+                label=label,
+                quiet=quiet,
+            )
+        ]
+    if not is_rank_zero():
+        return
+    for s in surfaces:
+        if s.ndim != 2:
+            raise ConfigError("a --from file holds a 1D surface; redraw it with 'landscape plot1d --from'")
+    figures: list[Path] = []
+    if all(s.num_done > 0 for s in surfaces):
+        if len(surfaces) > 1 and vmin is None and vmax is None:
+            vmin, vmax = shared_limits(surfaces)
+        for s, stem in zip(surfaces, stems):
+            for kind in kinds:
+                fig = plot_surface_2d(
+                    s,
+                    kind=kind,
+                    levels=levels,
+                    log=not linear,
+                    vmin=vmin,
+                    vmax=vmax,
+                    title=label or s.metadata.get("label"),
+                )
+                figures += save_figure(fig, out, f"{stem}_{kind}", formats)
+    result = {
+        "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
+        "files": [str(p) for p in from_files] or [str(out / f"{stems[0]}.npz")],
+        "figures": [str(p) for p in figures],
+    }
+    if as_json:
+        echo_json(result)
+        return
+    for s in surfaces:
+        d = s.to_dict()
+        click.echo(
+            f"points {d['points_done']}/{d['points_total']}"
+            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
+        )
+    if not from_files:
+        click.echo(f"surface  {result['files'][0]}")
+    for p in figures:
+        click.echo(f"figure   {p}")
