@@ -65,7 +65,11 @@ class SavedResult:
             if k not in names:
                 continue
             if k in cls._nested and v is not None:
-                v = cls._nested[k].from_dict(v)
+                sub = None
+                if arrays is not None:
+                    pre = f"{k}__"
+                    sub = {a[len(pre) :]: arr for a, arr in arrays.items() if a.startswith(pre)}
+                v = cls._nested[k].from_dict(v, sub)
             elif k in cls._array_fields and v is not None:
                 v = np.asarray([_float(x) for x in v] if v and not isinstance(v[0], list) else v, dtype=float)
             kwargs[k] = v
@@ -81,6 +85,10 @@ class SavedResult:
             if v is None:
                 continue
             out[k] = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        for k in self._nested:
+            v = getattr(self, k, None)
+            if isinstance(v, SavedResult):
+                out.update({f"{k}__{a}": arr for a, arr in v._npz_arrays().items()})
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -104,7 +112,7 @@ class SavedResult:
         if kind != cls.__name__:
             raise ResultFileError(f"{str(path)!r} holds a {kind}, not a {cls.__name__}")
         npz = path.with_suffix(".npz")
-        arrays = dict(np.load(npz)) if cls._npz_fields and npz.exists() else None
+        arrays = dict(np.load(npz)) if npz.exists() else None
         return cls.from_dict(d, arrays)
 
 
