@@ -1,0 +1,56 @@
+"""Two processes (gloo, CPU), each with a shard of the batches, match one process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import digits, make_mlp
+
+from landscape.hessian import HessianOperator, sharpness, top_eigenpairs
+from landscape.objective import Objective
+
+WORLD = 2
+
+
+def _compute(shard: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+    obj = Objective(make_mlp(), digits(90), batch_size=25, dtype=torch.float64, shard=shard)  # 25,25,25,15
+    V = torch.randn(obj.num_params, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    eig = top_eigenpairs(obj, 2, tol=1e-10)
+    res = sharpness(obj, top_k=1, tol=1e-10, trace_matvecs=12, with_trace=True, seed=1)
+    return {
+        "hv": HessianOperator(obj, mode="fwd-rev") @ V,
+        "hv_rev": HessianOperator(obj, mode="rev-rev") @ V,
+        "eig": torch.from_numpy(eig.eigenvalues),
+        "vec": eig.vectors if eig.vectors is not None else torch.zeros(0),
+        "trace": torch.tensor([res.trace.estimate if res.trace else 0.0]),
+    }
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        torch.save(_compute((rank, WORLD)), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    ref = _compute(None)
+    for rank in range(WORLD):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(got["hv"], ref["hv"], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got["hv_rev"], ref["hv"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got["eig"].numpy(), ref["eig"].numpy(), rtol=1e-9)
+        # same start vector and the same reduced products: the same eigenvectors up to sign
+        cos = (got["vec"] * ref["vec"]).sum(0).abs()
+        torch.testing.assert_close(cos, torch.ones(2, dtype=torch.float64), atol=1e-8, rtol=0)
+        assert got["trace"].item() == pytest.approx(ref["trace"].item(), rel=1e-9)
