@@ -36,15 +36,16 @@ DIR_TYPES_1D = ("random", "interpolation", "eigen")
 DIR_TYPES_2D = ("random", "plane", "pca", "eigen")
 
 
-def init_distributed(device: str = "auto") -> tuple[int, int, str]:
+def init_distributed(device: str = "auto") -> tuple[int, int, str, bool]:
     """Join the ``torchrun`` process group when ``WORLD_SIZE > 1`` (no-op otherwise).
 
     Returns:
-        ``(rank, world_size, device)``; with CUDA each rank takes ``cuda:LOCAL_RANK``.
+        ``(rank, world_size, device, created)``; with CUDA each rank takes ``cuda:LOCAL_RANK``;
+        ``created`` says this call initialized the group (and the caller should destroy it).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1, device
+        return 0, 1, device, False
     import torch.distributed as dist
 
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
@@ -53,9 +54,10 @@ def init_distributed(device: str = "auto") -> tuple[int, int, str]:
         torch.cuda.set_device(torch.device(device))
     elif device == "auto":
         device = "cpu"
-    if not dist.is_initialized():
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
+    return dist.get_rank(), dist.get_world_size(), device, created
 
 
 def _tensors_like(
@@ -155,7 +157,68 @@ def surface_from_checkpoint(
         raise ConfigError(f"--ckpts needs exactly two checkpoints (B and C), got {len(ckpts)}")
     if (trajectory is not None) != (dir_type == "pca"):
         raise ConfigError("--trajectory DIR goes with --dir-type pca (and pca needs --trajectory)")
-    rank, world, device = init_distributed(device)
+    rank, world, device, created = init_distributed(device)
+    try:
+        return _surface(
+            checkpoint,
+            xs=xs,
+            ys=ys,
+            ndim=ndim,
+            dir_type=dir_type,
+            to=to,
+            ckpts=ckpts,
+            trajectory=trajectory,
+            norm=norm,
+            ignore=ignore,
+            mode=mode,
+            seed=seed,
+            bn=bn,
+            out=out,
+            overwrite=overwrite,
+            model=model,
+            model_kwargs=model_kwargs,
+            unsafe_load=unsafe_load,
+            data=data,
+            data_dir=data_dir,
+            split=split,
+            samples=samples,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            eigen_tol=eigen_tol,
+            chunk_size=chunk_size,
+            save_every=save_every,
+            max_points=max_points,
+            label=label,
+            callback=callback,
+            quiet=quiet,
+            world=world,
+        )
+    finally:
+        if created:  # every rank leaves together: an early exit would abort the others' gloo pairs
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _surface(checkpoint: str | Path, *, ndim: int, world: int, **kw: Any) -> Surface:
+    """The body of :func:`surface_from_checkpoint` once the process group is set up."""
+    xs, ys, dir_type, to, ckpts, trajectory = (
+        kw["xs"],
+        kw["ys"],
+        kw["dir_type"],
+        kw["to"],
+        kw["ckpts"],
+        kw["trajectory"],
+    )
+    norm, ignore, mode, seed = kw["norm"], kw["ignore"], kw["mode"], kw["seed"]
+    model, model_kwargs, unsafe_load = kw["model"], kw["model_kwargs"], kw["unsafe_load"]
+    data, data_dir, split, samples = kw["data"], kw["data_dir"], kw["split"], kw["samples"]
+    batch_size, device, dtype, eigen_tol = kw["batch_size"], kw["device"], kw["dtype"], kw["eigen_tol"]
+    bn, out, overwrite, label = kw["bn"], kw["out"], kw["overwrite"], kw["label"]
+    chunk_size, save_every, max_points = kw["chunk_size"], kw["save_every"], kw["max_points"]
+    callback, quiet = kw["callback"], kw["quiet"]
     load_kwargs = {"model": model, "model_kwargs": model_kwargs, "unsafe_load": unsafe_load}
     objective, ckpt, spec = objective_from_checkpoint(
         checkpoint,
