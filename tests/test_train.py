@@ -1,0 +1,136 @@
+"""``landscape train``: run folders, exact resume, refusal of a folder with other settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape.errors import ConfigError, ResultFileError
+from landscape.io.checkpoints import load_checkpoint
+from landscape.io.data import DataSpec
+from landscape.io.models import ModelSpec
+from landscape.train import TrainConfig, train
+
+
+def _config(optimizer: str = "sam", **kw) -> TrainConfig:
+    settings = {"batch_size": 32, "epochs": 3, "seed": 7, **kw}
+    return TrainConfig(
+        model=ModelSpec("cnn", {"width": 4}),
+        data=DataSpec("digits", subset=192, seed=1),
+        optimizer=optimizer,
+        **settings,
+    )
+
+
+class _StopError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer", ["sam", "sgd-hess", "minmin", "adamw-msam-sf"])
+def test_interrupted_run_resumes_to_the_identical_result(tmp_path, optimizer):
+    kw = (
+        {"optimizer_kwargs": {"small_batch_size": 16, "large_batch_size": 48}}
+        if optimizer == "minmin"
+        else {}
+    )
+    full = train(_config(optimizer, **kw), tmp_path / "full", quiet=True)
+
+    def stop_after_first(epoch, metrics):
+        if epoch == 1:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        train(_config(optimizer, **kw), tmp_path / "cut", quiet=True, on_epoch=stop_after_first)
+    assert not (tmp_path / "cut" / "final.pt").exists()
+    resumed = train(_config(optimizer, **kw), tmp_path / "cut", quiet=True)
+    assert resumed.resumed_from_epoch == 1 and resumed.steps_done == full.steps_done
+    a = load_checkpoint(full.final_checkpoint).state_dict
+    b = load_checkpoint(resumed.final_checkpoint).state_dict
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (tmp_path / "full" / "steps.csv").read_text() == (tmp_path / "cut" / "steps.csv").read_text()
+    assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "cut" / "metrics.csv").read_text()
+
+
+def test_run_folder_contents_and_logged_statistics(tmp_path):
+    res = train(_config("sam-magnitude"), tmp_path / "run", quiet=True)
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == [
+        "ckpt_epoch000.pt",
+        "ckpt_epoch001.pt",
+        "ckpt_epoch002.pt",
+        "ckpt_epoch003.pt",
+        "config.json",
+        "final.pt",
+        "metrics.csv",
+        "state.pt",
+        "steps.csv",
+        "summary.json",
+    ]
+    with open(tmp_path / "run" / "steps.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == res.steps_done == 3 * (192 // 32)
+    for r in rows:
+        assert 0.0 <= float(r["frac_larger"]) <= 1.0
+        assert -1.0 <= float(r["cosine"]) <= 1.0 + 1e-9
+        assert float(r["grad_norm_ratio"]) > 0
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        epochs = list(csv.DictReader(fh))
+    assert [int(e["epoch"]) for e in epochs] == [0, 1, 2, 3]
+    assert float(epochs[-1]["train_loss"]) < float(epochs[0]["train_loss"])
+    ckpt = load_checkpoint(res.final_checkpoint)
+    assert ckpt.model_spec.kwargs == {"width": 4, "in_channels": 1, "num_classes": 10}
+    assert ckpt.optimizer["name"] == "sam-magnitude" and ckpt.extra["seed"] == 7
+    assert ckpt.metrics["train_loss"] == pytest.approx(float(epochs[-1]["train_loss"]))
+
+
+def test_other_settings_are_refused_unless_overwrite(tmp_path):
+    train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
+    with pytest.raises(ResultFileError, match=r"other settings \(lr differ\)"):
+        train(_config("sgd", epochs=1, lr=0.2), tmp_path / "run", quiet=True)
+    res = train(_config("sgd", epochs=1, lr=0.2), tmp_path / "run", quiet=True, overwrite=True)
+    assert res.resumed_from_epoch == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.2
+
+
+def test_bad_settings():
+    with pytest.raises(ConfigError, match="--optimizer='adagrad' is not valid"):
+        _config("adagrad").validate()
+    with pytest.raises(ConfigError, match="--momentum=1.0"):
+        _config("sgd", momentum=1.0).validate()
+
+
+def test_cli_train_then_info(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(
+        cli,
+        [
+            "train",
+            "--optimizer",
+            "sam-direction",
+            "--decomposition",
+            "elementwise",
+            "--epochs",
+            "1",
+            "--samples",
+            "96",
+            "--batch-size",
+            "32",
+            "--model-kwargs",
+            '{"width": 4}',
+            "-o",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["epochs"] == 1 and out["steps"] == 3
+    assert load_checkpoint(tmp_path / "r" / "final.pt").optimizer["hparams"]["decomposition"] == "elementwise"
+    bad = runner.invoke(cli, ["train", "--optimizer", "sam", "--lr", "-1", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and bad.output.strip() == "error: --lr=-1.0 must be > 0"
