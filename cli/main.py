@@ -50,12 +50,14 @@ from cli.info import info  # noqa: E402
 from cli.plot1d import plot1d  # noqa: E402
 from cli.plot2d import plot2d  # noqa: E402
 from cli.sharpness import sharpness  # noqa: E402
+from cli.train import train  # noqa: E402
 
 cli.add_command(info)
 cli.add_command(sharpness)
 cli.add_command(evaluate)
 cli.add_command(plot1d)
 cli.add_command(plot2d)
+cli.add_command(train)
 
 
 def main() -> None:
