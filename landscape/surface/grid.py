@@ -119,10 +119,14 @@ class PointEvaluator:
             raise ConfigError(f"{len(coords)} coordinates for {len(self.directions)} directions")
         with torch.no_grad():
             for n, t in self.live.items():
-                t.copy_(self.base[n])
-                for c, d in zip(coords, self.directions):
-                    if c != 0.0 and n in d:
-                        t.add_(d[n], alpha=float(c))
+                terms = [(float(c), d[n]) for c, d in zip(coords, self.directions) if c != 0.0 and n in d]
+                if not terms:
+                    t.copy_(self.base[n])
+                    continue
+                # base + c_1 d_1 in one pass (no separate copy), then the other terms in place
+                torch.add(self.base[n], terms[0][1], alpha=terms[0][0], out=t)
+                for c, d in terms[1:]:
+                    t.add_(d, alpha=c)
 
     def recalibrate(self) -> None:
         """Re-estimate batch-norm running statistics on the objective's data (exact average)."""
@@ -240,12 +244,13 @@ def compute_surface(
         raise ConfigError("split either the grid points or the data across ranks, not both (shard=None)")
 
     evaluator = PointEvaluator(objective, directions, bn=bn)
+    described = describe_directions(evaluator.directions, evaluator.base)
     parts: dict[str, Any] = dict(settings or {})
     parts.update(
         {
             "format": 1,
             "base": tensors_digest(evaluator.base.items()),
-            "directions": describe_directions(evaluator.directions, evaluator.base)["digest"],
+            "directions": described["digest"],
             "xs": xs.tolist(),
             "ys": None if ys is None else ys.tolist(),
             "data": data_digest(objective),
@@ -263,7 +268,7 @@ def compute_surface(
             "fingerprint_parts": parts,
             "objective": objective.metadata(),
             "bn": bn,
-            "directions": describe_directions(evaluator.directions, evaluator.base),
+            "directions": described,
         }
     )
 

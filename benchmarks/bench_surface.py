@@ -1,0 +1,150 @@
+"""Grid throughput (points/s) of ``compute_surface`` against the physical limit and ``loss-landscapes``.
+
+* physical limit: forward passes alone (``torch.no_grad``, eval mode) over the same data, one per
+  point, with nothing else (no parameter update, no accuracy, no bookkeeping);
+* ours: :func:`landscape.surface.compute_surface` on a ``steps x steps`` grid (filter-normalized
+  orthogonal directions, parameters set in place, loss and accuracy), without and with the
+  resumable surface file;
+* ``loss_landscapes.random_plane(model, Loss(loss_fn, x, y), distance, steps, normalization='filter',
+  deepcopy_model=True)`` on the same model and batch (``steps x steps`` points).
+
+Usage::
+
+    python benchmarks/bench_surface.py                      # all cases, ~2-4 minutes on 2 CPU cores
+    python benchmarks/bench_surface.py --steps 11 --repeats 1 --cases mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from landscape import Objective, build_model, digits_tensors
+from landscape.surface import compute_surface, random_directions
+
+CASES = {
+    "mlp": ("mlp", {"hidden": [256, 256]}),
+    "cnn16": ("cnn", {"width": 16}),
+    "cnn64": ("cnn", {"width": 64}),
+    "cnn16-nobn": ("cnn", {"width": 16, "batch_norm": False}),
+}
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, float | int | str]:
+    kind, kwargs = CASES[name]
+    torch.manual_seed(0)
+    model = build_model(kind, **kwargs).eval()
+    x, y = digits_tensors("train")
+    x, y = x[:samples].contiguous(), y[:samples].contiguous()
+    points = steps * steps
+    loss_fn = torch.nn.CrossEntropyLoss()
+    obj = Objective(model, (x, y), loss_fn=loss_fn, device="cpu")
+    dirs = random_directions(obj, 2, seed=0)
+    grid = torch.linspace(-1, 1, steps).numpy()
+
+    def forward_only() -> None:
+        with torch.no_grad():
+            for _ in range(points):
+                loss_fn(model(x), y).item()
+
+    def ours() -> None:
+        compute_surface(obj, dirs, grid, grid, quiet=True)
+
+    tmp = Path(tempfile.mkdtemp())
+
+    def ours_file() -> None:
+        compute_surface(obj, dirs, grid, grid, path=tmp / "s.npz", overwrite=True, quiet=True)
+        (tmp / "s.npz").unlink()
+
+    def loss_landscapes_plane() -> None:
+        import loss_landscapes
+        import loss_landscapes.metrics
+
+        metric = loss_landscapes.metrics.Loss(loss_fn, x, y)
+        loss_landscapes.random_plane(model, metric, 10, steps, normalization="filter", deepcopy_model=True)
+
+    forward_only()  # warm-up
+    # round-robin repeats, best of each: other load on the machine hits every method alike
+    fns = {"fwd": forward_only, "ours": ours, "file": ours_file, "ll": loss_landscapes_plane}
+    best = dict.fromkeys(fns, float("inf"))
+    ll_error = ""
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            if key == "ll" and ll_error:
+                continue
+            try:
+                best[key] = min(best[key], _best(fn, 1))
+            except ZeroDivisionError as exc:  # loss-landscapes' filter_normalize_ on zero filters
+                ll_error = f"{type(exc).__name__}: {exc}"
+    t_fwd, t_ours, t_file, t_ll = best["fwd"], best["ours"], best["file"], best["ll"]
+    return {
+        "case": name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "samples": samples,
+        "points": points,
+        "forward_only_pts_per_s": points / t_fwd,
+        "ours_pts_per_s": points / t_ours,
+        "ours_with_file_pts_per_s": points / t_file,
+        "loss_landscapes_pts_per_s": points / t_ll,
+        "ours_over_limit": t_fwd / t_ours,
+        "ours_file_over_limit": t_fwd / t_file,
+        "ours_over_loss_landscapes": t_ll / t_ours,
+        "loss_landscapes_error": ll_error,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=21)
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={torch.get_num_threads()}"
+    )
+    print(
+        f"# grid {args.steps}x{args.steps}, {args.samples} digits in one batch, float32, best of {args.repeats}"
+    )
+    header = "| case | params | forward-only pts/s | ours pts/s | ours+file pts/s | loss-landscapes pts/s | ours/limit | ours+file/limit | ours/loss-landscapes |"
+    print(header)
+    print("|" + "---|" * 9)
+    rows = []
+    for name in args.cases:
+        r = bench_case(name, args.steps, args.samples, args.repeats)
+        rows.append(r)
+        ll = f"{r['loss_landscapes_pts_per_s']:.1f}" if not r["loss_landscapes_error"] else "fails"
+        ratio = f"{r['ours_over_loss_landscapes']:.2f}x" if not r["loss_landscapes_error"] else "-"
+        if r["loss_landscapes_error"]:
+            print(f"# loss-landscapes on {name}: {r['loss_landscapes_error']}")
+        print(
+            f"| {r['case']} | {r['params']:,} | {r['forward_only_pts_per_s']:.1f} | {r['ours_pts_per_s']:.1f} | "
+            f"{r['ours_with_file_pts_per_s']:.1f} | {ll} | {r['ours_over_limit']:.3f} | "
+            f"{r['ours_file_over_limit']:.3f} | {ratio} |",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
