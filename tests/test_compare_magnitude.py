@@ -1,0 +1,126 @@
+"""Run comparison (direction vs magnitude): statistics equal the logged steps, lambda_max the dense one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from landscape.errors import ResultFileError
+from landscape.io.data import DataSpec
+from landscape.io.models import ModelSpec
+from landscape.runs import Comparison, compare_runs, summarize_run
+from landscape.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for opt in ("sgd", "sam", "sam-magnitude"):
+        cfg = TrainConfig(
+            model=ModelSpec("mlp", {"hidden": [4]}),
+            data=DataSpec("digits", subset=128, seed=0),
+            optimizer=opt,
+            lr=0.1,
+            batch_size=16,
+            epochs=2,
+            seed=3,
+        )
+        train(cfg, root / opt, quiet=True)
+    return root
+
+
+def test_statistics_are_the_logged_means(runs_dir):
+    s = summarize_run(runs_dir / "sam", early_late_fraction=0.25)
+    steps = pd.read_csv(runs_dir / "sam" / "steps.csv")
+    k = round(0.25 * len(steps))
+    for key in ("grad_norm_ratio", "cosine", "frac_larger"):
+        assert s.stats_mean[key] == pytest.approx(steps[key].mean(), rel=1e-12)
+        assert s.stats_early[key] == pytest.approx(steps[key].iloc[:k].mean(), rel=1e-12)
+        assert s.stats_late[key] == pytest.approx(steps[key].iloc[-k:].mean(), rel=1e-12)
+        assert s.epoch_stats[key] == pytest.approx(steps.groupby("epoch")[key].mean().tolist(), rel=1e-12)
+    metrics = pd.read_csv(runs_dir / "sam" / "metrics.csv")
+    assert s.test_accuracy == pytest.approx(metrics["test_accuracy"].iloc[-1])
+    assert (s.epochs, s.steps) == (2, 16)
+    assert summarize_run(runs_dir / "sgd").stats_mean == {}
+
+
+def _dense_lambda_max(checkpoint, samples, seed):
+    from landscape.io.loading import objective_from_checkpoint
+
+    obj, _, _ = objective_from_checkpoint(
+        checkpoint, samples=samples, seed=seed, device="cpu", dtype=torch.float64
+    )
+    names, params = obj.param_names, [p.detach() for p in obj.params]
+    sizes = [p.numel() for p in params]
+    ((x, y, _),) = list(obj.batches())
+
+    def loss_of(flat):
+        chunks = torch.split(flat, sizes)
+        return obj.functional_batch_loss({n: c.view_as(p) for n, c, p in zip(names, chunks, params)}, x, y)
+
+    h = torch.func.hessian(loss_of)(torch.cat([p.flatten() for p in params]))
+    return float(torch.linalg.eigvalsh(h)[-1])
+
+
+def test_lambda_max_matches_dense_hessian(runs_dir):
+    comp = compare_runs(runs_dir, sharpness_samples=64, seed=1, tol=1e-6)
+    assert [r.name for r in comp.runs] == ["sam", "sam-magnitude", "sgd"]
+    for r in comp.runs:
+        ref = _dense_lambda_max(runs_dir / r.name / "final.pt", 64, 1)
+        # the comparison runs in the checkpoint's float32; the reference in float64
+        assert r.lambda_max == pytest.approx(ref, rel=1e-4)
+        assert r.lambda_max_samples == 64
+
+
+def test_sharpness_json_left_in_a_run_is_used(runs_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "sam"
+    shutil.copytree(runs_dir / "sam", run)
+    (run / "sharpness.json").write_text(json.dumps({"eigenvalues": [12.5, 3.0], "samples": 99}))
+    s = summarize_run(run)
+    assert (s.lambda_max, s.lambda_max_samples) == (12.5, 99)
+
+
+def test_cli_writes_table_figure_and_redraws(runs_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cmp"
+    r = runner.invoke(cli, ["compare-magnitude", str(runs_dir), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0].split()[:3] == ["run", "optimizer", "test_acc"]
+    assert {p.name for p in out.iterdir()} == {"comparison.json", "comparison.csv", "comparison.png"}
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["run"].tolist() == ["sam", "sam-magnitude", "sgd"]
+    assert np.all((table["frac_larger_mean"].dropna() >= 0) & (table["frac_larger_mean"].dropna() <= 1))
+    loaded = Comparison.load(out / "comparison.json")
+    assert loaded.runs[0].stats_mean == pytest.approx(summarize_run(runs_dir / "sam").stats_mean)
+    (out / "comparison.png").unlink()
+    redraw = runner.invoke(
+        cli,
+        [
+            "compare-magnitude",
+            str(runs_dir),
+            "--from",
+            str(out / "comparison.json"),
+            "-o",
+            str(out),
+            "--format",
+            "pdf",
+        ],
+    )
+    assert redraw.exit_code == 0, redraw.output
+    assert (out / "comparison.pdf").read_bytes()[:4] == b"%PDF"
+    bad = runner.invoke(cli, ["compare-magnitude", str(tmp_path / "none")])
+    assert bad.exit_code == 1 and "does not exist" in bad.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad2 = runner.invoke(cli, ["compare-magnitude", str(empty)])
+    assert bad2.exit_code == 1 and "no run folders" in bad2.output
+    with pytest.raises(ResultFileError, match="not a comparison.json"):
+        Comparison.load(out / "comparison.csv")
