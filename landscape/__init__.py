@@ -1,5 +1,10 @@
-"""landscape: loss-landscape geometry for PyTorch."""
+"""landscape: loss-landscape geometry for PyTorch.
 
+Hessian spectra (Lanczos top-k, Hutchinson/Hutch++ trace, SLQ density, per layer), filter-normalized
+loss surfaces (Li et al. 2018), the SAM family of optimizers and the direction-vs-magnitude study.
+"""
+
+from landscape.decompose import combine_direction_magnitude, magnitude_statistics, summarize_statistics
 from landscape.errors import (
     CheckpointError,
     ConfigError,
@@ -9,27 +14,145 @@ from landscape.errors import (
     NonDeterministicDataError,
     ResultFileError,
 )
+from landscape.hessian import (
+    DensityResult,
+    EigenResult,
+    HessianOperator,
+    PerLayerResult,
+    SharpnessResult,
+    TraceResult,
+    hutchinson,
+    hutchpp,
+    lanczos,
+    per_layer,
+    power_iteration,
+    sharpness,
+    slq,
+    top_eigenpairs,
+    trace,
+)
+from landscape.io.checkpoints import (
+    Checkpoint,
+    describe_checkpoint,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 from landscape.io.data import DataSpec, digits_tensors, load_dataset
+from landscape.io.loading import objective_from_checkpoint
 from landscape.io.models import ModelSpec, build_model, count_parameters
 from landscape.objective import Evaluation, Objective
+from landscape.optim import (
+    MSAM,
+    SAM,
+    AdamWMSAMScheduleFree,
+    MinMinBatchSampler,
+    MinMinOptimizer,
+    MinMinScheduler,
+    NewtonSummary,
+    SAMDirection,
+    SAMMagnitude,
+    SGDHess,
+    compute_hg,
+    minmin_training_step,
+    nesterov_lrs,
+    partition,
+)
+from landscape.optim.factory import (
+    OPTIMIZER_NAMES,
+    evaluation_mode,
+    make_optimizer,
+    step_statistics,
+    training_step,
+)
+from landscape.runs import Comparison, RunSummary, compare_runs
+from landscape.surface import (
+    Direction,
+    Surface,
+    compute_surface,
+    eigen_directions,
+    interpolation_direction,
+    pca_directions,
+    plane_directions,
+    random_directions,
+    surface_from_checkpoint,
+)
+from landscape.train import TrainConfig, TrainResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MSAM",
+    "OPTIMIZER_NAMES",
+    "SAM",
+    "AdamWMSAMScheduleFree",
     "CheckpointError",
+    "Checkpoint",
+    "Comparison",
     "ConfigError",
     "DataError",
     "DataSpec",
+    "DensityResult",
+    "Direction",
+    "EigenResult",
     "Evaluation",
+    "HessianOperator",
     "LandscapeError",
+    "MinMinBatchSampler",
+    "MinMinOptimizer",
+    "MinMinScheduler",
     "ModelError",
     "ModelSpec",
+    "NewtonSummary",
     "NonDeterministicDataError",
     "Objective",
+    "PerLayerResult",
     "ResultFileError",
+    "RunSummary",
+    "SAMDirection",
+    "SAMMagnitude",
+    "SGDHess",
+    "SharpnessResult",
+    "Surface",
+    "TraceResult",
+    "TrainConfig",
+    "TrainResult",
     "__version__",
     "build_model",
+    "combine_direction_magnitude",
+    "compare_runs",
+    "compute_hg",
+    "compute_surface",
     "count_parameters",
+    "describe_checkpoint",
     "digits_tensors",
+    "eigen_directions",
+    "evaluation_mode",
+    "hutchinson",
+    "hutchpp",
+    "interpolation_direction",
+    "lanczos",
+    "load_checkpoint",
     "load_dataset",
+    "load_model",
+    "magnitude_statistics",
+    "make_optimizer",
+    "minmin_training_step",
+    "nesterov_lrs",
+    "objective_from_checkpoint",
+    "partition",
+    "pca_directions",
+    "per_layer",
+    "plane_directions",
+    "power_iteration",
+    "random_directions",
+    "save_checkpoint",
+    "sharpness",
+    "slq",
+    "step_statistics",
+    "summarize_statistics",
+    "surface_from_checkpoint",
+    "top_eigenpairs",
+    "trace",
+    "training_step",
 ]
