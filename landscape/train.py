@@ -6,8 +6,9 @@ A run folder holds::
     steps.csv            one row per step: epoch, step, loss, lr and, for the SAM family, the
                          direction-vs-magnitude statistics (grad_norm_ratio, cosine, frac_larger)
     metrics.csv          one row per epoch: train/test loss and accuracy over the full splits
-    ckpt_epoch000.pt ... checkpoints after each ``save_every`` epochs (epoch 0 = initialization):
-                         the trajectory for PCA directions and interpolation plots
+    ckpts/epoch_000.pt   checkpoints after each ``save_every`` epochs (epoch 0 = initialization):
+                         the trajectory for PCA directions (``plot2d --trajectory RUN/ckpts``)
+                         and interpolation plots
     final.pt             the last checkpoint
     state.pt             model + optimizer state for an exact resume after an interruption
 
@@ -237,7 +238,7 @@ def train(
             out / "steps.csv",
             out / "metrics.csv",
             out / "final.pt",
-            *out.glob("ckpt_epoch*.pt"),
+            *(out / "ckpts").glob("epoch_*.pt"),
         ]:
             f.unlink(missing_ok=True)
     atomic_write_json(config_path, cfg_compare)
@@ -302,7 +303,7 @@ def train(
             }
             if epoch % config.save_every == 0 or epoch == config.epochs:
                 save_checkpoint(
-                    out / f"ckpt_epoch{epoch:03d}.pt",
+                    out / "ckpts" / f"epoch_{epoch:03d}.pt",
                     model,
                     model_spec=config.model,
                     data_spec=config.data,
@@ -366,7 +367,7 @@ def train(
                 on_epoch(epoch, metrics)
 
     final_epoch = max(config.epochs, start_epoch)
-    last = out / f"ckpt_epoch{final_epoch:03d}.pt"
+    last = out / "ckpts" / f"epoch_{final_epoch:03d}.pt"
     final = out / "final.pt"
     atomic_torch_save(torch.load(last, map_location="cpu", weights_only=True), final)
     final_metrics = {k: float(v) for k, v in epoch_rows[-1].items()} if epoch_rows else {}

@@ -60,11 +60,10 @@ def test_interrupted_run_resumes_to_the_identical_result(tmp_path, optimizer):
 def test_run_folder_contents_and_logged_statistics(tmp_path):
     res = train(_config("sam-magnitude"), tmp_path / "run", quiet=True)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "ckpts").iterdir())
+    assert ckpts == ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
     assert files == [
-        "ckpt_epoch000.pt",
-        "ckpt_epoch001.pt",
-        "ckpt_epoch002.pt",
-        "ckpt_epoch003.pt",
+        "ckpts",
         "config.json",
         "final.pt",
         "metrics.csv",
