@@ -49,6 +49,14 @@ def default_max_matvecs(k: int) -> int:
     return max(300, 60 * k)
 
 
+def _converged(T: np.ndarray, beta: float, k: int, which: str, tol: float, eps: float) -> bool:
+    """Whether the ``k`` wanted Ritz pairs of ``T`` meet the residual rule with coupling ``beta``."""
+    theta, S = np.linalg.eigh(T)
+    want = _order(theta, which)[:k]
+    floor = eps ** (2.0 / 3.0) * max(float(np.abs(theta).max()), np.finfo(float).tiny)
+    return bool(np.all(np.abs(beta * S[-1, want]) <= tol * np.maximum(np.abs(theta[want]), floor)))
+
+
 def _orthogonalize(V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Project ``w`` off the columns of ``V`` twice (CGS2); returns the coefficients."""
     h = V.T @ w
@@ -135,6 +143,8 @@ def lanczos(
                 beta = float(torch.linalg.vector_norm(w))
                 if j + 1 == m or matvecs >= budget:
                     break
+                if j + 1 >= k and _converged(H[: j + 1, : j + 1], beta, k, which, tol, eps):
+                    break  # checked every step: the small eigenproblem costs nothing next to a matvec
                 scale = max(float(np.abs(H[: j + 1, : j + 1]).max()), np.finfo(float).tiny)
                 if beta <= 100 * eps * scale:  # invariant subspace: continue with a fresh direction
                     w = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
