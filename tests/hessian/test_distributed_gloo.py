@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import digits, make_mlp
+from hessian_helpers import digits, make_mlp
 
 from landscape.hessian import HessianOperator, sharpness, top_eigenpairs
 from landscape.objective import Objective

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import dense_hessian, digits, make_cnn, make_mlp
+from hessian_helpers import dense_hessian, digits, make_cnn, make_mlp
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from landscape.errors import ConfigError, NonDeterministicDataError

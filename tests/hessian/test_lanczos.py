@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import spectrum_matrix
+from hessian_helpers import spectrum_matrix
 
 from landscape.errors import ConfigError
 from landscape.hessian import lanczos, top_eigenpairs

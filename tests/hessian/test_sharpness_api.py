@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import dense_hessian, digits, make_cnn, make_mlp
+from hessian_helpers import dense_hessian, digits, make_cnn, make_mlp
 
 from landscape.errors import ConfigError
 from landscape.hessian import (
