@@ -29,10 +29,10 @@ direction_options = _compose(
     ),
     click.option(
         "--mode",
-        default="weights",
-        show_default=True,
+        default=None,
         type=click.Choice(["weights", "states"]),
-        help="states: batch-norm running statistics move along the direction too.",
+        help="states: batch-norm running statistics move along the direction too "
+        "(default: states between checkpoints, --to/--ckpts, so each lands exactly on its checkpoint; else weights).",
     ),
 )
 

@@ -86,7 +86,7 @@ def surface_from_checkpoint(
     trajectory: str | Path | None = None,
     norm: str = "filter",
     ignore: str = "biasbn",
-    mode: str = "weights",
+    mode: str | None = None,
     seed: int = 0,
     bn: str = "fixed",
     out: str | Path | None = None,
@@ -121,7 +121,8 @@ def surface_from_checkpoint(
         trajectory: folder of checkpoints for PCA.
         norm: random-direction normalization ``filter|layer|model|none``.
         ignore: ``biasbn`` (zero 1-D tensors) or ``none``.
-        mode: ``weights`` or ``states`` (batch-norm running statistics move too).
+        mode: ``weights`` or ``states`` (batch-norm running statistics move too); ``None``: states
+            for interpolation and plane (each checkpoint lands exactly on itself), weights otherwise.
         seed: seed of every random draw (random directions, data subset, eigen start vector).
         bn: ``fixed`` or ``recalibrate``.
         out: surface file (NPZ); resumed when it has the same settings.
@@ -235,6 +236,11 @@ def _surface(checkpoint: str | Path, *, ndim: int, world: int, **kw: Any) -> Sur
     if ckpt.model_spec is not None and load_kwargs["model"] is None:
         load_kwargs["model"] = ckpt.model_spec.name
         load_kwargs["model_kwargs"] = ckpt.model_spec.kwargs
+    if mode is None:
+        # Between checkpoints the batch-norm statistics must move too, or alpha = 1 is not the second
+        # checkpoint (its weights with the first one's running statistics).
+        mode = "states" if dir_type in ("interpolation", "plane") else "weights"
+    check_choice("mode", mode, ("weights", "states"))
     if mode == "states" and not bn_buffers(objective.model):
         mode = "weights"  # no running statistics to move: the same surface, recorded honestly
     base = snapshot(objective, mode)

@@ -316,3 +316,37 @@ def test_torchrun_two_processes_equal_one(tmp_path):
     np.testing.assert_array_equal(two.loss, one.loss)
     np.testing.assert_array_equal(two.accuracy, one.accuracy)
     assert (tmp_path / "two" / "a_random_2d_contour.png").is_file()
+
+
+def test_interpolation_defaults_to_states_so_both_ends_are_the_checkpoints(tmp_path):
+    """Without --mode, alpha = 0 and alpha = 1 give each checkpoint's own loss (BN statistics included)."""
+    a, b = _ckpt(tmp_path / "a.pt", 0), _ckpt(tmp_path / "b.pt", 1)
+    with torch.no_grad():  # distinct running statistics, or weights mode would pass by accident
+        for i, p in enumerate((a, b)):
+            model = build_model("cnn", width=4)
+            model.load_state_dict(torch.load(p, weights_only=True)["state_dict"])
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.fill_(0.3 * (i + 1))
+                    m.running_var.fill_(0.5 + i)
+            save_checkpoint(p, model, model_spec=ModelSpec("cnn", {"width": 4}), data_spec=DataSpec("digits"))
+    out = tmp_path / "out"
+    r = run("plot1d", a, "--to", b, "--x", "0:1:3", "-o", out, "--dtype", "float64", *COMMON)
+    assert r.exit_code == 0, r.output
+    s = Surface.load(out / "a_interpolation_1d.npz")
+    assert s.metadata["direction"]["mode"] == "states"
+    for ckpt, value in ((a, s.loss.ravel()[0]), (b, s.loss.ravel()[-1])):
+        e = run(
+            "evaluate",
+            ckpt,
+            "--json",
+            "--dtype",
+            "float64",
+            "--samples",
+            "64",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+        )
+        assert value == pytest.approx(json.loads(e.output)["loss"], rel=1e-10)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerate the figures README.md shows, from nothing, on the embedded digits data (CPU, a few minutes).
+#   bash figures/make_figures.sh            (work files go to ./runs-figures, figures to ./figures)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WORK:-runs-figures}
+mkdir -p "$WORK" figures
+
+for opt in sgd sam sam-direction sam-magnitude; do
+  landscape train --optimizer "$opt" --epochs 8 --seed 0 -q -o "$WORK/runs/$opt" > /dev/null
+done
+landscape compare-magnitude "$WORK/runs" --sharpness 512 -q -o "$WORK/compare"
+cp "$WORK/compare/comparison.png" figures/compare_magnitude.png
+
+landscape sharpness "$WORK/runs/sam/final.pt" --samples 512 --top-k 5 --trace --density -q -o "$WORK/sharpness"
+cp "$WORK/sharpness/density.png" figures/esd_sam.png
+
+for opt in sgd sam; do
+  landscape plot2d "$WORK/runs/$opt/final.pt" --x -1:1:31 --y -1:1:31 --samples 512 --name "$opt" -q -o "$WORK/surfaces" > /dev/null
+done
+# redraw both on one colour scale
+landscape plot2d --from "$WORK/surfaces/sgd.npz" --from "$WORK/surfaces/sam.npz" --kind contour -q -o "$WORK/surfaces" > /dev/null
+cp "$WORK/surfaces/sgd_contour.png" figures/surface2d_sgd.png
+cp "$WORK/surfaces/sam_contour.png" figures/surface2d_sam.png
+
+landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.pt" --x -0.5:1.5:41 --samples 512 --name interpolation -q -o "$WORK/surfaces" > /dev/null
+cp "$WORK/surfaces/interpolation.png" figures/interpolation1d.png
+echo "figures written: $(ls figures/*.png | tr '\n' ' ')"
