@@ -16,13 +16,13 @@ landscape sharpness "$WORK/runs/sam/final.pt" --samples 512 --top-k 5 --trace --
 cp "$WORK/sharpness/density.png" figures/esd_sam.png
 
 for opt in sgd sam; do
-  landscape plot2d "$WORK/runs/$opt/final.pt" --x -1:1:31 --y -1:1:31 --samples 512 --name "$opt" -q -o "$WORK/surfaces" > /dev/null
+  landscape plot2d "$WORK/runs/$opt/final.pt" --x -1:1:31 --y -1:1:31 --samples 512 --name "$opt" --label "$opt" --overwrite -q -o "$WORK/surfaces" > /dev/null
 done
 # redraw both on one colour scale
 landscape plot2d --from "$WORK/surfaces/sgd.npz" --from "$WORK/surfaces/sam.npz" --kind contour -q -o "$WORK/surfaces" > /dev/null
 cp "$WORK/surfaces/sgd_contour.png" figures/surface2d_sgd.png
 cp "$WORK/surfaces/sam_contour.png" figures/surface2d_sam.png
 
-landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.pt" --x -0.5:1.5:41 --samples 512 --name interpolation -q -o "$WORK/surfaces" > /dev/null
+landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.pt" --x -0.5:1.5:41 --samples 512 --name interpolation --label "sgd: init to final" --overwrite -q -o "$WORK/surfaces" > /dev/null
 cp "$WORK/surfaces/interpolation.png" figures/interpolation1d.png
 echo "figures written: $(ls figures/*.png | tr '\n' ' ')"
