@@ -145,6 +145,11 @@ class Objective:
             return len(ds)
         return sum(len(b[1]) for b in self._loader)
 
+    @property
+    def loader(self) -> Iterable[Batch] | None:
+        """The user's loader when the data is read from one each pass; ``None`` for in-memory data."""
+        return self._loader
+
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
         """Yield ``(x, y, weight)`` with ``weight = n_b / N``; only this rank's shard when sharded."""
         for i, (x, y) in enumerate(self._all_batches()):

@@ -103,7 +103,7 @@ class HessianOperator:
         self.matvecs = 0
         self.passes = 0
         self._graph: tuple[list[torch.Tensor | None], list[int]] | None = None
-        loader = getattr(objective, "_loader", None)
+        loader = objective.loader
         if check_determinism is None:
             check_determinism = loader is not None and self._batches is None
         if not allow_nondeterministic and self._batches is None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import ResultFileError
-from landscape.io.atomic import atomic_save_npz
+from landscape.io.atomic import atomic_save_npz, json_default
 
 FORMAT_VERSION = 1
 _EXTRA_PREFIX = "extra__"
@@ -103,7 +103,7 @@ class Surface:
             "loss": self.loss,
             "accuracy": self.accuracy,
             "done": self.done,
-            "metadata_json": np.array(json.dumps(self.metadata, default=_json_default, sort_keys=True)),
+            "metadata_json": np.array(json.dumps(self.metadata, default=json_default, sort_keys=True)),
             "fingerprint": np.array(self.fingerprint),
         }
         if self.ys is not None:
@@ -169,7 +169,7 @@ class Surface:
 
 def fingerprint_of(parts: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the settings."""
-    text = json.dumps(parts, sort_keys=True, default=_json_default)
+    text = json.dumps(parts, sort_keys=True, default=json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -182,20 +182,10 @@ def check_resumable(existing: Surface, fingerprint: str, parts: dict[str, Any], 
     if existing.fingerprint == fingerprint:
         return
     old = existing.metadata.get("fingerprint_parts", {})
-    old = json.loads(json.dumps(old, sort_keys=True, default=_json_default))
-    new = json.loads(json.dumps(parts, sort_keys=True, default=_json_default))
+    old = json.loads(json.dumps(old, sort_keys=True, default=json_default))
+    new = json.loads(json.dumps(parts, sort_keys=True, default=json_default))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["format"]
     raise ResultFileError(
         f"{str(path)!r} was computed with other settings (differs in: {', '.join(diff)}); "
         "use another --out, or --overwrite to discard it"
     )
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot encode {type(o).__name__} as JSON")
