@@ -20,6 +20,7 @@ def top_eigenpairs(
     seed: int = 0,
     mode: str = "auto",
     allow_nondeterministic: bool = False,
+    cache_graphs: bool = False,
     quiet: bool = True,
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of the Hessian of ``objective`` by thick-restart Lanczos.
@@ -35,13 +36,16 @@ def top_eigenpairs(
         seed: seed of the start vector.
         mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
         allow_nondeterministic: skip the determinism check of loader data.
+        cache_graphs: keep every batch's gradient graph between products (see ``HessianOperator``).
         quiet: no progress bar.
 
     Returns:
         :class:`EigenResult`; ``.eigenvalues`` (numpy) and ``.eigenvectors``: one list of tensors
         shaped like ``objective.params`` per eigenpair (unit norm over all parameters).
     """
-    op = HessianOperator(objective, mode=mode, allow_nondeterministic=allow_nondeterministic)
+    op = HessianOperator(
+        objective, mode=mode, allow_nondeterministic=allow_nondeterministic, cache_graphs=cache_graphs
+    )
     res = lanczos(op, k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet)
     assert res.vectors is not None
     res.eigenvectors = [

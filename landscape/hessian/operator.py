@@ -58,6 +58,10 @@ class HessianOperator:
             (augmentation, shuffling, dropout). ``None`` (default): only for data from a DataLoader.
         allow_nondeterministic: skip the check and the shuffling test (opt-out).
         block_size: the most vectors pushed through one data pass at once.
+        cache_graphs: keep every batch's gradient graph (``create_graph``) between products, so a
+            reverse-over-reverse product is one double-backward pass per batch instead of a forward,
+            a backward and a double backward. Costs the memory of the activations and gradient
+            graph of the whole sample; a single batch is always cached.
 
     Raises:
         NonDeterministicDataError: the loader shuffles or two passes disagree.
@@ -74,6 +78,7 @@ class HessianOperator:
         check_determinism: bool | None = None,
         allow_nondeterministic: bool = False,
         block_size: int = 16,
+        cache_graphs: bool = False,
     ) -> None:
         check_choice("mode", mode, HVP_MODES)
         if block_size < 1:
@@ -102,7 +107,10 @@ class HessianOperator:
         self.mode = mode
         self.matvecs = 0
         self.passes = 0
-        self._graph: tuple[list[torch.Tensor | None], list[int]] | None = None
+        # Gradient graphs kept between products (rev-rev): always for a single batch, for every
+        # batch with cache_graphs (memory: activations and gradient graph of the whole sample).
+        self.cache_graphs = cache_graphs
+        self._graphs: list[tuple[list[torch.Tensor | None], list[int]]] | None = None
         loader = objective.loader
         if check_determinism is None:
             check_determinism = loader is not None and self._batches is None
@@ -164,9 +172,9 @@ class HessianOperator:
     def _block(self, V: torch.Tensor) -> torch.Tensor:
         k = V.shape[1]
         out = torch.zeros_like(V)
-        if self.mode == "rev-rev" and self._single_batch():
-            grads, used = self._cached_graph()
-            out += self._rev_rev_from_graph(grads, used, V, retain=True)
+        if self.mode == "rev-rev" and (self.cache_graphs or self._single_batch()):
+            for grads, used in self._cached_graphs():
+                out += self._rev_rev_from_graph(grads, used, V, retain=True)
         else:
             for x, y, w in self._iter_batches():
                 if self.mode == "rev-rev":
@@ -186,17 +194,18 @@ class HessianOperator:
         used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         return list(grads), used
 
-    def _cached_graph(self) -> tuple[list[torch.Tensor | None], list[int]]:
-        if self._graph is None:
-            ((x, y, w),) = list(self._iter_batches())
-            grads, used = self._first_order(x, y)
-            # fold the batch weight into the graph once: H v = w * H_b v
-            self._graph = ([None if g is None else g * w for g in grads], used)
-        return self._graph
+    def _cached_graphs(self) -> list[tuple[list[torch.Tensor | None], list[int]]]:
+        if self._graphs is None:
+            self._graphs = []
+            for x, y, w in self._iter_batches():
+                grads, used = self._first_order(x, y)
+                # fold the batch weight into the graph once: H v = sum_b w_b H_b v
+                self._graphs.append(([None if g is None else g * w for g in grads], used))
+        return self._graphs
 
     def refresh(self) -> None:
-        """Forget the cached single-batch graph (call after changing the parameters in place)."""
-        self._graph = None
+        """Forget the cached gradient graphs (call after changing the parameters in place)."""
+        self._graphs = None
 
     def _rev_rev_from_graph(
         self, grads: list[torch.Tensor | None], used: list[int], V: torch.Tensor, *, retain: bool

@@ -163,6 +163,7 @@ def sharpness(
     mode: str = "auto",
     seed: int = 0,
     allow_nondeterministic: bool = False,
+    cache_graphs: bool = False,
     quiet: bool = True,
 ) -> SharpnessResult:
     """Top eigenvalues and, on request, trace, density, per-layer and per-batch curvature.
@@ -189,6 +190,8 @@ def sharpness(
         mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
         seed: seed of every random draw.
         allow_nondeterministic: skip the determinism check of loader data.
+        cache_graphs: keep every batch's gradient graph between products (rev-rev; faster when
+            the activations of the whole sample fit in memory).
         quiet: no progress bars.
 
     Returns:
@@ -210,8 +213,12 @@ def sharpness(
         check_positive("trace_rtol", trace_rtol)
         with_trace = True
     if backend == "pyhessian":
-        return _pyhessian_sharpness(**{k: v for k, v in locals().items() if k != "backend"})
-    op = HessianOperator(objective, mode=mode, allow_nondeterministic=allow_nondeterministic)
+        return _pyhessian_sharpness(
+            **{k: v for k, v in locals().items() if k not in ("backend", "cache_graphs")}
+        )
+    op = HessianOperator(
+        objective, mode=mode, allow_nondeterministic=allow_nondeterministic, cache_graphs=cache_graphs
+    )
     eig = lanczos(op, top_k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet)
     order = np.argsort(-eig.eigenvalues, kind="stable")
     tr = None

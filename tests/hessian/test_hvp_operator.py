@@ -47,7 +47,29 @@ def test_single_batch_graph_reuse_is_exact_for_many_products() -> None:
     for seed in range(3):
         v = torch.randn(op.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
         torch.testing.assert_close(op @ v, H @ v, rtol=1e-10, atol=1e-12)
-    assert op._graph is not None and op.matvecs == 3
+    assert op._graphs is not None and len(op._graphs) == 1 and op.matvecs == 3
+
+
+@pytest.mark.parametrize("problem", ["mlp_problem", "cnn_problem"])
+def test_cached_graphs_over_uneven_batches_equal_the_dense_hessian(problem, request) -> None:
+    """cache_graphs keeps one graph per batch (weights folded in); blocks and repeats stay exact."""
+    obj, H = request.getfixturevalue(problem)
+    op = HessianOperator(obj, mode="rev-rev", cache_graphs=True, block_size=3)
+    V = torch.randn(op.shape[0], 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for _ in range(2):
+        torch.testing.assert_close(op @ V, H @ V, rtol=1e-10, atol=1e-12)
+    assert len(op._graphs) == obj.num_batches > 1 and op.matvecs == 10
+    saved = obj.params[0].detach().clone()
+    with torch.no_grad():
+        obj.params[0].mul_(1.5)
+    try:
+        op.refresh()  # parameters changed: the cached graphs must be rebuilt
+        fresh = HessianOperator(obj, mode="rev-rev") @ V[:, 0]
+        torch.testing.assert_close(op @ V[:, 0], fresh, rtol=1e-10, atol=1e-12)
+        assert not torch.allclose(fresh, H @ V[:, 0])
+    finally:
+        with torch.no_grad():
+            obj.params[0].copy_(saved)  # the fixture is shared by the module
 
 
 def test_param_subset_is_the_diagonal_block(mlp_problem) -> None:
