@@ -86,7 +86,8 @@ class _AscentMixin(torch.optim.Optimizer):
                 if self._momentum_key not in st:
                     continue
                 st["base_p"] = p.detach().clone()
-                p.add_(st[self._momentum_key], alpha=self._ascent_sign * group["rho"] / float(norm))
+                sign = group.get("ascent_sign", self._ascent_sign)
+                p.add_(st[self._momentum_key], alpha=sign * group["rho"] / float(norm))
 
     @torch.no_grad()
     def move_from_ascent(self) -> None:
@@ -186,6 +187,8 @@ class AdamWMSAMScheduleFree(_AscentMixin):
         r: exponent of ``t`` in the averaging weights.
         weight_lr_power: exponent ``p`` of the maximal learning rate in the averaging weights.
         interpolation: ``beta_i`` of ``y = (1 - beta_i) z + beta_i x``, in [0, 1).
+        negative_momentum: perturb along ``-a / ||a||`` as Momentum-SAM and the official AdamW_MSAM
+            (MarlonBecker/MSAM) do, instead of the seed formula's ``+a / ||a||``.
 
     Attributes:
         Per group after each step: ``"k"`` (steps taken), ``"lr_max"``, ``"weight_sum"``, ``"last_c"``
@@ -208,6 +211,7 @@ class AdamWMSAMScheduleFree(_AscentMixin):
         r: float = 0.0,
         weight_lr_power: float = 2.0,
         interpolation: float = 0.0,
+        negative_momentum: bool = False,
     ) -> None:
         check_positive("lr", lr)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
@@ -232,6 +236,7 @@ class AdamWMSAMScheduleFree(_AscentMixin):
             r=r,
             weight_lr_power=weight_lr_power,
             interpolation=interpolation,
+            ascent_sign=-1.0 if negative_momentum else 1.0,
             train_mode=True,
             k=0,
             lr_max=0.0,

@@ -54,7 +54,7 @@ def test_step_in_eval_mode_is_an_error(quadratic):
             opt.step(quadratic.closure_for(params))
 
 
-def reference_sf(q, *, lr, betas, eps, wd, rho, warmup, r, p, beta_i, steps):
+def reference_sf(q, *, lr, betas, eps, wd, rho, warmup, r, p, beta_i, steps, sign=1.0):
     """Straight transcription of the formula (float64, one flat parameter)."""
     b1, b2 = betas
     z = q.w0.clone()
@@ -65,7 +65,7 @@ def reference_sf(q, *, lr, betas, eps, wd, rho, warmup, r, p, beta_i, steps):
     a = torch.zeros_like(z)
     lr_max, wsum, zs, ws = 0.0, 0.0, [], []
     for t in range(1, steps + 1):
-        point = y + rho * a / a.norm() if a.norm() > 0 else y
+        point = y + sign * rho * a / a.norm() if a.norm() > 0 else y
         g = q.grad(point)
         alpha = lr * min(1.0, t / warmup if warmup else 1.0) * math.sqrt(1 - b2**t) / (1 - b1**t)
         m = b1 * m + (1 - b1) * g
@@ -150,3 +150,29 @@ def test_schedule_free_validation(quadratic, kwargs, match):
     kw = {"lr": 0.1, **kwargs}
     with pytest.raises(ConfigError, match=match):
         AdamWMSAMScheduleFree(quadratic.make_params(), **kw)
+
+
+@pytest.mark.parametrize("negative", [False, True], ids=["seed-plus", "negative-momentum"])
+def test_schedule_free_ascent_sign(quadratic, negative):
+    """The seed's +a/||a|| by default; -a/||a|| (as Momentum-SAM) with negative_momentum=True."""
+    q = quadratic
+    kw = dict(lr=0.05, betas=(0.9, 0.99), eps=1e-8, rho=0.3)
+    params = q.make_params()
+    opt = AdamWMSAMScheduleFree(params, **kw, negative_momentum=negative)
+    closure = q.closure_for(params)
+    for _ in range(5):
+        opt.step(closure)
+    y_ref, *_ = reference_sf(
+        q, **kw, wd=0.0, warmup=0, r=0.0, p=2.0, beta_i=0.0, steps=5, sign=-1.0 if negative else 1.0
+    )
+    torch.testing.assert_close(q.flat(params), y_ref, rtol=1e-10, atol=1e-12)
+    y = q.flat(params).clone()
+    a = torch.cat([opt.state[p]["ascent_momentum"].view(-1) for p in params])
+    opt.move_to_ascent()
+    step = q.flat(params) - y
+    torch.testing.assert_close(step, (-1.0 if negative else 1.0) * 0.3 * a / a.norm(), rtol=1e-12, atol=1e-14)
+    state = opt.state_dict()
+    opt.move_from_ascent()
+    fresh = AdamWMSAMScheduleFree(q.make_params(), **kw)
+    fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["ascent_sign"] == (-1.0 if negative else 1.0)
