@@ -16,7 +16,8 @@ arXiv 2405.15682). At step ``t`` (from 1), with gradient ``g_t`` taken at the as
 
     alpha_t = lr * min(1, t / warmup_steps) * sqrt(1 - beta2^t) / (1 - beta1^t)
     m_t = beta1 m_{t-1} + (1 - beta1) g_t,      v_t = beta2 v_{t-1} + (1 - beta2) g_t^2
-    ascent point: y_{t-1} + rho * a_{t-1} / ||a_{t-1}||          (gradient g_t taken there)
+    ascent point: y_{t-1} + rho * a_{t-1} / ||a_{t-1}||          (gradient g_t taken there;
+                                                       -rho with negative_momentum=True)
     z_t = z_{t-1} - alpha_t m_t / (sqrt(v_t) + eps) - alpha_t * lambda * z_{t-1}
     a_t = beta1 a_{t-1} + g_t
     w_t = t^r * (max_{s<=t} alpha_s)^p,         c_t = w_t / sum_{i<=t} w_i
