@@ -156,6 +156,8 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
         raise CheckpointError(
             f"checkpoint {str(p)!r} is truncated or not a PyTorch file: {_first_line(str(exc))}"
         ) from None
+    except Exception:  # corrupt bytes can break the unpickler in any way (IndexError, KeyError, ...)
+        raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a PyTorch checkpoint") from None
     return _from_object(obj, p)
 
 
