@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -101,6 +102,38 @@ output_options = _compose(
 seed_option = click.option(
     "--seed", default=0, show_default=True, type=int, help="Seed of every random draw."
 )
+
+
+SOURCE_KEYS = (
+    "model",
+    "model_kwargs",
+    "unsafe_load",
+    "data",
+    "data_dir",
+    "split",
+    "samples",
+    "batch_size",
+    "device",
+    "dtype",
+)
+
+
+def source_options(f: F) -> F:
+    """The model, data and device options, handed to the command as one ``source`` dict.
+
+    ``source`` holds the keyword arguments of ``objective_from_checkpoint`` (and of the surface and
+    sharpness entry points) with ``--model-kwargs`` parsed and ``--dtype`` resolved, so every command
+    loads a checkpoint the same way.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        source = {k: kwargs.pop(k) for k in SOURCE_KEYS}
+        source["model_kwargs"] = parse_json_kwargs(source["model_kwargs"])
+        source["dtype"] = resolve_dtype(source["dtype"])
+        return f(*args, source=source, **kwargs)
+
+    return model_options(data_options(device_options(wrapper)))
 
 
 def dtype_from_option(value: str) -> Any:

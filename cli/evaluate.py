@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.common import (
-    data_options,
-    device_options,
-    dtype_from_option,
     echo_json,
     echo_table,
-    model_options,
-    parse_json_kwargs,
     seed_option,
+    source_options,
 )
 from landscape.io.atomic import atomic_write_json
 from landscape.io.loading import objective_from_checkpoint
@@ -22,9 +19,7 @@ from landscape.io.loading import objective_from_checkpoint
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@model_options
-@data_options
-@device_options
+@source_options
 @seed_option
 @click.option(
     "--bn-mode",
@@ -39,20 +34,11 @@ from landscape.io.loading import objective_from_checkpoint
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint: Path,
-    model: str | None,
-    model_kwargs: str | None,
-    unsafe_load: bool,
-    data: str | None,
-    data_dir: str | None,
-    split: str | None,
-    samples: int | None,
-    batch_size: int,
-    device: str,
-    dtype: str,
     seed: int,
     bn_mode: str,
     out: Path | None,
     as_json: bool,
+    source: dict[str, Any],
 ) -> None:
     """Mean loss and accuracy of CHECKPOINT over a whole dataset (exact per-sample weighting).
 
@@ -64,17 +50,8 @@ def evaluate(
     """
     objective, ckpt, spec = objective_from_checkpoint(
         checkpoint,
-        model=model,
-        model_kwargs=parse_json_kwargs(model_kwargs),
-        unsafe_load=unsafe_load,
-        data=data,
-        data_dir=data_dir,
-        split=split,
-        samples=samples,
-        batch_size=batch_size,
+        **source,
         seed=seed,
-        device=device,
-        dtype=dtype_from_option(dtype),
         bn_mode=bn_mode,
     )
     result = {

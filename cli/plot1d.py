@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.common import (
-    data_options,
-    device_options,
-    dtype_from_option,
     echo_json,
-    model_options,
     output_options,
-    parse_json_kwargs,
     seed_option,
+    source_options,
 )
 from cli.surface_common import direction_options, evaluation_options, is_rank_zero, save_figure
 from landscape.errors import ConfigError
@@ -51,9 +48,7 @@ from landscape.surface.store import Surface
 @click.option("--no-accuracy", is_flag=True, help="Do not draw accuracy on the twin axis.")
 @direction_options
 @evaluation_options
-@model_options
-@data_options
-@device_options
+@source_options
 @seed_option
 @output_options
 def plot1d(
@@ -76,20 +71,11 @@ def plot1d(
     label: str | None,
     formats: tuple[str, ...],
     from_files: tuple[Path, ...],
-    model: str | None,
-    model_kwargs: str | None,
-    unsafe_load: bool,
-    data: str | None,
-    data_dir: str | None,
-    split: str | None,
-    samples: int | None,
-    batch_size: int,
-    device: str,
-    dtype: str,
     seed: int,
     out: Path | None,
     as_json: bool,
     quiet: bool,
+    source: dict[str, Any],
 ) -> None:
     """Loss and accuracy along one direction through CHECKPOINT, saved as a resumable surface file.
 
@@ -128,16 +114,7 @@ def plot1d(
                 bn=bn,
                 out=out / f"{stem}.npz",
                 overwrite=overwrite,
-                model=model,
-                model_kwargs=parse_json_kwargs(model_kwargs),
-                unsafe_load=unsafe_load,
-                data=data,
-                data_dir=data_dir,
-                split=split,
-                samples=samples,
-                batch_size=batch_size,
-                device=device,
-                dtype=dtype_from_option(dtype),
+                **source,
                 eigen_tol=eigen_tol,
                 chunk_size=chunk_size,
                 save_every=save_every,

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.common import (
-    data_options,
-    device_options,
-    dtype_from_option,
     echo_json,
     echo_table,
-    model_options,
     output_options,
-    parse_json_kwargs,
     seed_option,
+    source_options,
 )
 from landscape.device import resolve_device
 from landscape.hessian.distributed import shard_from_environment
@@ -31,8 +28,7 @@ def _fmt(v: float | None) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@model_options
-@data_options
+@source_options
 @click.option("--top-k", default=5, show_default=True, type=int, help="Number of eigenvalues.")
 @click.option(
     "--which",
@@ -103,19 +99,10 @@ def _fmt(v: float | None) -> str:
 @click.option(
     "--allow-nondeterministic", is_flag=True, help="Skip the two-pass determinism check of the data."
 )
-@device_options
 @seed_option
 @output_options
 def sharpness(
     checkpoint: Path,
-    model: str | None,
-    model_kwargs: str | None,
-    unsafe_load: bool,
-    data: str | None,
-    data_dir: str | None,
-    split: str | None,
-    samples: int | None,
-    batch_size: int,
     top_k: int,
     which: str,
     tol: float,
@@ -135,12 +122,11 @@ def sharpness(
     cache_graphs: bool,
     bn_mode: str,
     allow_nondeterministic: bool,
-    device: str,
-    dtype: str,
     seed: int,
     out: Path | None,
     as_json: bool,
     quiet: bool,
+    source: dict[str, Any],
 ) -> None:
     """Hessian sharpness of CHECKPOINT on a fixed sample: top eigenvalues, trace, density.
 
@@ -156,21 +142,12 @@ def sharpness(
       landscape sharpness ckpt.pt --backend pyhessian --trace --trace-method hutchinson
       torchrun --nproc-per-node 2 -m cli.main sharpness ckpt.pt --device cpu
     """
-    dev = resolve_device(device)
+    dev = resolve_device(source["device"])
     shard = shard_from_environment(dev)
     objective, _, spec = objective_from_checkpoint(
         checkpoint,
-        model=model,
-        model_kwargs=parse_json_kwargs(model_kwargs),
-        unsafe_load=unsafe_load,
-        data=data,
-        data_dir=data_dir,
-        split=split,
-        samples=samples,
-        batch_size=batch_size,
+        **{**source, "device": dev},
         seed=seed,
-        device=dev,
-        dtype=dtype_from_option(dtype),
         bn_mode=bn_mode,
         shard=shard,
     )
@@ -202,7 +179,7 @@ def sharpness(
     doc = {
         "checkpoint": str(checkpoint),
         "data": spec.to_dict(),
-        "batch_size": batch_size,
+        "batch_size": source["batch_size"],
         "world_size": shard[1] if shard else 1,
         **result.to_dict(),
     }
