@@ -63,7 +63,17 @@ cli.add_command(compare_magnitude)
 
 
 def main() -> None:
-    cli(prog_name="landscape")
+    """Entry point: usage errors too become one line (``error: ...``), exit status 2."""
+    try:
+        cli.main(prog_name="landscape", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

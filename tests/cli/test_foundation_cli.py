@@ -188,3 +188,27 @@ def test_real_subprocess_entry_point(cnn_checkpoint):
     )
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["evaluate", "x.pt", "--dtype", "half"], "Invalid value for '--dtype'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["info"], "Missing argument 'CHECKPOINT'"),
+    ],
+    ids=["bad-choice", "unknown-command", "missing-argument"],
+)
+def test_usage_errors_are_one_line_from_the_entry_point(args, fragment):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
