@@ -29,8 +29,7 @@ has the norm of the weights' filter, and ``<d_1, d_2> = 0`` in every group and h
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch
 from torch import nn
 
 from landscape.errors import ConfigError, check_choice
+from landscape.io.digest import tensors_digest
 from landscape.objective import Objective
 
 NORMS = ("filter", "layer", "model", "none")
@@ -295,16 +295,6 @@ def direction_norm(d: Mapping[str, torch.Tensor]) -> float:
 def direction_dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
     """Inner product of two directions over their common tensors."""
     return float(sum((a[n].double() * b[n].double()).sum() for n in a if n in b))
-
-
-def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """SHA-256 of names, shapes, dtypes and bytes: changes whenever any value changes."""
-    h = hashlib.sha256()
-    for name, t in tensors:
-        c = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(c.shape)}|{c.dtype}|".encode())
-        h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
-    return h.hexdigest()
 
 
 def describe_directions(dirs: list[Direction], base: Mapping[str, torch.Tensor]) -> dict[str, Any]:

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from landscape.errors import ConfigError, check_choice
+from landscape.io.digest import data_digest, settings_digest, tensors_digest
 from landscape.objective import Objective
 from landscape.progress import Progress
-from landscape.surface.directions import describe_directions, tensors_digest
-from landscape.surface.store import Surface, check_resumable, fingerprint_of
+from landscape.surface.directions import describe_directions
+from landscape.surface.store import Surface, check_resumable
 
 BN_POLICIES = ("fixed", "recalibrate")
 PointCallback = Callable[[int, float, float], None]
@@ -179,13 +180,6 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def data_digest(objective: Objective) -> str:
-    """SHA-256 of every evaluation batch (inputs and targets) the objective sees."""
-    return tensors_digest(
-        (f"{i}:{k}", t) for i, (x, y, _) in enumerate(objective.batches()) for k, t in (("x", x), ("y", y))
-    )
-
-
 def compute_surface(
     objective: Objective,
     directions: Sequence[Mapping[str, torch.Tensor]],
@@ -261,7 +255,7 @@ def compute_surface(
             "loss_fn": type(objective.loss_fn).__name__,
         }
     )
-    fp = fingerprint_of(parts)
+    fp = settings_digest(parts)
     meta = dict(metadata or {})
     meta.update(
         {

@@ -8,7 +8,6 @@ and is refused unless the caller asks to overwrite it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,12 +164,6 @@ class Surface:
             out["loss_max"] = float(np.nanmax(finite))
         out["metadata"] = self.metadata
         return out
-
-
-def fingerprint_of(parts: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the settings."""
-    text = json.dumps(parts, sort_keys=True, default=json_default)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_resumable(existing: Surface, fingerprint: str, parts: dict[str, Any], path: str | Path) -> None:

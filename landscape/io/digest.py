@@ -1,0 +1,43 @@
+"""Content digests: what a resumable result is fingerprinted with (weights, data, settings)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from landscape.io.atomic import json_default
+
+if TYPE_CHECKING:
+    from landscape.objective import Objective
+
+
+def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 of names, shapes, dtypes and bytes: changes whenever any value changes."""
+    h = hashlib.sha256()
+    for name, t in tensors:
+        c = t.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(c.shape)}|{c.dtype}|".encode())
+        h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
+    return h.hexdigest()
+
+
+def data_digest(objective: Objective) -> str:
+    """SHA-256 of every batch (inputs and targets) the objective sees."""
+    return tensors_digest(
+        (f"{i}:{k}", t) for i, (x, y, _) in enumerate(objective.batches()) for k, t in (("x", x), ("y", y))
+    )
+
+
+def model_digest(objective: Objective) -> str:
+    """SHA-256 of the model's whole state (parameters and buffers such as batch-norm statistics)."""
+    return tensors_digest(objective.model.state_dict().items())
+
+
+def settings_digest(parts: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a settings dictionary."""
+    text = json.dumps(parts, sort_keys=True, default=json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
