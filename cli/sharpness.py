@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from landscape.hessian.sharpness import SharpnessResult
 from landscape.hessian.sharpness import sharpness as compute_sharpness
 from landscape.io.atomic import atomic_path, atomic_save_npz, atomic_write_json
 from landscape.io.loading import objective_from_checkpoint
+
+STAGE_FOLDER = ".sharpness-stages"
 
 
 def _fmt(v: float | None) -> str:
@@ -131,7 +134,9 @@ def sharpness(
     """Hessian sharpness of CHECKPOINT on a fixed sample: top eigenvalues, trace, density.
 
     Batch norm uses running statistics (the Hessian of the evaluation-mode training loss). Under
-    torchrun every rank takes a shard of the data and every product is all-reduced.
+    torchrun every rank takes a shard of the data and every product is all-reduced. With -o DIR each
+    finished stage (eigenvalues, trace, density, per layer, per batch) is kept in DIR, so rerunning
+    an interrupted command reuses the stages whose checkpoint, data and settings match.
 
     \b
     Examples:
@@ -152,6 +157,9 @@ def sharpness(
         shard=shard,
     )
     quiet = quiet or as_json or (shard is not None and shard[0] != 0)
+    # With -o, finished stages are kept so an interrupted run resumes (one process only: under
+    # torchrun every rank must take part in every product).
+    stage_dir = out / STAGE_FOLDER if out is not None and (shard is None or shard[1] == 1) else None
     result = compute_sharpness(
         objective,
         top_k=top_k,
@@ -172,6 +180,7 @@ def sharpness(
         cache_graphs=cache_graphs,
         seed=seed,
         allow_nondeterministic=allow_nondeterministic,
+        resume_dir=stage_dir,
         quiet=quiet,
     )
     if shard is not None and shard[0] != 0:
@@ -187,6 +196,8 @@ def sharpness(
         atomic_write_json(out / "sharpness.json", doc)
         if result.density is not None:
             _write_density(out, result)
+        if stage_dir is not None:
+            shutil.rmtree(stage_dir, ignore_errors=True)
     if as_json:
         echo_json(doc)
     else:

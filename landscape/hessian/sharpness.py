@@ -22,8 +22,9 @@ import itertools
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,12 +36,14 @@ from landscape.hessian.operator import HessianOperator
 from landscape.hessian.per_layer import GROUP_BY, per_layer
 from landscape.hessian.results import (
     DensityResult,
+    EigenResult,
     PerBatchResult,
     PerLayerResult,
     SavedResult,
     TraceResult,
 )
 from landscape.hessian.slq import slq
+from landscape.hessian.stages import StageCache
 from landscape.hessian.trace import TRACE_METHODS, trace
 from landscape.objective import Objective
 from landscape.progress import track
@@ -164,6 +167,7 @@ def sharpness(
     seed: int = 0,
     allow_nondeterministic: bool = False,
     cache_graphs: bool = False,
+    resume_dir: str | Path | None = None,
     quiet: bool = True,
 ) -> SharpnessResult:
     """Top eigenvalues and, on request, trace, density, per-layer and per-batch curvature.
@@ -192,6 +196,8 @@ def sharpness(
         allow_nondeterministic: skip the determinism check of loader data.
         cache_graphs: keep every batch's gradient graph between products (rev-rev; faster when
             the activations of the whole sample fit in memory).
+        resume_dir: keep each finished stage here and reuse the stages whose weights, data and
+            settings match (see :mod:`landscape.hessian.stages`); ``None``: no resume.
         quiet: no progress bars.
 
     Returns:
@@ -214,36 +220,85 @@ def sharpness(
         with_trace = True
     if backend == "pyhessian":
         return _pyhessian_sharpness(
-            **{k: v for k, v in locals().items() if k not in ("backend", "cache_graphs")}
+            **{k: v for k, v in locals().items() if k not in ("backend", "cache_graphs", "resume_dir")}
         )
     op = HessianOperator(
         objective, mode=mode, allow_nondeterministic=allow_nondeterministic, cache_graphs=cache_graphs
     )
-    eig = lanczos(op, top_k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet)
+    stages = (
+        StageCache.for_objective(resume_dir, objective, hvp_mode=op.mode, seed=seed)
+        if resume_dir is not None
+        else None
+    )
+
+    def stage(name: str, options: dict[str, Any], cls: type[Any], compute: Callable[[], Any]) -> Any:
+        return stages.run(name, options, cls, compute) if stages is not None else compute()
+
+    eig = stage(
+        "eigen",
+        {"top_k": top_k, "which": which, "tol": tol, "max_matvecs": max_matvecs},
+        EigenResult,
+        # the eigenvectors are not part of the sharpness result: drop them rather than store n x k floats
+        lambda: replace(
+            lanczos(op, top_k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet),
+            vectors=None,
+        ),
+    )
     order = np.argsort(-eig.eigenvalues, kind="stable")
     tr = None
     if with_trace:
-        tr = trace(
-            op,
-            method=trace_method,
-            matvecs=trace_matvecs,
-            rtol=trace_rtol,
-            max_matvecs=trace_max_matvecs,
-            seed=seed,
-            quiet=quiet,
+        trace_options = {
+            "method": trace_method,
+            "matvecs": trace_matvecs,
+            "rtol": trace_rtol,
+            "max_matvecs": trace_max_matvecs,
+        }
+        tr = stage(
+            "trace",
+            trace_options,
+            TraceResult,
+            lambda: trace(op, **trace_options, seed=seed, quiet=quiet),
         )
-    dens = slq(op, runs=density_runs, steps=density_steps, seed=seed, quiet=quiet) if density else None
+    dens = None
+    if density:
+        dens = stage(
+            "density",
+            {"runs": density_runs, "steps": density_steps},
+            DensityResult,
+            lambda: slq(op, runs=density_runs, steps=density_steps, seed=seed, quiet=quiet),
+        )
     layers = None
     if per_layer_by is not None:
-        layers = per_layer(
-            objective, group_by=per_layer_by, seed=seed, mode=mode, quiet=quiet, allow_nondeterministic=True
+        layers = stage(
+            "per_layer",
+            {"group_by": per_layer_by},
+            PerLayerResult,
+            lambda: per_layer(
+                objective,
+                group_by=per_layer_by,
+                seed=seed,
+                mode=mode,
+                quiet=quiet,
+                allow_nondeterministic=True,
+            ),
         )
     pb = None
     if per_batch is not None:
-        pb = per_batch_protocol(
-            objective, per_batch, which=per_batch_which, seed=seed, mode=mode, quiet=quiet
+        pb = stage(
+            "per_batch",
+            {"batches": per_batch, "which": per_batch_which},
+            PerBatchResult,
+            lambda: per_batch_protocol(
+                objective, per_batch, which=per_batch_which, seed=seed, mode=mode, quiet=quiet
+            ),
         )
-    total = op.matvecs + (layers.matvecs if layers else 0) + (pb.matvecs if pb else 0)
+    # every product of every stage, whether computed now or read back from an interrupted run
+    total = sum(r.matvecs for r in (eig, tr, dens, layers, pb) if r is not None)
+    notes = (
+        [f"stages read back from an interrupted run: {', '.join(stages.reused)}"]
+        if stages and stages.reused
+        else []
+    )
     meta = objective.metadata()
     return SharpnessResult(
         eigenvalues=eig.eigenvalues[order],
@@ -266,6 +321,7 @@ def sharpness(
         density=dens,
         per_layer=layers,
         per_batch=pb,
+        notes=notes,
     )
 
 
