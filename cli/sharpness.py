@@ -47,7 +47,7 @@ def _fmt(v: float | None) -> str:
     "--trace-method",
     default="hutch++",
     show_default=True,
-    type=click.Choice(["hutch++", "hutchinson"]),
+    type=click.Choice(["hutch++", "hutchinson", "xtrace"]),
     help="Trace estimator.",
 )
 @click.option(

@@ -30,6 +30,7 @@ from landscape.hessian import (
     slq,
     top_eigenpairs,
     trace,
+    xtrace,
 )
 from landscape.io.checkpoints import (
     Checkpoint,
@@ -155,4 +156,5 @@ __all__ = [
     "top_eigenpairs",
     "trace",
     "training_step",
+    "xtrace",
 ]

@@ -19,7 +19,7 @@ from landscape.hessian.results import (
 )
 from landscape.hessian.sharpness import SharpnessResult, per_batch_protocol, sharpness
 from landscape.hessian.slq import slq
-from landscape.hessian.trace import hutchinson, hutchpp, trace
+from landscape.hessian.trace import hutchinson, hutchpp, trace, xtrace
 
 __all__ = [
     "DensityResult",
@@ -40,4 +40,5 @@ __all__ = [
     "slq",
     "top_eigenpairs",
     "trace",
+    "xtrace",
 ]

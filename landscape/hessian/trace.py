@@ -8,6 +8,14 @@
   the remaining ``m/3`` probes. The deflated part has Frobenius norm at most that of the tail of the
   spectrum, so for decaying spectra the error falls as ``1/m`` instead of ``m^(-1/2)``.
 
+* **XTrace** (Epperly, Tropp & Webber 2024, *XTrace: making the most of every sample in stochastic
+  trace estimation*, SIMAX): with ``m/2`` Rademacher test vectors ``omega_i`` and ``Y = A Omega``,
+  average over ``i`` the Hutch++-like estimates that use all *other* vectors for the sketch,
+  ``t_i = tr(Q_i^T A Q_i) + omega_i^T (I - Q_i Q_i^T) A (I - Q_i Q_i^T) omega_i`` with
+  ``Q_i = orth(A Omega_{-i})``. Every ``Q_i`` lies in the span of ``Q = orth(Y)``, so with the second
+  block ``Z = A Q`` all ``t_i`` follow from ``m/2 x m/2`` matrices: ``m`` products in all. Each
+  ``t_i`` is unbiased; their spread gives the standard error. Fixed budget only.
+
 The standard error is the sample standard deviation of the stochastic part's probes over the square
 root of their number (the sketch part is exact given ``Q``). With ``rtol`` both estimators keep
 drawing probes (in blocks) until ``stderr <= rtol * |estimate|`` or ``max_matvecs`` is spent.
@@ -26,7 +34,7 @@ from landscape.hessian.operator import operator_info, rademacher
 from landscape.hessian.results import TraceResult
 from landscape.progress import Progress
 
-TRACE_METHODS = ("hutchinson", "hutch++")
+TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
 MIN_PROBES = 8
 
 
@@ -142,6 +150,52 @@ def hutchpp(
     )
 
 
+def xtrace(
+    op: Any,
+    *,
+    matvecs: int = 100,
+    seed: int = 0,
+    block_size: int = 8,
+    quiet: bool = True,
+) -> TraceResult:
+    """XTrace estimate of ``tr(op)`` (Epperly, Tropp & Webber 2024) with ``matvecs/2`` test vectors.
+
+    Args:
+        op: symmetric ``(n, n)`` operator.
+        matvecs: total products (half on the test vectors, half on their orthonormal basis).
+        seed: seed of the test vectors.
+        block_size: vectors per operator application.
+        quiet: no progress bar.
+    """
+    return trace(op, method="xtrace", matvecs=matvecs, seed=seed, block_size=block_size, quiet=quiet)
+
+
+def xtrace_estimates(op: Any, omega: torch.Tensor, *, block_size: int = 8) -> torch.Tensor:
+    """The ``k`` exchangeable estimates ``t_i`` of XTrace for test vectors ``omega`` (``n x k``).
+
+    With ``Y = A Omega = Q R``, ``Z = A Q``, ``H = Q^T Z``, ``W = Q^T Omega`` and ``T = Z^T Omega``:
+    ``Q_i = Q C_i`` where ``C_i = orth(R_{-i})``; writing ``w = W e_i``, ``P w = C_i C_i^T w`` and
+    ``u = w - P w``, ``t_i = tr(C_i^T H C_i) + u^T R e_i - u^T H P w + (omega_i^T y_i - w^T R e_i)
+    - (T e_i - H^T w)^T P w``. Uses ``2k`` products.
+    """
+    Y = _apply(op, omega, block_size)
+    Q, R = torch.linalg.qr(Y)
+    Z = _apply(op, Q, block_size)
+    H, W, T = Q.T @ Z, Q.T @ omega, Z.T @ omega
+    omega_y = (omega * Y).sum(dim=0)
+    k = omega.shape[1]
+    out = torch.empty(k, dtype=torch.float64)
+    for i in range(k):
+        C, _ = torch.linalg.qr(torch.cat([R[:, :i], R[:, i + 1 :]], dim=1))
+        w, r = W[:, i], R[:, i]
+        pw = C @ (C.T @ w)
+        u = w - pw
+        hpw = H @ pw
+        t = torch.trace(C.T @ H @ C) + u @ r - u @ hpw + (omega_y[i] - w @ r) - (T[:, i] - H.T @ w) @ pw
+        out[i] = float(t)
+    return out
+
+
 def trace(
     op: Any,
     *,
@@ -153,9 +207,9 @@ def trace(
     block_size: int = 8,
     quiet: bool = True,
 ) -> TraceResult:
-    """Stochastic estimate of ``tr(op)`` by ``method`` (``'hutchinson'`` or ``'hutch++'``).
+    """Stochastic estimate of ``tr(op)`` by ``method`` (``'hutchinson'``, ``'hutch++'`` or ``'xtrace'``).
 
-    See :func:`hutchinson` and :func:`hutchpp` for the arguments.
+    See :func:`hutchinson`, :func:`hutchpp` and :func:`xtrace` for the arguments.
 
     Returns:
         :class:`TraceResult` with the estimate, its standard error, and the products used.
@@ -163,13 +217,34 @@ def trace(
     t0 = time.perf_counter()
     check_choice("method", method, TRACE_METHODS)
     n, dtype, device = operator_info(op)
-    if matvecs < (3 if method == "hutch++" else 2):
-        raise ConfigError(f"matvecs={matvecs!r} is too small for {method} (at least 2, 3 for hutch++)")
+    if matvecs < {"hutchinson": 2, "hutch++": 3, "xtrace": 4}[method]:
+        raise ConfigError(
+            f"matvecs={matvecs!r} is too small for {method} (at least 2; 3 for hutch++, 4 for xtrace)"
+        )
+    if method == "xtrace" and rtol is not None:
+        raise ConfigError(
+            "rtol (--trace-rtol) is not available with method='xtrace' (a fixed budget); use 'hutch++'"
+        )
     if rtol is not None and not rtol > 0:
         raise ConfigError(f"rtol={rtol!r} must be > 0")
     if block_size < 1:
         raise ConfigError(f"block_size={block_size!r} must be >= 1")
     gen = torch.Generator().manual_seed(int(seed))
+    if method == "xtrace":
+        k = min(matvecs // 2, n)
+        with Progress(2 * k, "trace (xtrace)", quiet=quiet, unit="hvp") as bar:
+            ests = xtrace_estimates(
+                op, rademacher(n, k, generator=gen, dtype=dtype, device=device), block_size=block_size
+            )
+            bar.update(2 * k)
+        return TraceResult(
+            estimate=float(ests.mean()),
+            stderr=_stderr(ests),
+            matvecs=2 * k,
+            method=method,
+            samples=k,
+            seconds=time.perf_counter() - t0,
+        )
     budget = max_matvecs if rtol is not None else matvecs
     used = 0
     exact = 0.0
