@@ -9,7 +9,8 @@ grid points are split across ranks and rank 0 writes the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,20 @@ def init_distributed(device: str = "auto") -> tuple[int, int, str, bool]:
     if created:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), device, created
+
+
+@contextmanager
+def process_group(device: str = "auto") -> Iterator[tuple[int, int, str]]:
+    """``init_distributed`` for the duration of a block; every rank leaves the group together."""
+    rank, world, device, created = init_distributed(device)
+    try:
+        yield rank, world, device
+    finally:
+        if created:  # an early exit of one rank would abort the others' gloo pairs
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 def _tensors_like(
@@ -158,160 +173,101 @@ def surface_from_checkpoint(
         raise ConfigError(f"--ckpts needs exactly two checkpoints (B and C), got {len(ckpts)}")
     if (trajectory is not None) != (dir_type == "pca"):
         raise ConfigError("--trajectory DIR goes with --dir-type pca (and pca needs --trajectory)")
-    rank, world, device, created = init_distributed(device)
-    try:
-        return _surface(
+    with process_group(device) as (_, world, device):
+        load_kwargs = {"model": model, "model_kwargs": model_kwargs, "unsafe_load": unsafe_load}
+        objective, ckpt, spec = objective_from_checkpoint(
             checkpoint,
-            xs=xs,
-            ys=ys,
-            ndim=ndim,
-            dir_type=dir_type,
-            to=to,
-            ckpts=ckpts,
-            trajectory=trajectory,
-            norm=norm,
-            ignore=ignore,
-            mode=mode,
-            seed=seed,
-            bn=bn,
-            out=out,
-            overwrite=overwrite,
-            model=model,
-            model_kwargs=model_kwargs,
-            unsafe_load=unsafe_load,
+            **load_kwargs,
             data=data,
             data_dir=data_dir,
             split=split,
             samples=samples,
             batch_size=batch_size,
+            seed=seed,
             device=device,
             dtype=dtype,
-            eigen_tol=eigen_tol,
+        )
+        if ckpt.model_spec is not None and load_kwargs["model"] is None:
+            load_kwargs["model"] = ckpt.model_spec.name
+            load_kwargs["model_kwargs"] = ckpt.model_spec.kwargs
+        if mode is None:
+            # Between checkpoints the batch-norm statistics must move too, or alpha = 1 is not the second
+            # checkpoint (its weights with the first one's running statistics).
+            mode = "states" if dir_type in ("interpolation", "plane") else "weights"
+        check_choice("mode", mode, ("weights", "states"))
+        if mode == "states" and not bn_buffers(objective.model):
+            mode = "weights"  # no running statistics to move: the same surface, recorded honestly
+        base = snapshot(objective, mode)
+        names = list(base)
+        direction: dict[str, Any] = {"kind": dir_type, "mode": mode}
+        extras: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"axis_labels": ["alpha", "beta"]}
+        if dir_type == "random":
+            dirs = random_directions(objective, ndim, seed=seed, norm=norm, ignore=ignore, mode=mode)
+            direction.update({"norm": norm, "ignore": ignore, "seed": seed, "orthogonal": ndim == 2})
+        elif dir_type == "interpolation":
+            assert to is not None
+            dirs = [interpolation_direction(base, _tensors_like(to, objective, names, load_kwargs))]
+            direction["to"] = str(to)
+            meta["axis_labels"] = ["alpha (0: checkpoint, 1: --to)", ""]
+        elif dir_type == "plane":
+            assert ckpts is not None
+            b, c = (_tensors_like(p, objective, names, load_kwargs) for p in ckpts)
+            dirs = plane_directions(base, b, c)
+            direction["ckpts"] = [str(p) for p in ckpts]
+            extras.update(points_x=np.array([0.0, 1.0, 0.0]), points_y=np.array([0.0, 0.0, 1.0]))
+            meta["point_labels"] = [Path(checkpoint).stem, *(Path(p).stem for p in ckpts)]
+            meta["axis_labels"] = ["B - A", "C - A"]
+        elif dir_type == "pca":
+            assert trajectory is not None
+            files = trajectory_files(trajectory)
+            points = [_tensors_like(p, objective, names, load_kwargs) for p in files]
+            res = pca_directions(points, base, num=ndim, ignore=ignore, names=[p.stem for p in files])
+            dirs = res.directions
+            ratio = res.explained_variance_ratio
+            direction.update(
+                {
+                    "trajectory": [str(p) for p in files],
+                    "ignore": ignore,
+                    "explained_variance_ratio": ratio[:ndim].tolist(),
+                }
+            )
+            extras.update(path_x=res.path[:, 0], path_y=res.path[:, 1], explained_variance_ratio=ratio)
+            meta["axis_labels"] = [f"PC1 ({100 * ratio[0]:.1f}%)", f"PC2 ({100 * ratio[1]:.1f}%)"]
+        else:
+            dirs, evals = eigen_directions(objective, ndim, seed=seed, tol=eigen_tol)
+            direction.update({"eigenvalues": evals.tolist(), "seed": seed, "tol": eigen_tol})
+            extras["eigenvalues"] = evals
+            meta["axis_labels"] = [f"v1 (lambda={evals[0]:.4g})", f"v2 (lambda={evals[-1]:.4g})"]
+        if ndim == 1:
+            meta["axis_labels"] = meta["axis_labels"][:1] + [""]
+        settings = {
+            "direction": {k: v for k, v in direction.items() if k not in ("to", "ckpts", "trajectory")}
+        }
+        meta.update(
+            {
+                "direction": direction,
+                "checkpoint": str(checkpoint),
+                "model": ckpt.model_spec.to_dict() if ckpt.model_spec is not None else None,
+                "data": spec.to_dict(),
+                "label": label or Path(checkpoint).stem,
+                "world_size": world,
+            }
+        )
+        return compute_surface(
+            objective,
+            dirs,
+            xs,
+            ys,
+            path=out,
+            overwrite=overwrite,
+            bn=bn,
+            settings=settings,
+            metadata=meta,
+            extras=extras,
             chunk_size=chunk_size,
             save_every=save_every,
             max_points=max_points,
-            label=label,
             callback=callback,
             quiet=quiet,
-            world=world,
         )
-    finally:
-        if created:  # every rank leaves together: an early exit would abort the others' gloo pairs
-            import torch.distributed as dist
-
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-def _surface(checkpoint: str | Path, *, ndim: int, world: int, **kw: Any) -> Surface:
-    """The body of :func:`surface_from_checkpoint` once the process group is set up."""
-    xs, ys, dir_type, to, ckpts, trajectory = (
-        kw["xs"],
-        kw["ys"],
-        kw["dir_type"],
-        kw["to"],
-        kw["ckpts"],
-        kw["trajectory"],
-    )
-    norm, ignore, mode, seed = kw["norm"], kw["ignore"], kw["mode"], kw["seed"]
-    model, model_kwargs, unsafe_load = kw["model"], kw["model_kwargs"], kw["unsafe_load"]
-    data, data_dir, split, samples = kw["data"], kw["data_dir"], kw["split"], kw["samples"]
-    batch_size, device, dtype, eigen_tol = kw["batch_size"], kw["device"], kw["dtype"], kw["eigen_tol"]
-    bn, out, overwrite, label = kw["bn"], kw["out"], kw["overwrite"], kw["label"]
-    chunk_size, save_every, max_points = kw["chunk_size"], kw["save_every"], kw["max_points"]
-    callback, quiet = kw["callback"], kw["quiet"]
-    load_kwargs = {"model": model, "model_kwargs": model_kwargs, "unsafe_load": unsafe_load}
-    objective, ckpt, spec = objective_from_checkpoint(
-        checkpoint,
-        **load_kwargs,
-        data=data,
-        data_dir=data_dir,
-        split=split,
-        samples=samples,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-    )
-    if ckpt.model_spec is not None and load_kwargs["model"] is None:
-        load_kwargs["model"] = ckpt.model_spec.name
-        load_kwargs["model_kwargs"] = ckpt.model_spec.kwargs
-    if mode is None:
-        # Between checkpoints the batch-norm statistics must move too, or alpha = 1 is not the second
-        # checkpoint (its weights with the first one's running statistics).
-        mode = "states" if dir_type in ("interpolation", "plane") else "weights"
-    check_choice("mode", mode, ("weights", "states"))
-    if mode == "states" and not bn_buffers(objective.model):
-        mode = "weights"  # no running statistics to move: the same surface, recorded honestly
-    base = snapshot(objective, mode)
-    names = list(base)
-    direction: dict[str, Any] = {"kind": dir_type, "mode": mode}
-    extras: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"axis_labels": ["alpha", "beta"]}
-    if dir_type == "random":
-        dirs = random_directions(objective, ndim, seed=seed, norm=norm, ignore=ignore, mode=mode)
-        direction.update({"norm": norm, "ignore": ignore, "seed": seed, "orthogonal": ndim == 2})
-    elif dir_type == "interpolation":
-        assert to is not None
-        dirs = [interpolation_direction(base, _tensors_like(to, objective, names, load_kwargs))]
-        direction["to"] = str(to)
-        meta["axis_labels"] = ["alpha (0: checkpoint, 1: --to)", ""]
-    elif dir_type == "plane":
-        assert ckpts is not None
-        b, c = (_tensors_like(p, objective, names, load_kwargs) for p in ckpts)
-        dirs = plane_directions(base, b, c)
-        direction["ckpts"] = [str(p) for p in ckpts]
-        extras.update(points_x=np.array([0.0, 1.0, 0.0]), points_y=np.array([0.0, 0.0, 1.0]))
-        meta["point_labels"] = [Path(checkpoint).stem, *(Path(p).stem for p in ckpts)]
-        meta["axis_labels"] = ["B - A", "C - A"]
-    elif dir_type == "pca":
-        assert trajectory is not None
-        files = trajectory_files(trajectory)
-        points = [_tensors_like(p, objective, names, load_kwargs) for p in files]
-        res = pca_directions(points, base, num=ndim, ignore=ignore, names=[p.stem for p in files])
-        dirs = res.directions
-        ratio = res.explained_variance_ratio
-        direction.update(
-            {
-                "trajectory": [str(p) for p in files],
-                "ignore": ignore,
-                "explained_variance_ratio": ratio[:ndim].tolist(),
-            }
-        )
-        extras.update(path_x=res.path[:, 0], path_y=res.path[:, 1], explained_variance_ratio=ratio)
-        meta["axis_labels"] = [f"PC1 ({100 * ratio[0]:.1f}%)", f"PC2 ({100 * ratio[1]:.1f}%)"]
-    else:
-        dirs, evals = eigen_directions(objective, ndim, seed=seed, tol=eigen_tol)
-        direction.update({"eigenvalues": evals.tolist(), "seed": seed, "tol": eigen_tol})
-        extras["eigenvalues"] = evals
-        meta["axis_labels"] = [f"v1 (lambda={evals[0]:.4g})", f"v2 (lambda={evals[-1]:.4g})"]
-    if ndim == 1:
-        meta["axis_labels"] = meta["axis_labels"][:1] + [""]
-    settings = {"direction": {k: v for k, v in direction.items() if k not in ("to", "ckpts", "trajectory")}}
-    meta.update(
-        {
-            "direction": direction,
-            "checkpoint": str(checkpoint),
-            "model": ckpt.model_spec.to_dict() if ckpt.model_spec is not None else None,
-            "data": spec.to_dict(),
-            "label": label or Path(checkpoint).stem,
-            "world_size": world,
-        }
-    )
-    return compute_surface(
-        objective,
-        dirs,
-        xs,
-        ys,
-        path=out,
-        overwrite=overwrite,
-        bn=bn,
-        settings=settings,
-        metadata=meta,
-        extras=extras,
-        chunk_size=chunk_size,
-        save_every=save_every,
-        max_points=max_points,
-        callback=callback,
-        quiet=quiet,
-    )
