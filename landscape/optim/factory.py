@@ -72,6 +72,14 @@ DEFAULT_RHO: dict[str, float] = {
     "adamw-msam-sf": 0.05,
 }
 
+#: Options ``make_optimizer("newton-summary", ...)`` fills in when not given (the grnewt example's).
+NEWTON_SUMMARY_DEFAULTS: dict[str, Any] = {
+    "damping_int": 10.0,
+    "period_hg": 10,
+    "mom_lrs": 0.5,
+    "remove_negative": True,
+}
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -109,7 +117,8 @@ def make_optimizer(
             ``eps``, ``warmup_steps``, ``r``, ``weight_lr_power``, ``interpolation``
             (adamw-msam-sf), and for ``newton-summary`` the required ``loss_fn`` and ``hg_loader``
             plus ``partition`` (``canonical``/``trivial``/``wb``), ``damping_int``, ``period_hg``,
-            ``mom_lrs``, ``remove_negative``, ``dampening``. SAM-family names also accept
+            ``mom_lrs``, ``remove_negative``, ``dampening`` (unset ones take
+            ``NEWTON_SUMMARY_DEFAULTS``, the grnewt example's values). SAM-family names also accept
             ``base_optimizer`` (a class; default ``torch.optim.SGD``) and its options.
 
     Returns:
@@ -165,6 +174,10 @@ def make_optimizer(
             "optimizer 'newton-summary' needs loss_fn=... and hg_loader=... (a fixed loader for H-bar/g-bar)"
         )
     kind = kwargs.pop("partition", "canonical")
+    # The seed example's settings (grnewt README): the class's plain defaults (damping_int=1, rates
+    # recomputed every step, no smoothing) diverged on digits at lr >= 0.5.
+    for key, value in NEWTON_SUMMARY_DEFAULTS.items():
+        kwargs.setdefault(key, value)
     groups, _ = partition(model, kind)
 
     def full_loss(x: Any, target: Any) -> Tensor:

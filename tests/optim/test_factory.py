@@ -145,3 +145,16 @@ def test_every_optimizer_steps_on_cuda_like_cpu(name, digits, mlp_factory):
         out.append([p.detach().cpu() for p in model.parameters()])
     for a, b in zip(*out):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_newton_summary_factory_fills_the_seed_example_settings():
+    from landscape.optim.factory import NEWTON_SUMMARY_DEFAULTS
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64))]
+    opt = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader)
+    group = opt.param_groups[0]
+    for key, value in NEWTON_SUMMARY_DEFAULTS.items():
+        assert group.get(key, getattr(opt, key, None)) == value, key
+    mine = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader, period_hg=3)
+    assert mine.param_groups[0].get("period_hg", getattr(mine, "period_hg", None)) == 3
