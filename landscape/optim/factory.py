@@ -31,6 +31,7 @@ MSAM and AdamW-MSAM-ScheduleFree (their only forward pass).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -232,7 +233,11 @@ def training_step(
         x, y = batches[phase][0], batches[phase][1]
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
-        loss.backward(create_graph=bool(getattr(optimizer, "needs_create_graph", False)))
+        create_graph = bool(getattr(optimizer, "needs_create_graph", False))
+        with warnings.catch_warnings():
+            # SGD-Hess detaches the gradients after its product, which breaks the cycle torch warns of
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+            loss.backward(create_graph=create_graph)
         return loss
 
     loss = optimizer.step(closure)
