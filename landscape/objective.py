@@ -206,17 +206,30 @@ class Objective:
     # -- reductions ---------------------------------------------------------------------------
     def evaluate(self) -> Evaluation:
         """Mean loss and accuracy over the whole dataset."""
-        acc = torch.zeros(2, dtype=torch.float64, device=self.device)
+        # On the CPU Python floats are the cheapest accumulators; on an accelerator the sums stay on
+        # the device so that no batch waits for a synchronization.
+        on_cpu = self.device.type == "cpu"
+        loss_sum: float | torch.Tensor = (
+            0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=self.device)
+        )
+        correct: float | torch.Tensor = (
+            0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=self.device)
+        )
+        classified = True
         with torch.no_grad():
             for x, y, w in self.batches():
                 out = self.model(x)
-                acc[0] += w * self.loss_fn(out, y).double()
+                batch_loss = self.loss_fn(out, y)
+                loss_sum += w * (float(batch_loss) if on_cpu else batch_loss.double())
                 if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
-                    acc[1] += (out.argmax(dim=1) == y).sum().double() / self.num_samples
+                    hits = (out.argmax(dim=1) == y).sum()
+                    correct += int(hits) if on_cpu else hits.double()
                 else:
-                    acc[1] = float("nan")
+                    classified = False
+        acc = torch.tensor([float(loss_sum), float(correct)], dtype=torch.float64, device=self.device)
         self.reduce_([acc])
-        return Evaluation(loss=float(acc[0]), accuracy=float(acc[1]), num_samples=self.num_samples)
+        accuracy = float(acc[1]) / self.num_samples if classified else float("nan")
+        return Evaluation(loss=float(acc[0]), accuracy=accuracy, num_samples=self.num_samples)
 
     def loss(self) -> float:
         """Mean loss over the whole dataset."""
