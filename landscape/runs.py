@@ -173,6 +173,13 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
         raise ResultFileError(f"cannot read run folder {str(p)!r}: {exc}") from None
     if not epochs:
         raise ResultFileError(f"run folder {str(p)!r} has an empty metrics.csv")
+    missing = [c for c in ("epoch", "step") if c not in epochs[0]] + [
+        c for c in ("epoch",) if steps and c not in steps[0]
+    ]
+    if missing:
+        raise ResultFileError(
+            f"run folder {str(p)!r}: metrics.csv/steps.csv lack the column(s) {', '.join(missing)}"
+        )
     last = epochs[-1]
     n = len(steps)
     k = max(1, int(round(early_late_fraction * n))) if n else 0

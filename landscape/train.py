@@ -230,8 +230,13 @@ def train(
                 "use another -o/--out or pass --overwrite"
             )
         if state_path.exists():
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-            start_epoch, step = int(state["epoch"]), int(state["step"])
+            try:
+                state = torch.load(state_path, map_location="cpu", weights_only=True)
+                start_epoch, step = int(state["epoch"]), int(state["step"])
+            except Exception as exc:
+                raise ResultFileError(
+                    f"cannot resume from {str(state_path)!r} ({type(exc).__name__}); pass --overwrite to start over"
+                ) from None
     elif overwrite:
         for f in [
             state_path,

@@ -124,3 +124,18 @@ def test_cli_writes_table_figure_and_redraws(runs_dir, tmp_path):
     assert bad2.exit_code == 1 and "no run folders" in bad2.output
     with pytest.raises(ResultFileError, match="not a comparison.json"):
         Comparison.load(out / "comparison.csv")
+
+
+def test_damaged_run_folders_give_one_line_errors(runs_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "runs" / "sam"
+    shutil.copytree(runs_dir / "sam", run)
+    (run / "metrics.csv").write_text("loss,accuracy\n0.1,0.9\n")
+    r = CliRunner().invoke(cli, ["compare-magnitude", str(tmp_path / "runs")])
+    assert (
+        r.exit_code == 1 and r.output.startswith("error: ") and "lack the column(s) epoch, step" in r.output
+    )
+    (run / "metrics.csv").write_text("")
+    r = CliRunner().invoke(cli, ["compare-magnitude", str(tmp_path / "runs")])
+    assert r.exit_code == 1 and "empty metrics.csv" in r.output

@@ -97,6 +97,13 @@ def test_other_settings_are_refused_unless_overwrite(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.2
 
 
+def test_damaged_resume_state_is_a_clear_error(tmp_path):
+    train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
+    (tmp_path / "run" / "state.pt").write_bytes(b"garbage")
+    with pytest.raises(ResultFileError, match="cannot resume from .*--overwrite"):
+        train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
+
+
 def test_bad_settings():
     with pytest.raises(ConfigError, match="--optimizer='adagrad' is not valid"):
         _config("adagrad").validate()
