@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -35,6 +36,15 @@ class LandscapeGroup(click.Group):
         except RuntimeError as exc:  # torch reports device and shape problems as RuntimeError
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             click.echo(f"error: {first}", err=True)
+            sys.exit(1)
+        except Exception as exc:  # a bug, or a failure inside a user's own model or dataset code
+            if os.environ.get("LANDSCAPE_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {first} (set LANDSCAPE_DEBUG=1 for the traceback)",
+                err=True,
+            )
             sys.exit(1)
 
 

@@ -212,3 +212,27 @@ def test_usage_errors_are_one_line_from_the_entry_point(args, fragment):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
+
+
+def test_a_failure_inside_user_code_is_one_line(tmp_path, monkeypatch):
+    """A user's model factory that raises mid-run gives one line, or the traceback with LANDSCAPE_DEBUG."""
+    pkg = tmp_path / "usermods.py"
+    pkg.write_text(
+        "import torch\n"
+        "class Bad(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.lin = torch.nn.Linear(64, 10)\n"
+        "    def forward(self, x):\n"
+        "        raise KeyError('boom')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import usermods
+
+    torch.save(usermods.Bad().state_dict(), tmp_path / "bad.pt")
+    monkeypatch.delenv("LANDSCAPE_DEBUG", raising=False)
+    r = run("evaluate", tmp_path / "bad.pt", "--model", "usermods:Bad", "--samples", "8")
+    assert_clean_error(r, "unexpected KeyError", "LANDSCAPE_DEBUG=1")
+    monkeypatch.setenv("LANDSCAPE_DEBUG", "1")
+    with pytest.raises(KeyError, match="boom"):
+        run("evaluate", tmp_path / "bad.pt", "--model", "usermods:Bad", "--samples", "8")
