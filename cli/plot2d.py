@@ -20,6 +20,8 @@ from landscape.surface.api import surface_from_checkpoint
 from landscape.surface.grid import parse_range
 from landscape.surface.store import Surface
 
+DEFAULT_RANGE = "-1:1:51"
+
 
 @click.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path, dir_okay=False))
@@ -46,18 +48,17 @@ from landscape.surface.store import Surface
 @click.option(
     "--x",
     "x_range",
-    default="-1:1:51",
-    show_default=True,
+    default=None,
     metavar="MIN:MAX:NUM",
-    help="Grid along the first direction.",
+    help="Grid along the first direction (default -1:1:51; with --trajectory and no --x/--y: the "
+    "projected path's extent, 51 points).",
 )
 @click.option(
     "--y",
     "y_range",
-    default="-1:1:51",
-    show_default=True,
+    default=None,
     metavar="MIN:MAX:NUM",
-    help="Grid along the second direction.",
+    help="Grid along the second direction (default -1:1:51).",
 )
 @click.option(
     "--kind",
@@ -84,8 +85,8 @@ def plot2d(
     dir_type: str | None,
     ckpts: tuple[Path, Path] | None,
     trajectory: Path | None,
-    x_range: str,
-    y_range: str,
+    x_range: str | None,
+    y_range: str | None,
     kinds: tuple[str, ...],
     levels: int,
     linear: bool,
@@ -139,8 +140,9 @@ def plot2d(
         surfaces = [
             surface_from_checkpoint(
                 checkpoint,
-                xs=parse_range(x_range, "--x"),
-                ys=parse_range(y_range, "--y"),
+                xs=parse_range(x_range or DEFAULT_RANGE, "--x"),
+                ys=parse_range(y_range or DEFAULT_RANGE, "--y"),
+                fit_path=x_range is None and y_range is None,
                 dir_type=dir_type,
                 ckpts=list(ckpts) if ckpts else None,
                 trajectory=trajectory,

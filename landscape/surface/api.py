@@ -31,7 +31,7 @@ from landscape.surface.directions import (
 )
 from landscape.surface.grid import PointCallback, compute_surface
 from landscape.surface.store import Surface
-from landscape.surface.trajectory import pca_directions, plane_directions, trajectory_files
+from landscape.surface.trajectory import path_grid, pca_directions, plane_directions, trajectory_files
 
 DIR_TYPES_1D = ("random", "interpolation", "eigen")
 DIR_TYPES_2D = ("random", "plane", "pca", "eigen")
@@ -99,6 +99,7 @@ def surface_from_checkpoint(
     to: str | Path | None = None,
     ckpts: Sequence[str | Path] | None = None,
     trajectory: str | Path | None = None,
+    fit_path: bool = False,
     norm: str = "filter",
     ignore: str = "biasbn",
     mode: str | None = None,
@@ -134,6 +135,8 @@ def surface_from_checkpoint(
         to: second checkpoint of an interpolation (``alpha = 1``).
         ckpts: checkpoints ``B`` and ``C`` of a plane.
         trajectory: folder of checkpoints for PCA.
+        fit_path: with ``pca``, replace the ranges of ``xs``/``ys`` (keeping their sizes) by the extent
+            of the projected path and the centre, plus 15% on each side.
         norm: random-direction normalization ``filter|layer|model|none``.
         ignore: ``biasbn`` (zero 1-D tensors) or ``none``.
         mode: ``weights`` or ``states`` (batch-norm running statistics move too); ``None``: states
@@ -233,6 +236,8 @@ def surface_from_checkpoint(
                 }
             )
             extras.update(path_x=res.path[:, 0], path_y=res.path[:, 1], explained_variance_ratio=ratio)
+            if fit_path and ys is not None:
+                xs, ys = path_grid(res.path, len(xs), len(ys))
             meta["axis_labels"] = [f"PC1 ({100 * ratio[0]:.1f}%)", f"PC2 ({100 * ratio[1]:.1f}%)"]
         else:
             dirs, evals = eigen_directions(objective, ndim, seed=seed, tol=eigen_tol)

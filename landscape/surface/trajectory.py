@@ -140,3 +140,20 @@ def pca_directions(
         path=path,
         names=list(names) if names is not None else [str(i) for i in range(len(points))],
     )
+
+
+def path_grid(path: np.ndarray, nx: int, ny: int, *, margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """A grid that holds the projected path and the centre, with ``margin`` of the span on each side.
+
+    Args:
+        path: ``(T, 2)`` coordinates of the trajectory in the plane.
+        nx: points along the first axis.
+        ny: points along the second axis.
+        margin: padding as a fraction of each axis' span.
+    """
+    axes = []
+    for values, num in ((path[:, 0], nx), (path[:, 1], ny)):
+        lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+        pad = margin * (hi - lo) if hi > lo else 1.0
+        axes.append(np.linspace(lo - pad, hi + pad, num))
+    return axes[0], axes[1]

@@ -146,6 +146,16 @@ def test_plot2d_kinds_plane_pca_and_redraw(tmp_path):
     assert pca.extras["path_x"].shape == (3,) and pca.extras[
         "explained_variance_ratio"
     ].sum() == pytest.approx(1.0)
+    # without --x/--y the grid is fitted to the projected path (and the centre), 15% padding
+    r = run("plot2d", ckpts[2], "--trajectory", traj, "--name", "fitted", "-o", out, *COMMON)
+    assert r.exit_code == 0, r.output
+    fitted = Surface.load(out / "fitted.npz")
+    px, py = fitted.extras["path_x"], fitted.extras["path_y"]
+    for axis, values in ((fitted.xs, px), (fitted.ys, py)):
+        lo, hi = min(values.min(), 0.0), max(values.max(), 0.0)
+        pad = 0.15 * (hi - lo)
+        assert len(axis) == 51
+        assert axis[0] == pytest.approx(lo - pad) and axis[-1] == pytest.approx(hi + pad)
     r = run(
         "plot2d",
         "--from",

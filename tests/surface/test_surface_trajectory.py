@@ -88,3 +88,14 @@ def test_trajectory_files_natural_order_and_errors(tmp_path):
     (tmp_path / "one" / "a.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match="holds 1 checkpoint"):
         trajectory_files(tmp_path / "one")
+
+
+def test_path_grid_holds_the_path_and_the_centre():
+    from landscape.surface.trajectory import path_grid
+
+    path = np.array([[-3.0, 0.5], [-1.0, 2.0], [0.0, 0.0]])
+    xs, ys = path_grid(path, 5, 3, margin=0.1)
+    np.testing.assert_allclose(xs, np.linspace(-3.3, 0.3, 5))
+    np.testing.assert_allclose(ys, np.linspace(-0.2, 2.2, 3))
+    flat_x, _ = path_grid(np.zeros((2, 2)), 3, 3)  # a path that never moves: unit padding
+    np.testing.assert_allclose(flat_x, [-1.0, 0.0, 1.0])
