@@ -25,4 +25,6 @@ cp "$WORK/surfaces/sam_contour.png" figures/surface2d_sam.png
 
 landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.pt" --x -0.5:1.5:41 --samples 512 --name interpolation --label "sgd: init to final" --overwrite -q -o "$WORK/surfaces" > /dev/null
 cp "$WORK/surfaces/interpolation.png" figures/interpolation1d.png
+landscape plot2d "$WORK/runs/sgd/final.pt" --trajectory "$WORK/runs/sgd/ckpts" --samples 512 --name pca --label "sgd: PCA of its trajectory" --overwrite -q -o "$WORK/surfaces" > /dev/null
+cp "$WORK/surfaces/pca_contour.png" figures/pca_trajectory.png
 echo "figures written: $(ls figures/*.png | tr '\n' ' ')"
