@@ -48,9 +48,7 @@ def top_eigenpairs(
     )
     res = lanczos(op, k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet)
     assert res.vectors is not None
-    res.eigenvectors = [
-        [t.detach().clone() for t in op.unflatten(res.vectors[:, i])] for i in range(res.vectors.shape[1])
-    ]
+    res.eigenvectors = eigenvector_tensors(op, res.vectors)
     return res
 
 
