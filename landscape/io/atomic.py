@@ -22,13 +22,15 @@ import numpy as np
 from landscape.errors import OutputWriteError
 
 # Errors a user fixes by choosing another place or freeing space; anything else is left as it is.
+_NOT_WRITABLE = "choose an output folder you can write to"
+_NO_SPACE = "free some space or choose an output folder on another disk"
 _WRITE_ERRNOS = {
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for the file system",
+    errno.EROFS: ("the file system is read-only", _NOT_WRITABLE),
+    errno.EACCES: ("permission denied", _NOT_WRITABLE),
+    errno.EPERM: ("operation not permitted", _NOT_WRITABLE),
+    errno.ENOSPC: ("no space left on the device", _NO_SPACE),
+    errno.EDQUOT: ("disk quota exceeded", _NO_SPACE),
+    errno.EFBIG: ("file too large for the file system", _NO_SPACE),
 }
 
 
@@ -52,13 +54,11 @@ def current_umask() -> int:
 
 def write_error(exc: OSError, path: str | Path) -> OutputWriteError | None:
     """An :class:`OutputWriteError` naming ``path`` for an OSError a user can fix, else ``None``."""
-    reason = _WRITE_ERRNOS.get(exc.errno or 0)
-    if reason is None:
+    known = _WRITE_ERRNOS.get(exc.errno or 0)
+    if known is None:
         return None
-    return OutputWriteError(
-        f"cannot write {str(path)!r}: {reason} [Errno {exc.errno}]; "
-        "choose a writable output folder or free some space"
-    )
+    reason, fix = known
+    return OutputWriteError(f"cannot write {str(path)!r}: {reason} [Errno {exc.errno}]; {fix}")
 
 
 @contextmanager

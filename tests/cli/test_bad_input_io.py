@@ -201,7 +201,7 @@ CASES = {
     # read-only output, no permission, full disk: the path is named
     "erofs-create": (
         lambda w: (*EV, w / "cnn.pt", "--samples", "8", "-o", w / "ro"),
-        ("cannot write", "evaluation.json", "read-only", "Errno 30"),
+        ("cannot write", "evaluation.json", "read-only", "Errno 30", "folder you can write to"),
         1,
         _patch_mkstemp(errno.EROFS),
     ),
@@ -213,7 +213,7 @@ CASES = {
     ),
     "enospc-rename": (
         lambda w: (*EV, w / "cnn.pt", "--samples", "8", "-o", w / "full"),
-        ("cannot write", "full/evaluation.json", "no space left", "Errno 28"),
+        ("cannot write", "full/evaluation.json", "no space left", "Errno 28", "free some space"),
         1,
         _patch_replace(errno.ENOSPC),
     ),
