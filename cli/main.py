@@ -46,6 +46,8 @@ class LandscapeGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings():
+            # "always": a second command in the same process (tests, notebooks) warns again.
+            warnings.simplefilter("always", SubsetSizeWarning)
             default_show = warnings.showwarning
 
             def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:

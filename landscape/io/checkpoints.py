@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -140,9 +142,13 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
     if p.suffix == ".safetensors":
         return _load_safetensors(p)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's two-line note on plain pickle files; the refusal below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        blocked = _blocked_global(str(exc))
+        is_plain_pickle, planted = _scan_plain_pickle(p)
+        blocked = planted or _blocked_global(str(exc))
         if blocked is not None:
             if not unsafe_load:
                 raise CheckpointError(
@@ -151,6 +157,11 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
                     "unsafe_load=True, which executes code from the file"
                 ) from None
             return _load_unsafe(p, blocked)
+        if is_plain_pickle:
+            raise CheckpointError(
+                f"checkpoint {str(p)!r} was written by pickle, not torch.save, and cannot be read "
+                "safely; re-save it with torch.save(state_dict, path)"
+            ) from None
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a PyTorch checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
@@ -171,6 +182,63 @@ def _blocked_global(message: str) -> str | None:
     """The dotted name of the global a weights-only load refused, or ``None`` if none is named."""
     match = _GLOBAL_RE.search(message)
     return match.group(1).rstrip(".") if match else None
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+
+
+# What plain tensors and state dicts pickle as; anything else is the object to name.
+_WEIGHTS_GLOBALS = {"collections.OrderedDict", "_codecs.encode"}
+
+
+def _is_weights_global(name: str) -> bool:
+    return name in _WEIGHTS_GLOBALS or name.startswith("torch.")
+
+
+def _scan_plain_pickle(p: Path) -> tuple[bool, str | None]:
+    """Whether ``p`` is a plain (non-zip) pickle, and the first non-torch global it refers to.
+
+    Found by reading the opcodes (``pickletools``, which never imports or calls anything): plain
+    ``pickle.dump`` files of protocol 4+ fail torch's weights-only loader on the FRAME opcode before it
+    reaches any global, so torch's message does not name the dangerous one.
+    """
+    import pickletools
+
+    if zipfile.is_zipfile(p):
+        return False, None
+    recent: list[object] = []  # the values of the last pushes, enough to resolve STACK_GLOBAL
+    memo: dict[object, object] = {}
+    try:
+        with open(p, "rb") as fh:
+            for opcode, arg, _ in pickletools.genops(fh):
+                name = opcode.name
+                found = None
+                if name in ("GLOBAL", "INST"):
+                    found = str(arg).replace(" ", ".")
+                elif name == "STACK_GLOBAL":
+                    named = len(recent) >= 2 and all(isinstance(v, str) for v in recent[-2:])
+                    found = f"{recent[-2]}.{recent[-1]}" if named else "an unnamed global"
+                if found is not None:
+                    if not _is_weights_global(found):
+                        return True, found
+                    recent.append(None)
+                elif name in _STRING_OPS:
+                    recent.append(arg)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = recent[-1] if recent else None
+                elif name in _PUT_OPS:
+                    memo[arg] = recent[-1] if recent else None
+                elif name in _GET_OPS:
+                    recent.append(memo.get(arg))
+                elif name not in ("FRAME", "PROTO"):
+                    recent.append(None)
+                if name == "STOP":
+                    return True, None
+    except (ValueError, EOFError, OSError, struct.error, pickle.UnpicklingError):  # not a pickle stream
+        return False, None
+    return False, None
 
 
 def _first_line(msg: str) -> str:

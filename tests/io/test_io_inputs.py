@@ -104,6 +104,37 @@ def test_unsafe_load_of_a_failing_pickle_says_so(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_plain_pickle_with_a_global_is_named_without_running_it(tmp_path, protocol):
+    """pickle.dump files fail torch's loader before any global is named; the opcodes name it."""
+    import pickle
+
+    path = tmp_path / "plain.pt"
+    payload = {"state_dict": {"w": torch.zeros(2)}, "x": _Reduce(os.system, (12345,))}
+    path.write_bytes(pickle.dumps(payload, protocol=protocol))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's protocol note is silenced, nothing else is raised
+        with pytest.raises(CheckpointError, match=rf"'{os.system.__module__}.system'.*unsafe_load=True"):
+            load_checkpoint(path)
+
+
+def test_plain_pickle_of_tensors_says_how_to_resave(tmp_path):
+    import pickle
+
+    path = tmp_path / "plain.pt"
+    path.write_bytes(pickle.dumps({"w": torch.zeros(2)}))
+    with pytest.raises(
+        CheckpointError, match=r"written by pickle, not torch.save.*re-save it with torch.save"
+    ):
+        load_checkpoint(path)
+
+
+def test_legacy_torch_save_format_still_loads(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.arange(3.0)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_checkpoint(path).state_dict["w"], torch.arange(3.0))
+
+
 # -- our format with bad keys -------------------------------------------------------------------
 
 
