@@ -30,15 +30,17 @@ _FLAG_NAMES = (
 _TARGET_RE = re.compile(r"Target (-?\d+) is out of bounds")
 
 
-def as_flags(message: str) -> str:
-    """Rewrite the library's parameter names in ``message`` as the CLI flags that set them."""
-    for pattern, flag in _FLAG_NAMES:
+# Where a command sets a library parameter with a flag of another name.
+_COMMAND_FLAG_NAMES = {
+    "compare-magnitude": ((re.compile(r"\b(?:samples|subset)=(\S+)"), r"--sharpness \1"),),
+}
+
+
+def as_flags(message: str, command: str | None = None) -> str:
+    """Rewrite the library's parameter names in ``message`` as the flags of ``command`` that set them."""
+    for pattern, flag in (*_COMMAND_FLAG_NAMES.get(command or "", ()), *_FLAG_NAMES):
         message = pattern.sub(flag, message)
     return message
-
-
-def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    click.echo(f"warning: {as_flags(str(message))}", err=True)
 
 
 class LandscapeGroup(click.Group):
@@ -52,7 +54,7 @@ class LandscapeGroup(click.Group):
 
             def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
                 if issubclass(category, SubsetSizeWarning):
-                    _show_warning(message, category)
+                    click.echo(f"warning: {as_flags(str(message), ctx.invoked_subcommand)}", err=True)
                 else:
                     default_show(message, category, *args, **kwargs)
 
@@ -63,7 +65,7 @@ class LandscapeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LandscapeError as exc:
-            click.echo(f"error: {as_flags(str(exc))}", err=True)
+            click.echo(f"error: {as_flags(str(exc), ctx.invoked_subcommand)}", err=True)
             sys.exit(1)
         except OSError as exc:  # not one of ours: a folder made outside the atomic writers, say
             mapped = write_error(exc, exc.filename) if exc.filename else None
