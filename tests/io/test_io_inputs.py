@@ -361,19 +361,21 @@ def test_outputs_get_the_umask_mode_like_open(tmp_path, mask):
         pytest.param(errno.EACCES, "permission denied", id="EACCES"),
     ],
 )
-@pytest.mark.parametrize("where", ["create", "rename"])
+@pytest.mark.parametrize("where", ["create", "write", "rename"])
 def test_write_errors_name_the_target_and_leave_nothing(tmp_path, monkeypatch, code, reason, where):
     def fail(*args, **kwargs):
         raise OSError(code, os.strerror(code), str(tmp_path / ".hidden.tmp"))
 
-    monkeypatch.setattr(
-        atomic.tempfile if where == "create" else atomic.os,
-        "mkstemp" if where == "create" else "replace",
-        fail,
-    )
+    if where == "create":
+        monkeypatch.setattr(atomic.tempfile, "mkstemp", fail)
+    elif where == "rename":
+        monkeypatch.setattr(atomic.os, "replace", fail)
     target = tmp_path / "result.json"
     with pytest.raises(OutputWriteError, match=rf"cannot write '{target}': {reason} \[Errno {code}\]"):
-        atomic_write_json(target, {"a": 1})
+        if where == "write":  # the disk fills up half-way through the writer
+            atomic.atomic_write(target, lambda fh: (fh.write(b"partial"), fail()))
+        else:
+            atomic_write_json(target, {"a": 1})
     assert not target.exists() and not list(tmp_path.glob(".result.json.*"))
 
 
