@@ -99,8 +99,31 @@ output_options = _compose(
     click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
 )
 
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit seed; above this it overflows
+
+
+class SeedType(click.ParamType):
+    """An integer seed in ``0 .. 2**63-1``; anything else is one clear usage error naming ``--seed``."""
+
+    name = "INTEGER"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            seed = value
+        else:
+            try:
+                seed = int(str(value).strip(), 10)
+            except ValueError:
+                self.fail(f"{value!r} is not an integer; give a whole number in 0..{SEED_MAX}", param, ctx)
+        if not 0 <= seed <= SEED_MAX:
+            self.fail(f"{seed} is out of range; give a whole number in 0..{SEED_MAX} (2**63-1)", param, ctx)
+        return seed
+
+
+SEED = SeedType()
+
 seed_option = click.option(
-    "--seed", default=0, show_default=True, type=int, help="Seed of every random draw."
+    "--seed", default=0, show_default=True, type=SEED, help="Seed of every random draw (0..2**63-1)."
 )
 
 

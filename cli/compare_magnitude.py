@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import echo_json
+from cli.common import SEED, echo_json
 from landscape.runs import Comparison, compare_runs
 
 
@@ -23,7 +23,7 @@ from landscape.runs import Comparison, compare_runs
 @click.option(
     "--tol", default=1e-4, show_default=True, type=float, help="Lanczos relative residual tolerance."
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the sample and start vector.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the sample and start vector.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps")
 @click.option(
     "-o", "--out", "out", default=None, type=click.Path(path_type=Path), help="Write table and figure here."

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import dtype_from_option, echo_json, echo_table, parse_json_kwargs
+from cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.optim.factory import OPTIMIZER_NAMES
@@ -41,7 +41,9 @@ from landscape.train import train as run_training
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Training batch size.")
 @click.option("--epochs", default=10, show_default=True, type=int, help="Epochs.")
 @click.option("--save-every", default=1, show_default=True, type=int, help="Checkpoint every N epochs.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of initialization and data order.")
+@click.option(
+    "--seed", default=0, show_default=True, type=SEED, help="Seed of initialization and data order."
+)
 @click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps", help="Device."
 )

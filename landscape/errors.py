@@ -26,12 +26,27 @@ class DataError(LandscapeError):
     """A dataset cannot be found, read or batched as asked."""
 
 
+class NoSplitError(DataError):
+    """The data source provides one split only (e.g. a dataset factory without a ``split`` parameter).
+
+    Callers that can do without a test split (training) catch this one class to mean "no test split".
+    """
+
+
 class NonDeterministicDataError(DataError):
     """Two passes over the same loader gave different losses (augmentation, shuffling, dropout)."""
 
 
 class ResultFileError(LandscapeError):
     """A result file cannot be read, or was made with other settings and would be silently reused."""
+
+
+class OutputWriteError(LandscapeError):
+    """An output file or folder cannot be written (read-only file system, no permission, disk full)."""
+
+
+class SubsetSizeWarning(UserWarning):
+    """A requested subset is larger than the dataset; the whole dataset is used (and recorded)."""
 
 
 def check_choice(name: str, value: object, choices: list[object] | tuple[object, ...]) -> None:

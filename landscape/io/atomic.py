@@ -1,10 +1,14 @@
 """Atomic writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
-An interruption leaves either the old file or the new one, never a half-written file.
+An interruption leaves either the old file or the new one, never a half-written file. The file gets
+the mode a plain ``open`` would give it (``0o666`` less the umask), not ``mkstemp``'s private 0600,
+so results on a shared cluster stay readable by the group. A read-only file system, a missing
+permission or a full disk becomes an :class:`~landscape.errors.OutputWriteError` naming the path.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,6 +19,47 @@ from typing import IO, Any
 
 import numpy as np
 
+from landscape.errors import OutputWriteError
+
+# Errors a user fixes by choosing another place or freeing space; anything else is left as it is.
+_NOT_WRITABLE = "choose an output folder you can write to"
+_NO_SPACE = "free some space or choose an output folder on another disk"
+_WRITE_ERRNOS = {
+    errno.EROFS: ("the file system is read-only", _NOT_WRITABLE),
+    errno.EACCES: ("permission denied", _NOT_WRITABLE),
+    errno.EPERM: ("operation not permitted", _NOT_WRITABLE),
+    errno.ENOSPC: ("no space left on the device", _NO_SPACE),
+    errno.EDQUOT: ("disk quota exceeded", _NO_SPACE),
+    errno.EFBIG: ("file too large for the file system", _NO_SPACE),
+}
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which races with other threads creating files;
+    Linux reports it in ``/proc/self/status``, so that is tried first.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_error(exc: OSError, path: str | Path) -> OutputWriteError | None:
+    """An :class:`OutputWriteError` naming ``path`` for an OSError a user can fix, else ``None``."""
+    known = _WRITE_ERRNOS.get(exc.errno or 0)
+    if known is None:
+        return None
+    reason, fix = known
+    return OutputWriteError(f"cannot write {str(path)!r}: {reason} [Errno {exc.errno}]; {fix}")
+
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -24,15 +69,28 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     ``.npz`` when it is missing).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~current_umask())
+    except OSError as exc:
+        mapped = write_error(exc, target)
+        if mapped is None:
+            raise
+        raise mapped from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        mapped = write_error(exc, target)
+        if mapped is None:
+            raise
+        raise mapped from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -14,6 +14,9 @@ Everything loads with ``torch.load(..., weights_only=True)``; a pickled ``nn.Mod
 from __future__ import annotations
 
 import pickle
+import re
+import struct
+import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -139,18 +142,26 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
     if p.suffix == ".safetensors":
         return _load_safetensors(p)
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch's two-line note on plain pickle files; the refusal below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        # "Unsupported global" / "Unsupported class": a real pickle naming Python objects.
-        # Anything else ("Unsupported operand", bad magic) is a corrupt or foreign file.
-        if "Unsupported global" in msg or "Unsupported class" in msg:
+        is_plain_pickle, planted = _scan_plain_pickle(p)
+        blocked = planted or _blocked_global(str(exc))
+        if blocked is not None:
             if not unsafe_load:
                 raise CheckpointError(
-                    f"checkpoint {str(p)!r} contains pickled Python objects (e.g. a whole nn.Module) that "
-                    "could run code when loaded; refusing. If you trust this file, pass --unsafe-load"
+                    f"checkpoint {str(p)!r} contains the pickled Python object {blocked!r}, which is not "
+                    "plain weights and could run code when loaded; refusing. If you trust this file, pass "
+                    "unsafe_load=True, which executes code from the file"
                 ) from None
-            return _load_unsafe(p)
+            return _load_unsafe(p, blocked)
+        if is_plain_pickle:
+            raise CheckpointError(
+                f"checkpoint {str(p)!r} was written by pickle, not torch.save, and cannot be read "
+                "safely; re-save it with torch.save(state_dict, path)"
+            ) from None
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a PyTorch checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
@@ -161,16 +172,86 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
     return _from_object(obj, p)
 
 
+# torch names the refused object "GLOBAL module.name" in every wording it has used
+# ("Unsupported global: GLOBAL x.y was not an allowed global", "unsupported GLOBAL posix.system whose
+# module posix is blocked"); anything else ("Unsupported operand", bad magic) is a corrupt file.
+_GLOBAL_RE = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")
+
+
+def _blocked_global(message: str) -> str | None:
+    """The dotted name of the global a weights-only load refused, or ``None`` if none is named."""
+    match = _GLOBAL_RE.search(message)
+    return match.group(1).rstrip(".") if match else None
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+
+
+# What plain tensors and state dicts pickle as; anything else is the object to name.
+_WEIGHTS_GLOBALS = {"collections.OrderedDict", "_codecs.encode"}
+
+
+def _is_weights_global(name: str) -> bool:
+    return name in _WEIGHTS_GLOBALS or name.startswith("torch.")
+
+
+def _scan_plain_pickle(p: Path) -> tuple[bool, str | None]:
+    """Whether ``p`` is a plain (non-zip) pickle, and the first non-torch global it refers to.
+
+    Found by reading the opcodes (``pickletools``, which never imports or calls anything): plain
+    ``pickle.dump`` files of protocol 4+ fail torch's weights-only loader on the FRAME opcode before it
+    reaches any global, so torch's message does not name the dangerous one.
+    """
+    import pickletools
+
+    if zipfile.is_zipfile(p):
+        return False, None
+    recent: list[object] = []  # the values of the last pushes, enough to resolve STACK_GLOBAL
+    memo: dict[object, object] = {}
+    try:
+        with open(p, "rb") as fh:
+            for opcode, arg, _ in pickletools.genops(fh):
+                name = opcode.name
+                found = None
+                if name in ("GLOBAL", "INST"):
+                    found = str(arg).replace(" ", ".")
+                elif name == "STACK_GLOBAL":
+                    named = len(recent) >= 2 and all(isinstance(v, str) for v in recent[-2:])
+                    found = f"{recent[-2]}.{recent[-1]}" if named else "an unnamed global"
+                if found is not None:
+                    if not _is_weights_global(found):
+                        return True, found
+                    recent.append(None)
+                elif name in _STRING_OPS:
+                    recent.append(arg)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = recent[-1] if recent else None
+                elif name in _PUT_OPS:
+                    memo[arg] = recent[-1] if recent else None
+                elif name in _GET_OPS:
+                    recent.append(memo.get(arg))
+                elif name not in ("FRAME", "PROTO"):
+                    recent.append(None)
+                if name == "STOP":
+                    return True, None
+    except (ValueError, EOFError, OSError, struct.error, pickle.UnpicklingError):  # not a pickle stream
+        return False, None
+    return False, None
+
+
 def _first_line(msg: str) -> str:
     return msg.strip().splitlines()[0][:200] if msg.strip() else "unknown error"
 
 
-def _load_unsafe(p: Path) -> Checkpoint:
+def _load_unsafe(p: Path, blocked: str) -> Checkpoint:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # the file's own code ran and failed: any exception type is possible
         raise CheckpointError(
-            f"checkpoint {str(p)!r} could not be unpickled: {_first_line(str(exc))}"
+            f"checkpoint {str(p)!r} could not be unpickled even with unsafe_load=True (it refers to "
+            f"{blocked!r}): {type(exc).__name__}: {_first_line(str(exc))}"
         ) from None
     if isinstance(obj, nn.Module):
         return Checkpoint(
@@ -189,10 +270,10 @@ def _from_object(obj: Any, p: Path) -> Checkpoint:
         model = obj.get("model")
         data = obj.get("data")
         return Checkpoint(
-            state_dict=dict(obj["state_dict"]),
+            state_dict=_own_format_state_dict(obj, p),
             source_format="landscape",
-            model_spec=ModelSpec.from_dict(model) if model else None,
-            data_spec=DataSpec.from_dict(data) if data else None,
+            model_spec=_own_format_model_spec(model, p) if model else None,
+            data_spec=DataSpec.from_dict(data) if isinstance(data, dict) and data else None,
             optimizer=obj.get("optimizer"),
             step=obj.get("step"),
             epoch=obj.get("epoch"),
@@ -226,6 +307,37 @@ def _from_object(obj: Any, p: Path) -> Checkpoint:
     )
 
 
+def _own_format_state_dict(obj: dict[str, Any], p: Path) -> dict[str, torch.Tensor]:
+    if "state_dict" not in obj:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} says it is a {FORMAT_NAME} file but has no 'state_dict' key; "
+            "the file is damaged or was not written by landscape.io.checkpoints.save_checkpoint"
+        )
+    sd = obj["state_dict"]
+    if not isinstance(sd, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
+    ):
+        raise CheckpointError(
+            f"checkpoint {str(p)!r}: key 'state_dict' holds a {type(sd).__name__}, not a mapping of "
+            "names to tensors"
+        )
+    return dict(sd)
+
+
+def _own_format_model_spec(model: Any, p: Path) -> ModelSpec:
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise CheckpointError(
+            f"checkpoint {str(p)!r}: key 'model' holds {model!r:.80}, not a spec like "
+            "{'name': 'cnn', 'kwargs': {...}}; pass model='NAME' to say which model it holds"
+        )
+    kwargs = model.get("kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise CheckpointError(
+            f"checkpoint {str(p)!r}: key 'model' has kwargs {kwargs!r:.80}, not a dict of keyword arguments"
+        )
+    return ModelSpec.from_dict(model)
+
+
 def load_state_into(
     model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str = "checkpoint"
 ) -> None:
@@ -238,6 +350,19 @@ def load_state_into(
         for k in own
         if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
     ]
+    not_floating = [
+        f"{k} ({str(state_dict[k].dtype).replace('torch.', '')})"
+        for k in own
+        if k in state_dict and own[k].is_floating_point() and not state_dict[k].is_floating_point()
+    ]
+    if not_floating:
+        # Copying integer (or bool) values into float weights truncates them silently.
+        raise CheckpointError(
+            f"{source} holds non-floating tensors for the model's floating parameters or buffers: "
+            + ", ".join(not_floating[:8])
+            + (f", ... ({len(not_floating)} in all)" if len(not_floating) > 8 else "")
+            + "; save the weights as floating point (e.g. float32)"
+        )
     if missing or unexpected or shapes:
 
         def short(xs: list[str]) -> str:

@@ -9,8 +9,11 @@ returning a ``Dataset``. Analysis loaders never shuffle or augment: every pass s
 from __future__ import annotations
 
 import gzip
+import inspect
 import pickle
 import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from landscape.errors import DataError
+from landscape.errors import DataError, NoSplitError, SubsetSizeWarning
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist")
 SPLITS = ("train", "test")
@@ -139,19 +142,35 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise DataError(f"refusing to unpickle {module}.{name} from a data file")
 
 
-def _read_idx(path: Path) -> np.ndarray:
+def _read_idx(path: Path, expected_ndim: int) -> np.ndarray:
+    """An IDX file (optionally gzipped) of unsigned bytes with ``expected_ndim`` dimensions."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if len(data) < 4:
-        raise DataError(f"mnist: {str(path)!r} is not an IDX file")
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(
+            f"mnist: {str(path)!r} is not a valid gzip file ({exc}); download it again or unpack it"
+        ) from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(f"mnist: {str(path)!r} is not an IDX file (bad magic number); download it again")
     _, _, dtype_code, ndim = struct.unpack(">BBBB", data[:4])
     if dtype_code != 0x08:
         raise DataError(f"mnist: {str(path)!r} has IDX type {dtype_code:#x}, expected unsigned bytes (0x08)")
-    shape = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if ndim != expected_ndim:
+        raise DataError(f"mnist: {str(path)!r} has {ndim} dimensions, expected {expected_ndim}")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(
+            f"mnist: {str(path)!r} has a short header ({len(data)} bytes, need {header}); download it again"
+        )
+    shape = struct.unpack(">" + "I" * ndim, data[4:header])
+    arr = np.frombuffer(data, dtype=np.uint8, offset=header)
     if arr.size != int(np.prod(shape)):
-        raise DataError(f"mnist: {str(path)!r} is truncated")
+        raise DataError(
+            f"mnist: {str(path)!r} holds {arr.size} bytes of data but its header promises "
+            f"{int(np.prod(shape))} (shape {shape}); the file is truncated or damaged, download it again"
+        )
     return arr.reshape(shape)
 
 
@@ -168,8 +187,13 @@ def _mnist_tensors(data_dir: str | None, split: str) -> tuple[torch.Tensor, torc
                 break
         else:
             raise DataError(f"mnist: missing {prefix}-{kind}[.gz] in {str(root)!r}")
-    images = _read_idx(found["images-idx3-ubyte"])
-    labels = _read_idx(found["labels-idx1-ubyte"])
+    images = _read_idx(found["images-idx3-ubyte"], 3)
+    labels = _read_idx(found["labels-idx1-ubyte"], 1)
+    if len(images) != len(labels):
+        raise DataError(
+            f"mnist: {str(found['images-idx3-ubyte'])!r} holds {len(images)} images but "
+            f"{str(found['labels-idx1-ubyte'])!r} holds {len(labels)} labels; use files of the same split"
+        )
     x = torch.from_numpy(images.copy()).float().unsqueeze(1) / 255.0
     return x, torch.from_numpy(labels.astype(np.int64))
 
@@ -198,7 +222,18 @@ def tensor_file_tensors(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
-    """Build the dataset a ``DataSpec`` names, with its fixed seeded subset if asked."""
+    """Build the dataset a ``DataSpec`` names, with its fixed seeded subset if asked.
+
+    When ``spec.subset`` exceeds the dataset's size the whole dataset is used: a
+    :class:`~landscape.errors.SubsetSizeWarning` says so and ``spec.subset`` is set to the number of
+    examples used, so every result that records the spec records what was used (redoing it with that
+    ``subset`` gives the same data).
+
+    Raises:
+        DataError: unknown name, missing or damaged files, or ``spec.subset`` <= 0.
+        NoSplitError: ``spec.split`` is ``"test"`` and the source has one split only (a factory
+            without a ``split`` parameter).
+    """
     _check_split(spec.split)
     name = spec.name
     if name == "digits":
@@ -216,10 +251,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
             factory = resolve_factory(name, kind="dataset")
         except Exception as exc:
             raise DataError(str(exc)) from exc
-        try:
-            ds = factory(split=spec.split)
-        except TypeError:
-            ds = factory()
+        ds = call_dataset_factory(factory, name, spec.split)
         if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
             raise DataError(f"dataset factory {name!r} returned {type(ds).__name__}, not a map-style Dataset")
     else:
@@ -228,15 +260,56 @@ def load_dataset(spec: DataSpec) -> Dataset:
             f"unknown dataset {name!r}; choose one of {names}, a .pt/.npz file or 'package.module:factory'"
         )
     if spec.subset is not None:
+        total = len(ds)  # type: ignore[arg-type]
+        if spec.subset > total:
+            warnings.warn(
+                f"subset={spec.subset} is more than the {total} examples of {name!r} ({spec.split}); "
+                f"using all {total}",
+                SubsetSizeWarning,
+                stacklevel=2,
+            )
+            spec.subset = total
         ds = fixed_subset(ds, spec.subset, seed=spec.seed)
     return ds
+
+
+def accepts_split(factory: Any) -> bool:
+    """Whether ``factory`` takes a ``split`` keyword (a parameter of that name, or ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature (some builtins): assume the plain contract
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == "split" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )
+
+
+def call_dataset_factory(factory: Any, name: str, split: str) -> Any:
+    """Call a user's dataset factory for ``split`` following the README's contract.
+
+    A factory with a ``split`` parameter (or ``**kwargs``) is called as ``factory(split=split)``.
+    One without provides a single dataset, used as the training split; asking it for the test split
+    raises :class:`~landscape.errors.NoSplitError` rather than silently returning the training data.
+    The factory's own exceptions propagate unchanged (a TypeError inside it is not a signature issue).
+    """
+    if accepts_split(factory):
+        return factory(split=split)
+    if split != "train":
+        raise NoSplitError(
+            f"dataset factory {name!r} takes no 'split' parameter, so it provides one dataset only "
+            f"(used as the training split) and has no split={split!r}; give the factory a 'split' "
+            "parameter to provide one"
+        )
+    return factory()
 
 
 def fixed_subset(ds: Dataset, n: int, *, seed: int = 0) -> Dataset:
     """The same ``n`` examples every time for a given seed (sorted indices, no reshuffle)."""
     total = len(ds)  # type: ignore[arg-type]
-    if n <= 0:
-        raise DataError(f"--subset={n} must be a positive number of examples")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise DataError(f"subset={n!r} must be a positive number of examples; omit it to use all {total}")
     if n >= total:
         return ds
     g = torch.Generator().manual_seed(seed)

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from landscape.device import resolve_device
+from landscape.errors import ConfigError, DataError
 from landscape.io.checkpoints import Checkpoint, load_model
 from landscape.io.data import DataSpec, load_dataset
 from landscape.objective import Objective
@@ -23,7 +26,15 @@ def resolve_data_spec(
     samples: int | None = None,
     seed: int = 0,
 ) -> DataSpec:
-    """The data to analyse: the command line wins, then the checkpoint's own spec, then ``digits``."""
+    """The data to analyse: the command line wins, then the checkpoint's own spec, then ``digits``.
+
+    Raises:
+        ConfigError: ``samples`` is not a positive integer.
+    """
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples <= 0):
+        raise ConfigError(
+            f"samples={samples!r} must be a positive number of examples; omit it to use the whole dataset"
+        )
     base = ckpt.data_spec if ckpt is not None and ckpt.data_spec is not None else DataSpec()
     spec = replace(base)
     if data is not None:
@@ -61,6 +72,7 @@ def objective_from_checkpoint(
     net, ckpt = load_model(path, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load)
     spec = resolve_data_spec(ckpt, data=data, data_dir=data_dir, split=split, samples=samples, seed=seed)
     dataset = load_dataset(spec)
+    check_labels_fit(net, dataset)
     objective = Objective(
         net,
         dataset,
@@ -71,3 +83,57 @@ def objective_from_checkpoint(
         shard=shard,
     )
     return objective, ckpt, spec
+
+
+def _tensor_labels(ds: Dataset) -> torch.Tensor | None:
+    """The label tensor of an in-memory dataset (or a subset of one); ``None`` for other datasets."""
+    if isinstance(ds, TensorDataset) and len(ds.tensors) >= 2:
+        return ds.tensors[1]
+    if isinstance(ds, Subset):
+        inner = _tensor_labels(ds.dataset)
+        return inner[list(ds.indices)] if inner is not None else None
+    return None
+
+
+def check_labels_fit(model: nn.Module, dataset: Dataset) -> None:
+    """Refuse integer class labels outside ``0 .. C-1`` for a model with ``C`` outputs.
+
+    Cross-entropy would fail mid-pass with "Target 13 is out of bounds" on the CPU and a device-side
+    assertion on CUDA. Only in-memory datasets are checked (reading every label of a user's dataset
+    would cost a pass); ``C`` comes from one forward pass of the first example in evaluation mode,
+    which reads batch-norm statistics and changes nothing.
+
+    Raises:
+        DataError: a label is negative or >= the number of model outputs.
+    """
+    labels = _tensor_labels(dataset)
+    if labels is None or labels.numel() == 0 or labels.is_floating_point() or labels.dim() != 1:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    first = next(iter(model.parameters()), None)
+    x = torch.as_tensor(dataset[0][0]).unsqueeze(0)
+    if first is not None and x.is_floating_point():
+        x = x.to(dtype=first.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError:  # input does not fit the model: the objective reports it on its first pass
+        return
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return
+    classes = out.shape[1]
+    if low < 0:
+        raise DataError(
+            f"the data has label {low} but class labels must be 0..{classes - 1} for this model's "
+            f"{classes} outputs; relabel the data with non-negative class indices"
+        )
+    if high >= classes:
+        raise DataError(
+            f"the data has label {high} but the model outputs {classes} classes (labels 0..{classes - 1}); "
+            f"use a model with at least {high + 1} outputs (e.g. model_kwargs num_classes={high + 1}) "
+            "or data that matches the model"
+        )

@@ -155,7 +155,7 @@ def test_describe_counts_parameters_by_layer_type_and_buffers(cnn_checkpoint):
 def test_unsafe_pickled_module_needs_opt_in(tmp_path):
     model = _trained_like(build_model("mlp", hidden=[4]))
     torch.save(model, tmp_path / "whole.pt")
-    with pytest.raises(CheckpointError, match="--unsafe-load"):
+    with pytest.raises(CheckpointError, match="unsafe_load=True"):
         load_checkpoint(tmp_path / "whole.pt")
     loaded, ckpt = load_model(tmp_path / "whole.pt", unsafe_load=True)
     assert ckpt.source_format == "pickled-module"

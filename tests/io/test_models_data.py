@@ -75,7 +75,7 @@ def test_fixed_subset_is_seeded_and_stable():
     c = fixed_subset(ds, 50, seed=2)
     assert len(a) == 50 and torch.equal(a.tensors[0], b.tensors[0])
     assert not torch.equal(a.tensors[0], c.tensors[0])
-    with pytest.raises(DataError, match="--subset=0"):
+    with pytest.raises(DataError, match="subset=0 must be a positive number"):
         fixed_subset(ds, 0)
 
 
