@@ -12,7 +12,7 @@ straight line: ``c_1/2 + c_2 = t``.
 Training minimizes ``E_{t ~ U[0,1]} L(phi(t))`` over ``theta`` with SGD: one ``t`` per mini-batch,
 drawn from a seeded generator, ``w_A`` and ``w_B`` fixed. Batch norm uses batch statistics during
 training (as Garipov et al.; the running statistics are left untouched) and is recalibrated per point
-at evaluation. The state (``theta``, the optimizer, the epoch, per-epoch losses) is saved atomically
+at evaluation. The state (``theta``, the momentum buffer, the epoch, per-epoch losses) is saved atomically
 after every epoch, so an interrupted run resumes where it stopped and gives the same ``theta``.
 """
 
@@ -127,7 +127,9 @@ def train_curve(
     start = time.perf_counter()
     init = theta_init if theta_init is not None else midpoint(w_a, w_b)
     theta = {n: init[n].detach().clone().requires_grad_(True) for n in w_a}
-    optimizer = torch.optim.SGD(list(theta.values()), lr=lr, momentum=momentum)
+    # SGD with heavy-ball momentum as torch.optim.SGD does it (buf <- momentum buf + g, first buf = g),
+    # written out: the velocity is the whole optimizer state, and torch.optim's import costs seconds.
+    velocity: dict[str, torch.Tensor] = {}
     history: list[float] = []
     first_epoch = 0
     if state_path is not None and Path(state_path).exists():
@@ -135,7 +137,7 @@ def train_curve(
         with torch.no_grad():
             for n, t in theta.items():
                 t.copy_(state["theta"][n])
-        optimizer.load_state_dict(state["optimizer"])
+        velocity = {n: v.to(theta[n]) for n, v in state["velocity"].items()}
         history = [float(v) for v in state["train_loss"]]
         first_epoch = int(state["epoch"])
     device = next(iter(w_a.values())).device
@@ -163,9 +165,14 @@ def train_curve(
                     point = {n: w_a[n] + c1 * (theta[n] - w_a[n]) + c2 * directions_b[n] for n in w_a}
                     out = torch.func.functional_call(model, point, (x,), strict=False)
                     loss = loss_fn(out, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    grads = torch.autograd.grad(loss, list(theta.values()))
+                    with torch.no_grad():
+                        for (n, th), grad in zip(theta.items(), grads):
+                            if n in velocity:
+                                velocity[n].mul_(momentum).add_(grad)
+                            else:
+                                velocity[n] = grad.clone()
+                            th.sub_(velocity[n], alpha=lr)
                     total += float(loss.detach()) * len(y)
                     count += len(y)
                 history.append(total / max(count, 1))
@@ -177,7 +184,7 @@ def train_curve(
                             "kind": kind,
                             "epoch": epoch + 1,
                             "theta": {n: v.detach().cpu() for n, v in theta.items()},
-                            "optimizer": optimizer.state_dict(),
+                            "velocity": {n: v.detach().cpu() for n, v in velocity.items()},
                             "train_loss": list(history),
                         },
                         state_path,
