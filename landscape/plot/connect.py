@@ -32,7 +32,10 @@ def _draw(result: ConnectResult, ax: Axes, metric: str) -> None:
         values = path.loss if metric == "loss" else path.error
         b = path.barriers()
         height, at = b[f"barrier_{metric}"], b[f"barrier_{metric}_at"]
-        label = f"{_LABELS.get(kind, kind)} (barrier {height:.3g})"
+        name = _LABELS.get(kind, kind)
+        if "alignment" in result.metadata and kind != "linear_unaligned":
+            name += ", B aligned"
+        label = f"{name} (barrier {height:.3g})"
         (line,) = ax.plot(path.positions, values, _STYLES.get(kind, "-"), marker="o", ms=3, label=label)
         if np.isfinite(height):
             i = int(np.argmin(np.abs(path.positions - at)))
