@@ -32,7 +32,7 @@ def _one_thread():
 
 def _ckpt(path: Path, seed: int, name: str = "cnn", **kwargs: object) -> Path:
     torch.manual_seed(seed)
-    kwargs = kwargs or ({"width": 4} if name == "cnn" else {"hidden": [8]})
+    kwargs = kwargs or {"cnn": {"width": 4}, "mlp": {"hidden": [8]}}.get(name, {})
     save_checkpoint(
         path,
         build_model(name, **kwargs),
@@ -161,3 +161,21 @@ def test_real_subprocess(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "linear" in proc.stdout and "barrier loss 0 " in proc.stdout
+
+
+def layernorm_net() -> torch.nn.Module:
+    """Digits MLP with a LayerNorm: weight matching cannot permute through it."""
+    nn = torch.nn
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 10))
+
+
+def test_unalignable_architecture_is_one_line_naming_the_layer(tmp_path):
+    # imported by name as a model factory: this module is on sys.path under pytest's default import mode
+    a = _ckpt(tmp_path / "a.pt", 0, f"{__name__}:layernorm_net")
+    r = run(a, a, "-o", tmp_path / "o", "--points", "2", "--align", "weight-matching", *COMMON)
+    assert r.exit_code == 1
+    assert r.output.strip() == (
+        "error: cannot align layer '2' (LayerNorm): weight matching supports Linear, Conv2d (groups=1), "
+        "BatchNorm1d/2d, elementwise activations, pooling, flatten, dropout and residual additions"
+    )
+    assert not (tmp_path / "o" / "connect.json").exists()
