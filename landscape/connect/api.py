@@ -8,6 +8,7 @@ unaligned one too); optionally train and evaluate a Bezier or polychain curve, s
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ RESULT_NAME = "connect.json"
 def _check_settings(
     points: int, bn: str | None, curve: str | None, align: str | None, epochs: int, lr: float
 ) -> None:
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+    if isinstance(points, bool) or not isinstance(points, numbers.Integral) or points < 2:
         raise ConfigError(f"points={points!r} must be an integer >= 2 (the path's two end points at least)")
     if bn is not None:
         check_choice("bn", bn, BN_POLICIES)
