@@ -104,7 +104,7 @@ def plot1d(
       landscape plot1d --from figs/sgd.npz --from figs/sam.npz --name compare -o figs --format pdf
       torchrun --nproc_per_node 4 -m cli.main plot1d final.pt --x -1:1:201 -o figs
     """
-    check_common_inputs(out, source)
+    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
     if from_files:
         if checkpoint is not None:
             raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")

@@ -136,7 +136,9 @@ def plot2d(
       landscape plot2d --from figs/sgd.npz --from figs/sam.npz --kind heatmap --format pdf
       torchrun --nproc_per_node 4 -m cli.main plot2d final.pt --bn recalibrate -o figs
     """
-    check_common_inputs(out, source)
+    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
+    if levels < 2:
+        raise ConfigError(f"--levels {levels} must be >= 2 (contour levels)")
     if from_files:
         if checkpoint is not None:
             raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")

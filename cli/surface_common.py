@@ -114,8 +114,10 @@ def save_figure(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[
     return paths
 
 
-def check_common_inputs(out: Path | None, source: dict[str, Any]) -> None:
-    """Refuse what would fail later (or after writing): ``-o`` naming a file, ``--batch-size < 1``."""
+def check_common_inputs(
+    out: Path | None, source: dict[str, Any], *, chunk_size: int = 1, max_points: int | None = None
+) -> None:
+    """Refuse, before anything is loaded or written, what would fail later in the library's terms."""
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"-o/--out {str(out)!r} is an existing file; give a folder (created if missing)")
     batch_size = source.get("batch_size")
@@ -123,6 +125,10 @@ def check_common_inputs(out: Path | None, source: dict[str, Any]) -> None:
         raise ConfigError(
             f"--batch-size {batch_size} must be a positive number of examples per pass, e.g. --batch-size 256"
         )
+    if chunk_size < 1:
+        raise ConfigError(f"--chunk-size {chunk_size} must be >= 1 (grid points per rank between gathers)")
+    if max_points is not None and max_points < 1:
+        raise ConfigError(f"--max-points {max_points} must be >= 1, or left out to compute every point")
 
 
 def compute_surface_file(checkpoint: Path, **kwargs: Any) -> Surface:
