@@ -13,10 +13,18 @@ from cli.common import (
     seed_option,
     source_options,
 )
-from cli.surface_common import direction_options, evaluation_options, is_rank_zero, save_figure
+from cli.surface_common import (
+    check_common_inputs,
+    compute_surface_file,
+    direction_options,
+    evaluation_options,
+    is_rank_zero,
+    report_nonfinite,
+    save_figure,
+)
 from landscape.errors import ConfigError
-from landscape.plot.surface import plot_surface_1d
-from landscape.surface.api import surface_from_checkpoint
+from landscape.plot.surface import default_title, plot_surface_1d
+from landscape.surface.api import default_surface_name
 from landscape.surface.grid import parse_range
 from landscape.surface.store import Surface
 
@@ -79,8 +87,14 @@ def plot1d(
 ) -> None:
     """Loss and accuracy along one direction through CHECKPOINT, saved as a resumable surface file.
 
-    Rerunning the same command resumes an interrupted run; a surface file from other settings is
-    refused (use --overwrite). Run under torchrun to split the grid across processes.
+    Rerunning the same command resumes an interrupted run (Ctrl-C saves the points done); a surface
+    file from other settings is refused (use --name, another -o, or --overwrite). Points with a NaN or
+    infinite loss are kept in the file, counted in a warning and left out of the figure. With --to,
+    --mode states (the default) moves batch-norm running means linearly and variances geometrically,
+    so alpha = 0 and 1 are the two checkpoints and variances stay positive past both ends; --mode
+    weights keeps CHECKPOINT's statistics everywhere, so alpha = 1 is not the --to checkpoint.
+    Run under torchrun to split the grid across processes. Without -o, files go to the current
+    folder (with --from: beside the first surface file).
 
     \b
     Examples:
@@ -90,21 +104,24 @@ def plot1d(
       landscape plot1d --from figs/sgd.npz --from figs/sam.npz --name compare -o figs --format pdf
       torchrun --nproc_per_node 4 -m cli.main plot1d final.pt --x -1:1:201 -o figs
     """
-    out = out if out is not None else Path(".")
+    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
     if from_files:
         if checkpoint is not None:
             raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
+        out = out if out is not None else from_files[0].parent
         surfaces = [Surface.load(p) for p in from_files]
         stem = name or (from_files[0].stem if len(from_files) == 1 else "surface1d")
     else:
         if checkpoint is None:
             raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+        out = out if out is not None else Path(".")
+        xs = parse_range(x_range, "--x")
         dir_type = dir_type or ("interpolation" if to is not None else "random")
-        stem = name or f"{checkpoint.stem}_{dir_type}_1d"
+        stem = name or default_surface_name(checkpoint, dir_type, 1)
         surfaces = [
-            surface_from_checkpoint(
+            compute_surface_file(
                 checkpoint,
-                xs=parse_range(x_range, "--x"),
+                xs=xs,
                 dir_type=dir_type,
                 to=to,
                 norm=norm,
@@ -125,8 +142,9 @@ def plot1d(
         ]
     if not is_rank_zero():
         return
+    report_nonfinite(surfaces, from_files or [out / f"{stem}.npz"])
     figures = []
-    if all(s.num_done > 0 for s in surfaces):
+    if all(s.finite.any() for s in surfaces):
         fig = plot_surface_1d(
             surfaces,
             log=log,
@@ -136,6 +154,7 @@ def plot1d(
             else [p.stem for p in from_files]
             if len(from_files) > 1
             else None,
+            title=(label or default_title(surfaces[0])) if len(surfaces) == 1 else None,
         )
         figures = save_figure(fig, out, stem, formats)
     result = {

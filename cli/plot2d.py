@@ -13,10 +13,18 @@ from cli.common import (
     seed_option,
     source_options,
 )
-from cli.surface_common import direction_options, evaluation_options, is_rank_zero, save_figure
+from cli.surface_common import (
+    check_common_inputs,
+    compute_surface_file,
+    direction_options,
+    evaluation_options,
+    is_rank_zero,
+    report_nonfinite,
+    save_figure,
+)
 from landscape.errors import ConfigError
-from landscape.plot.surface import plot_surface_2d, shared_limits
-from landscape.surface.api import surface_from_checkpoint
+from landscape.plot.surface import default_title, plot_surface_2d, shared_limits
+from landscape.surface.api import default_surface_name
 from landscape.surface.grid import parse_range
 from landscape.surface.store import Surface
 
@@ -113,8 +121,11 @@ def plot2d(
 ) -> None:
     """Loss over a plane through CHECKPOINT, saved as a resumable surface file, drawn as contours.
 
-    Rerunning the same command resumes an interrupted run; a surface file from other settings is
-    refused (use --overwrite). Several --from files share one colour scale unless --vmin/--vmax.
+    Rerunning the same command resumes an interrupted run (Ctrl-C saves the points done); a surface
+    file from other settings is refused (use --name, another -o, or --overwrite). Points with a NaN
+    or infinite loss are kept in the file, counted in a warning and left out of the contours.
+    Several --from files share one colour scale unless --vmin/--vmax; without -o their figures go
+    beside each surface file (computing without -o: the current folder).
 
     \b
     Examples:
@@ -125,23 +136,30 @@ def plot2d(
       landscape plot2d --from figs/sgd.npz --from figs/sam.npz --kind heatmap --format pdf
       torchrun --nproc_per_node 4 -m cli.main plot2d final.pt --bn recalibrate -o figs
     """
-    out = out if out is not None else Path(".")
+    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
+    if levels < 2:
+        raise ConfigError(f"--levels {levels} must be >= 2 (contour levels)")
     if from_files:
         if checkpoint is not None:
             raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
         surfaces = [Surface.load(p) for p in from_files]
         stems = [name if name and len(from_files) == 1 else p.stem for p in from_files]
+        folders = [out if out is not None else p.parent for p in from_files]
     else:
         if checkpoint is None:
             raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+        out = out if out is not None else Path(".")
+        xs = parse_range(x_range or DEFAULT_RANGE, "--x")
+        ys = parse_range(y_range or DEFAULT_RANGE, "--y")
         if dir_type is None:
             dir_type = "plane" if ckpts else "pca" if trajectory is not None else "random"
-        stems = [name or f"{checkpoint.stem}_{dir_type}_2d"]
+        stems = [name or default_surface_name(checkpoint, dir_type, 2)]
+        folders = [out]
         surfaces = [
-            surface_from_checkpoint(
+            compute_surface_file(
                 checkpoint,
-                xs=parse_range(x_range or DEFAULT_RANGE, "--x"),
-                ys=parse_range(y_range or DEFAULT_RANGE, "--y"),
+                xs=xs,
+                ys=ys,
                 fit_path=x_range is None and y_range is None,
                 dir_type=dir_type,
                 ckpts=list(ckpts) if ckpts else None,
@@ -151,7 +169,7 @@ def plot2d(
                 mode=mode,
                 seed=seed,
                 bn=bn,
-                out=out / f"{stems[0]}.npz",
+                out=folders[0] / f"{stems[0]}.npz",
                 overwrite=overwrite,
                 **source,
                 eigen_tol=eigen_tol,
@@ -167,11 +185,12 @@ def plot2d(
     for s in surfaces:
         if s.ndim != 2:
             raise ConfigError("a --from file holds a 1D surface; redraw it with 'landscape plot1d --from'")
+    report_nonfinite(surfaces, from_files or [folders[0] / f"{stems[0]}.npz"])
     figures: list[Path] = []
-    if all(s.num_done > 0 for s in surfaces):
+    if all(s.finite.any() for s in surfaces):
         if len(surfaces) > 1 and vmin is None and vmax is None:
             vmin, vmax = shared_limits(surfaces)
-        for s, stem in zip(surfaces, stems):
+        for s, stem, folder in zip(surfaces, stems, folders):
             for kind in kinds:
                 fig = plot_surface_2d(
                     s,
@@ -180,12 +199,12 @@ def plot2d(
                     log=not linear,
                     vmin=vmin,
                     vmax=vmax,
-                    title=label or s.metadata.get("label"),
+                    title=label or default_title(s),
                 )
-                figures += save_figure(fig, out, f"{stem}_{kind}", formats)
+                figures += save_figure(fig, folder, f"{stem}_{kind}", formats)
     result = {
         "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
-        "files": [str(p) for p in from_files] or [str(out / f"{stems[0]}.npz")],
+        "files": [str(p) for p in from_files] or [str(folders[0] / f"{stems[0]}.npz")],
         "figures": [str(p) for p in figures],
     }
     if as_json:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,10 @@ from typing import Any
 import click
 
 from cli.common import _compose
+from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_path
+from landscape.surface.api import surface_from_checkpoint
+from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismatchError
 
 direction_options = _compose(
     click.option(
@@ -31,8 +36,10 @@ direction_options = _compose(
         "--mode",
         default=None,
         type=click.Choice(["weights", "states"]),
-        help="states: batch-norm running statistics move along the direction too "
-        "(default: states between checkpoints, --to/--ckpts, so each lands exactly on its checkpoint; else weights).",
+        help="states: batch-norm running statistics move too, means linearly and variances "
+        "geometrically (v1^(1-alpha) v2^alpha, positive past both ends), so each checkpoint lands on "
+        "itself; weights: every point keeps CHECKPOINT's statistics, so alpha = 1 is not the --to "
+        "checkpoint (other loss). Default: states with --to/--ckpts, else weights.",
     ),
 )
 
@@ -61,8 +68,17 @@ evaluation_options = _compose(
     click.option(
         "--eigen-tol", default=1e-4, show_default=True, type=float, help="Lanczos tolerance (eigen)."
     ),
-    click.option("--name", default=None, help="Base name of the surface file and figures."),
-    click.option("--label", default=None, help="Legend label (default: the checkpoint's file name)."),
+    click.option(
+        "--name",
+        default=None,
+        help="Base name of the surface file and figures (default: RUN_STEM_DIRTYPE_1d/2d inside a run "
+        "folder, else STEM_DIRTYPE_1d/2d).",
+    ),
+    click.option(
+        "--label",
+        default=None,
+        help="Legend label and title (default: 'run (file)' and the direction type).",
+    ),
     click.option(
         "--format",
         "formats",
@@ -96,3 +112,59 @@ def save_figure(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[
             fig.savefig(tmp, format=fmt, dpi=150)
         paths.append(path)
     return paths
+
+
+def check_common_inputs(
+    out: Path | None, source: dict[str, Any], *, chunk_size: int = 1, max_points: int | None = None
+) -> None:
+    """Refuse, before anything is loaded or written, what would fail later in the library's terms."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"-o/--out {str(out)!r} is an existing file; give a folder (created if missing)")
+    batch_size = source.get("batch_size")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(
+            f"--batch-size {batch_size} must be a positive number of examples per pass, e.g. --batch-size 256"
+        )
+    if chunk_size < 1:
+        raise ConfigError(f"--chunk-size {chunk_size} must be >= 1 (grid points per rank between gathers)")
+    if max_points is not None and max_points < 1:
+        raise ConfigError(f"--max-points {max_points} must be >= 1, or left out to compute every point")
+
+
+def compute_surface_file(checkpoint: Path, **kwargs: Any) -> Surface:
+    """``surface_from_checkpoint`` with its errors and interruption said in the command's terms.
+
+    A file made with other settings names ``-o``, ``--name`` and ``--overwrite``; Ctrl-C says how many
+    points were saved (the library saves them before re-raising) and exits 130.
+    """
+    out = kwargs["out"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NonFiniteLossWarning)  # said once by report_nonfinite
+            return surface_from_checkpoint(checkpoint, **kwargs)
+    except SurfaceMismatchError as exc:
+        raise ConfigError(
+            f"{str(exc.path)!r} was computed with other settings (differs in: {', '.join(exc.differences)}); "
+            "choose another -o/--out or --name, or add --overwrite to replace it"
+        ) from None
+    except KeyboardInterrupt:
+        saved = ""
+        if out is not None and Path(out).is_file():
+            try:
+                s = Surface.load(out)
+                saved = f"; {s.num_done}/{s.done.size} points saved in {str(out)!r}, rerun to resume"
+            except ResultFileError:  # only decorates the message; the rerun checks the file
+                saved = ""
+        click.echo(f"error: interrupted{saved}", err=True)
+        sys.exit(130)
+
+
+def report_nonfinite(surfaces: Sequence[Surface], paths: Sequence[Path | str]) -> None:
+    """One warning line per surface with NaN or infinite losses (stderr)."""
+    for s, p in zip(surfaces, paths):
+        if s.num_nonfinite:
+            click.echo(
+                f"warning: {s.num_nonfinite} of {s.num_done} points of {str(p)!r} have a NaN or infinite "
+                "loss; kept in the file, left out of the figures",
+                err=True,
+            )

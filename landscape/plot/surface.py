@@ -4,12 +4,15 @@
 2D: contour lines with log-spaced levels, filled contour, heatmap or 3D surface, with the projected
 trajectory (``extras['path_x'/'path_y']``) and marked points (``extras['points_x'/'points_y']``)
 overlaid. A shared colour scale (``vmin``/``vmax``, see :func:`shared_limits`) lets two surfaces be
-compared side by side.
+compared side by side. Points whose loss is NaN or infinite are left out (lines break, contours
+are drawn over the finite part); the surface file keeps them and :attr:`Surface.num_nonfinite`
+counts them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,8 @@ QUANTITIES = ("loss", "accuracy")
 def _values(surface: Surface, quantity: str) -> np.ndarray:
     check_choice("quantity", quantity, QUANTITIES)
     v = np.array(surface.loss if quantity == "loss" else surface.accuracy, dtype=np.float64)
-    v[~surface.done] = np.nan
+    v[~surface.finite] = np.nan  # not computed yet, or a NaN/inf loss (its accuracy is no prediction)
+    v[~np.isfinite(v)] = np.nan
     return v
 
 
@@ -37,6 +41,38 @@ def shared_limits(surfaces: Sequence[Surface], quantity: str = "loss") -> tuple[
     if finite.size == 0:
         raise ConfigError("the surfaces have no computed points to take a colour scale from")
     return float(finite.min()), float(finite.max())
+
+
+NORM_WORDS = {"filter": "filter-normalized", "layer": "layer-normalized", "model": "model-normalized"}
+
+
+def default_title(surface: Surface) -> str:
+    """``"run (file): what the directions are"``, e.g. ``"sgd (final.pt): random directions,
+    filter-normalized"`` (the file's stem instead of ``run (file)`` outside a run folder)."""
+    meta = surface.metadata
+    ckpt = meta.get("checkpoint")
+    run = meta.get("run")
+    if ckpt:
+        who = f"{run} ({Path(ckpt).name})" if run else Path(ckpt).stem
+    else:
+        who = str(meta.get("label") or "surface")
+    direction = meta.get("direction") or {}
+    kind = direction.get("kind")
+    plural = "s" if surface.ndim == 2 else ""
+    if kind == "random":
+        norm = direction.get("norm", "filter")
+        what = f"random direction{plural}, {NORM_WORDS.get(norm, 'not normalized')}"
+    elif kind == "interpolation":
+        what = f"interpolation to {Path(str(direction.get('to', ''))).name}"
+    elif kind == "plane":
+        what = "plane through three checkpoints"
+    elif kind == "pca":
+        what = "PCA directions of the trajectory"
+    elif kind == "eigen":
+        what = f"top Hessian eigenvector{plural}"
+    else:
+        return who
+    return f"{who}: {what}"
 
 
 def _label(surface: Surface, default: str) -> str:
@@ -152,6 +188,10 @@ def plot_surface_2d(
         raise ConfigError(f"levels={levels} must be >= 2")
     z = _values(surface, quantity)
     if not np.isfinite(z).any():
+        if surface.num_done:
+            raise ConfigError(
+                f"none of the {surface.num_done} computed points has a finite {quantity}; nothing to draw"
+            )
         raise ConfigError("the surface has no computed points yet")
     lo = float(np.nanmin(z)) if vmin is None else float(vmin)
     hi = float(np.nanmax(z)) if vmax is None else float(vmax)
@@ -175,10 +215,12 @@ def plot_surface_2d(
         ax = fig.add_subplot()
         lv = _levels(lo, hi, levels, use_log)
         if kind == "contour":
-            art = ax.contour(X, Y, z, levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
+            art = ax.contour(X, Y, np.ma.masked_invalid(z), levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
             ax.clabel(art, art.levels[:: max(1, len(lv) // 6)], fontsize=7, fmt="%.3g")
         elif kind == "filled":
-            art = ax.contourf(X, Y, zc, levels=lv, cmap=cmap, norm=norm, extend="neither")
+            art = ax.contourf(
+                X, Y, np.ma.masked_invalid(zc), levels=lv, cmap=cmap, norm=norm, extend="neither"
+            )
         else:
             art = ax.pcolormesh(X, Y, np.ma.masked_invalid(z), cmap=cmap, norm=norm, shading="nearest")
         _plain_ticks(fig.colorbar(art, ax=ax, label=quantity).ax.yaxis)

@@ -9,7 +9,7 @@ grid points are split across ranks and rank 0 writes the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.errors import ConfigError, check_choice
+from landscape.errors import CheckpointError, ConfigError, check_choice
 from landscape.io.checkpoints import load_model
 from landscape.io.loading import objective_from_checkpoint
 from landscape.objective import Objective
+from landscape.runs import is_run_dir
 from landscape.surface.directions import (
     Direction,
     bn_buffers,
@@ -75,6 +76,41 @@ def process_group(device: str = "auto") -> Iterator[tuple[int, int, str]]:
             dist.destroy_process_group()
 
 
+def run_name(checkpoint: str | Path) -> str | None:
+    """The run folder's name when ``checkpoint`` sits in one (``runs/sgd/final.pt``,
+    ``runs/sgd/ckpts/epoch_003.pt`` -> ``sgd``), else ``None``."""
+    parent = Path(checkpoint).resolve().parent
+    for folder in (parent, parent.parent) if parent.name == "ckpts" else (parent,):
+        if is_run_dir(folder):
+            return folder.name
+    return None
+
+
+def default_surface_name(checkpoint: str | Path, dir_type: str, ndim: int) -> str:
+    """``{run}_{stem}_{dir_type}_{ndim}d`` inside a run folder, else ``{stem}_{dir_type}_{ndim}d``.
+
+    The run's name keeps ``final.pt`` of two runs from writing the same file.
+    """
+    run = run_name(checkpoint)
+    stem = Path(checkpoint).stem
+    return f"{run}_{stem}_{dir_type}_{ndim}d" if run else f"{stem}_{dir_type}_{ndim}d"
+
+
+def check_finite_tensors(tensors: Iterable[tuple[str, torch.Tensor]], source: str | Path) -> None:
+    """Refuse a checkpoint with NaN or infinite weights or buffers, naming the first bad tensor.
+
+    Raises:
+        CheckpointError: a floating tensor holds NaN or inf.
+    """
+    for name, t in tensors:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            raise CheckpointError(
+                f"checkpoint {str(source)!r} has non-finite values in {name!r} ({nan} NaN, {inf} inf of "
+                f"{t.numel()}), so every loss would be NaN; use an earlier checkpoint of the run"
+            )
+
+
 def _tensors_like(
     path: str | Path, objective: Objective, names: Sequence[str], load_kwargs: dict[str, Any]
 ) -> Direction:
@@ -82,6 +118,7 @@ def _tensors_like(
     net, _ = load_model(path, **load_kwargs)
     live = dict(net.named_parameters())
     live.update(dict(net.named_buffers()))
+    check_finite_tensors(((n, live[n]) for n in names if n in live), path)
     missing = [n for n in names if n not in live]
     if missing:
         raise ConfigError(
@@ -139,8 +176,11 @@ def surface_from_checkpoint(
             of the projected path and the centre, plus 15% on each side.
         norm: random-direction normalization ``filter|layer|model|none``.
         ignore: ``biasbn`` (zero 1-D tensors) or ``none``.
-        mode: ``weights`` or ``states`` (batch-norm running statistics move too); ``None``: states
-            for interpolation and plane (each checkpoint lands exactly on itself), weights otherwise.
+        mode: ``weights`` or ``states`` (batch-norm running statistics move too: means linearly,
+            variances geometrically, see :mod:`landscape.surface.directions`); ``None``: states for
+            interpolation and plane (each checkpoint lands on itself), weights otherwise. With
+            ``weights`` every point keeps the first checkpoint's statistics, so ``alpha = 1`` of an
+            interpolation is not the second checkpoint.
         seed: seed of every random draw (random directions, data subset, eigen start vector).
         bn: ``fixed`` or ``recalibrate``.
         out: surface file (NPZ); resumed when it has the same settings.
@@ -159,14 +199,25 @@ def surface_from_checkpoint(
         chunk_size: points per rank between gathers.
         save_every: seconds between atomic saves.
         max_points: stop after this many new points.
-        label: legend label stored with the surface.
+        label: legend label stored with the surface (default ``"run (file)"`` inside a run folder,
+            else the file's stem).
         callback: called after each point (rank 0).
         quiet: no progress bars.
 
     Returns:
         The surface, also saved to ``out``.
+
+    Raises:
+        CheckpointError: a checkpoint holds NaN or infinite values (checked before anything is
+            written).
+        ConfigError: a bad option (``batch_size < 1``, a direction kind without its checkpoints...).
+
+    Warns:
+        NonFiniteLossWarning: some grid points have a NaN or infinite loss.
     """
     ndim = 1 if ys is None else 2
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be >= 1 (examples per evaluation pass)")
     check_choice("dir_type", dir_type, DIR_TYPES_1D if ndim == 1 else DIR_TYPES_2D)
     if (to is not None) != (dir_type == "interpolation"):
         raise ConfigError("--to CKPT2 goes with --dir-type interpolation (and interpolation needs --to)")
@@ -190,6 +241,7 @@ def surface_from_checkpoint(
             device=device,
             dtype=dtype,
         )
+        check_finite_tensors(objective.model.state_dict().items(), checkpoint)
         if ckpt.model_spec is not None and load_kwargs["model"] is None:
             load_kwargs["model"] = ckpt.model_spec.name
             load_kwargs["model_kwargs"] = ckpt.model_spec.kwargs
@@ -246,6 +298,7 @@ def surface_from_checkpoint(
             meta["axis_labels"] = [f"v1 (lambda={evals[0]:.4g})", f"v2 (lambda={evals[-1]:.4g})"]
         if ndim == 1:
             meta["axis_labels"] = meta["axis_labels"][:1] + [""]
+        run = run_name(checkpoint)
         settings = {
             "direction": {k: v for k, v in direction.items() if k not in ("to", "ckpts", "trajectory")}
         }
@@ -255,7 +308,8 @@ def surface_from_checkpoint(
                 "checkpoint": str(checkpoint),
                 "model": ckpt.model_spec.to_dict() if ckpt.model_spec is not None else None,
                 "data": spec.to_dict(),
-                "label": label or Path(checkpoint).stem,
+                "label": label or (f"{run} ({Path(checkpoint).name})" if run else Path(checkpoint).stem),
+                "run": run,
                 "world_size": world,
             }
         )

@@ -16,9 +16,22 @@ A :class:`Direction` is an ordered mapping ``name -> tensor`` shaped like the ob
   first direction and treated as a single filter otherwise (see :func:`random_directions`).
 
 * **interpolation**: ``d = w_2 - w_1`` for every tensor (no normalization), so ``alpha = 1`` is the
-  second checkpoint exactly; ``plane``: ``d_1 = w_B - w_A``, ``d_2 = w_C - w_A``.
+  second checkpoint; ``plane``: ``d_1 = w_B - w_A``, ``d_2 = w_C - w_A``.
 * **pca** of a trajectory and **eigen** (top Hessian eigenvectors): see
   :mod:`landscape.surface.trajectory` and :func:`eigen_directions`.
+
+**Batch-norm running variances move in log space** (``states`` mode). Their entry in a direction is
+a log-ratio ``d``, and the point ``c`` has ``v(c) = v_0 * exp(sum_k c_k d_k)``; interpolation uses
+``d = log v_2 - log v_1``, i.e. the geometric path ``v_1^(1 - alpha) v_2^alpha``. Linear
+extrapolation of a variance goes negative (1.0 -> -0.459 at ``alpha = 1.5`` from 1.0 to 0.027), so
+``sqrt(var + eps)`` is NaN; interpolating standard deviations instead stays non-negative but passes
+through zero (the layer divides by ``sqrt(eps)``). The geometric path is positive for every alpha,
+is the straight line of the scale ``log sqrt(v)`` the layer divides by, and gives each endpoint's
+variance at ``alpha = 0`` exactly and at ``alpha = 1`` to rounding (the log-ratio is kept in float64).
+Running means stay linear (any real value is valid). ``num_batches_tracked`` does not move: it is a
+step counter, read only in training mode with ``momentum=None``, never by an evaluation. For random
+directions the reference scale of a log-space entry is 1 (a relative change): with
+``ignore='none'`` the first direction multiplies each variance by ``e^alpha``.
 
 Orthogonality of the 2D random pair (what is exact): the second direction is Gram-Schmidted
 against the first *per normalization group* (per filter for ``filter``, per tensor for ``layer``,
@@ -44,6 +57,7 @@ NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
 MODES = ("weights", "states")
 BN_BUFFERS = ("running_mean", "running_var")
+VARIANCE_BUFFER = "running_var"
 
 Direction = dict[str, torch.Tensor]
 
@@ -59,6 +73,16 @@ def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
                 if isinstance(t, torch.Tensor) and t.is_floating_point():
                     out[f"{mname}.{b}" if mname else b] = t
     return out
+
+
+def is_variance(name: str) -> bool:
+    """Whether a state-dict name is a batch-norm running variance (moved in log space)."""
+    return name == VARIANCE_BUFFER or name.endswith("." + VARIANCE_BUFFER)
+
+
+def log_space_dtype(device: torch.device) -> torch.dtype:
+    """float64 for log-space entries (so ``alpha = 1`` rounds to the endpoint), float32 on MPS."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def target_tensors(objective: Objective, mode: str = "weights") -> dict[str, torch.Tensor]:
@@ -221,7 +245,8 @@ def random_directions(
     check_choice("norm", norm, NORMS)
     check_choice("ignore", ignore, IGNORES)
     check_choice("num", num, (1, 2))
-    weights = snapshot(objective, mode)
+    # A log-space entry's reference scale is 1 (a relative change), not the variance itself.
+    weights = {n: torch.ones_like(w) if is_variance(n) else w for n, w in snapshot(objective, mode).items()}
     g = torch.Generator().manual_seed(int(seed))
     dirs = [
         normalize_direction(_gaussian_like(weights, g), weights, norm=norm, ignore=ignore) for _ in range(num)
@@ -240,10 +265,15 @@ def random_directions(
 
 
 def interpolation_direction(base: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor]) -> Direction:
-    """``other - base`` for every tensor of ``base`` (so ``alpha = 1`` lands on ``other`` exactly).
+    """``other - base`` for every tensor of ``base``, so ``alpha = 1`` lands on ``other``.
+
+    Batch-norm running variances get the log-ratio ``log v_other - log v_base`` instead (float64;
+    see the module docstring): ``v(alpha) = v_base^(1 - alpha) v_other^alpha`` stays positive for
+    every ``alpha``, where the straight line goes negative past the endpoints.
 
     Raises:
-        ConfigError: ``other`` lacks a tensor or has another shape.
+        ConfigError: ``other`` lacks a tensor or has another shape, or a variance is zero in one
+            checkpoint only, negative or not finite (no geometric path exists).
     """
     out: Direction = {}
     for n, w in base.items():
@@ -256,8 +286,31 @@ def interpolation_direction(base: Mapping[str, torch.Tensor], other: Mapping[str
             raise ConfigError(
                 f"tensor {n!r} has shape {tuple(o.shape)} in the second checkpoint, {tuple(w.shape)} in the first"
             )
-        out[n] = o.detach().to(device=w.device, dtype=w.dtype) - w
+        if is_variance(n):
+            out[n] = _log_ratio(n, w, o.detach().to(w.device))
+        else:
+            out[n] = o.detach().to(device=w.device, dtype=w.dtype) - w
     return out
+
+
+def _log_ratio(name: str, v_base: torch.Tensor, v_other: torch.Tensor) -> torch.Tensor:
+    """``log v_other - log v_base`` per entry (0 where both are 0), in float64."""
+    a = v_base.to(log_space_dtype(v_base.device))
+    b = v_other.to(a.dtype)
+    both_zero = (a == 0) & (b == 0)
+    bad = ~both_zero & ~((a > 0) & (b > 0) & torch.isfinite(a) & torch.isfinite(b))
+    if bool(bad.any()):
+        raise ConfigError(
+            f"running variance {name!r} has {int(bad.sum())} entries that are zero in one checkpoint "
+            "only, negative or not finite; variances are interpolated geometrically, which needs "
+            "both positive; use mode='weights' to keep the first checkpoint's statistics"
+        )
+    ones = torch.ones_like(a)
+    return torch.where(
+        both_zero,
+        torch.zeros_like(a),
+        torch.log(torch.where(both_zero, ones, b)) - torch.log(torch.where(both_zero, ones, a)),
+    )
 
 
 def eigen_directions(

@@ -1,14 +1,18 @@
 """Grid evaluation of a loss surface: in place, resumable, split across ``torch.distributed`` ranks.
 
 At each grid point ``(a, b)`` the moved tensors are set in place to ``w = w_0 + a d_1 + b d_2``
-(computed from the saved base ``w_0`` every time, so no error accumulates and no model is copied),
+(computed from the saved base ``w_0`` every time, so no error accumulates and no model is copied;
+batch-norm running variances as ``v_0 exp(a d_1 + b d_2)``, see :mod:`landscape.surface.directions`),
 the loss and accuracy are evaluated over the objective's fixed data, and at the end the base is
 copied back bit for bit. With ``bn='recalibrate'`` the batch-norm running statistics are re-estimated
 at every point (reset, one pass in training mode with ``momentum=None``, i.e. the exact average over
 batches) before evaluating in evaluation mode; the base buffers are restored at the end.
 
 The computed points are saved atomically to the surface file every ``save_every`` seconds (and at the
-end); a rerun with the same settings computes only the missing points. Under ``torchrun`` each rank
+end, and on ``KeyboardInterrupt`` before it propagates); a rerun with the same settings computes
+only the missing points. A point whose loss is not finite (NaN or inf) is kept as it came in the
+file, its accuracy is recorded as NaN (its outputs are not numbers, so their argmax is no
+prediction), and a :class:`NonFiniteLossWarning` gives the count. Under ``torchrun`` each rank
 evaluates every ``world_size``-th point of each chunk, rank 0 gathers and writes: the file is the
 same as a single process's.
 """
@@ -16,6 +20,7 @@ same as a single process's.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,8 @@ from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import data_digest, settings_digest, tensors_digest
 from landscape.objective import Objective
 from landscape.progress import Progress
-from landscape.surface.directions import describe_directions
-from landscape.surface.store import Surface, check_resumable
+from landscape.surface.directions import describe_directions, is_variance, log_space_dtype
+from landscape.surface.store import NonFiniteLossWarning, Surface, check_resumable
 
 BN_POLICIES = ("fixed", "recalibrate")
 PointCallback = Callable[[int, float, float], None]
@@ -99,7 +104,17 @@ class PointEvaluator:
             if base is None
             else {n: base[n].detach().to(self.live[n]) for n in names}
         )
-        self.directions = [{n: t.detach().to(self.live[n]) for n, t in d.items()} for d in directions]
+        # log-space entries keep their own (float64) dtype: a float32 log-ratio would miss alpha = 1
+        self.log_space = {n for n in names if is_variance(n) and self.live[n].is_floating_point()}
+        self.directions = [
+            {
+                n: t.detach().to(self.live[n].device, log_space_dtype(self.live[n].device))
+                if n in self.log_space
+                else t.detach().to(self.live[n])
+                for n, t in d.items()
+            }
+            for d in directions
+        ]
         self._bn_saved: dict[str, torch.Tensor] = {}
         if bn == "recalibrate":
             bns = _bn_modules(objective.model)
@@ -115,7 +130,10 @@ class PointEvaluator:
                         self._bn_saved[f"{mname}.{bname}"] = b.detach().clone()
 
     def set_point(self, coords: Sequence[float]) -> None:
-        """Set the moved tensors to ``base + sum_k coords[k] * d_k`` in place."""
+        """Set the moved tensors to ``base + sum_k coords[k] * d_k`` in place.
+
+        Running variances: ``base * exp(sum_k coords[k] * d_k)`` (log space, computed in float64).
+        """
         if len(coords) != len(self.directions):
             raise ConfigError(f"{len(coords)} coordinates for {len(self.directions)} directions")
         with torch.no_grad():
@@ -123,6 +141,12 @@ class PointEvaluator:
                 terms = [(float(c), d[n]) for c, d in zip(coords, self.directions) if c != 0.0 and n in d]
                 if not terms:
                     t.copy_(self.base[n])
+                    continue
+                if n in self.log_space:
+                    log_ratio = terms[0][0] * terms[0][1]
+                    for c, d in terms[1:]:
+                        log_ratio = log_ratio + c * d
+                    t.copy_(self.base[n].to(log_ratio.dtype) * torch.exp(log_ratio))
                     continue
                 # base + c_1 d_1 in one pass (no separate copy), then the other terms in place
                 torch.add(self.base[n], terms[0][1], alpha=terms[0][0], out=t)
@@ -222,9 +246,14 @@ def compute_surface(
     Returns:
         The surface (complete unless ``max_points`` stopped it).
 
+    Warns:
+        NonFiniteLossWarning: some computed points have a NaN or infinite loss (the count is
+            also :attr:`Surface.num_nonfinite`).
+
     Raises:
-        ResultFileError: ``path`` holds a surface made with other settings.
+        SurfaceMismatchError: ``path`` holds a surface made with other settings.
         ConfigError: bad grid or direction count.
+        KeyboardInterrupt: re-raised after the points computed so far are saved to ``path``.
     """
     xs = np.asarray(xs, dtype=np.float64)
     ys = None if ys is None else np.asarray(ys, dtype=np.float64)
@@ -293,32 +322,46 @@ def compute_surface(
         save()  # an empty file records the settings at once
     last_save = time.monotonic()
     step = chunk_size * world
-    with evaluator, Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
-        for start in range(0, len(todo), step):
-            chunk = todo[start : start + step]
-            mine = chunk[rank::world]
-            results: list[tuple[int, float, float]] = []
-            for k in mine:
-                loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
-                results.append((int(k), loss, acc))
-                if world == 1:
-                    flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
-                    if callback is not None:
-                        callback(int(k), loss, acc)
-                    bar.update()
-            if world > 1:
-                import torch.distributed as dist
-
-                gathered: list[Any] = [None] * world
-                dist.all_gather_object(gathered, results)
-                for part in gathered:
-                    for k, loss, acc in part:
+    try:
+        with evaluator, Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
+            for start in range(0, len(todo), step):
+                chunk = todo[start : start + step]
+                mine = chunk[rank::world]
+                results: list[tuple[int, float, float]] = []
+                for k in mine:
+                    loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
+                    if not np.isfinite(loss):
+                        acc = float("nan")  # the outputs are not numbers: no prediction to score
+                    results.append((int(k), loss, acc))
+                    if world == 1:
                         flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
-                        if callback is not None and rank == 0:
-                            callback(k, loss, acc)
-                bar.update(len(chunk))
-            if save_every <= 0 or time.monotonic() - last_save >= save_every:
-                save()
-                last_save = time.monotonic()
+                        if callback is not None:
+                            callback(int(k), loss, acc)
+                        bar.update()
+                if world > 1:
+                    import torch.distributed as dist
+
+                    gathered: list[Any] = [None] * world
+                    dist.all_gather_object(gathered, results)
+                    for part in gathered:
+                        for k, loss, acc in part:
+                            flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
+                            if callback is not None and rank == 0:
+                                callback(k, loss, acc)
+                    bar.update(len(chunk))
+                if save_every <= 0 or time.monotonic() - last_save >= save_every:
+                    save()
+                    last_save = time.monotonic()
+    except KeyboardInterrupt:
+        save()  # keep every point computed since the last periodic save, then stop as asked
+        raise
     save()
+    if rank == 0 and surface.num_nonfinite:
+        warnings.warn(
+            NonFiniteLossWarning(
+                f"{surface.num_nonfinite} of {surface.num_done} grid points have a non-finite loss "
+                "(NaN or inf); they are kept in the surface file and left out of figures and summaries"
+            ),
+            stacklevel=2,
+        )
     return surface

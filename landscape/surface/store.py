@@ -22,6 +22,19 @@ FORMAT_VERSION = 1
 _EXTRA_PREFIX = "extra__"
 
 
+class NonFiniteLossWarning(UserWarning):
+    """Some grid points have a NaN or infinite loss (kept in the file, left out of figures)."""
+
+
+class SurfaceMismatchError(ResultFileError):
+    """The surface file was made with other settings; ``path`` and ``differences`` say where and what."""
+
+    def __init__(self, message: str, *, path: Path, differences: list[str]) -> None:
+        super().__init__(message)
+        self.path = path
+        self.differences = differences
+
+
 @dataclass
 class Surface:
     """A 1D or 2D loss surface (complete or partial).
@@ -30,8 +43,8 @@ class Surface:
         xs: coordinates along the first direction, shape ``(nx,)``.
         ys: coordinates along the second direction ``(ny,)``, or ``None`` for a 1D surface.
         loss: mean loss, shape ``(nx,)`` or ``(nx, ny)`` with ``loss[i, j]`` at ``(xs[i], ys[j])``;
-            NaN where not computed yet.
-        accuracy: same shape as ``loss``.
+            NaN where not computed yet; a computed point keeps its NaN or inf (see ``done``).
+        accuracy: same shape as ``loss``; NaN where the loss is not finite.
         done: boolean mask of computed points.
         metadata: settings and direction summaries (JSON-serializable), including
             ``fingerprint_parts``, the settings the fingerprint is made of.
@@ -86,6 +99,16 @@ class Surface:
     @property
     def num_done(self) -> int:
         return int(self.done.sum())
+
+    @property
+    def finite(self) -> np.ndarray:
+        """Mask of computed points with a finite loss (what figures and summaries use)."""
+        return self.done & np.isfinite(self.loss)
+
+    @property
+    def num_nonfinite(self) -> int:
+        """Computed points whose loss is NaN or infinite."""
+        return int((self.done & ~np.isfinite(self.loss)).sum())
 
     def coordinates(self, flat_index: int) -> tuple[float, ...]:
         """The direction coefficients of the point with row-major index ``flat_index``."""
@@ -146,22 +169,26 @@ class Surface:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary (for ``--json``)."""
-        finite = self.loss[self.done]
+        mask = self.finite
         out: dict[str, Any] = {
             "ndim": self.ndim,
             "shape": list(self.shape),
             "points_done": self.num_done,
+            "points_nonfinite": self.num_nonfinite,
             "points_total": int(self.done.size),
             "x_range": [float(self.xs[0]), float(self.xs[-1])],
             "fingerprint": self.fingerprint,
         }
         if self.ys is not None:
             out["y_range"] = [float(self.ys[0]), float(self.ys[-1])]
-        if finite.size:
-            k = int(np.nanargmin(np.where(self.done, self.loss, np.nan)))
+        if mask.any():
+            k = int(np.argmin(np.where(mask, self.loss, np.inf)))
             out["loss_min"] = float(self.loss.reshape(-1)[k])
             out["loss_min_at"] = list(self.coordinates(k))
-            out["loss_max"] = float(np.nanmax(finite))
+            out["loss_max"] = float(self.loss[mask].max())
+            acc = self.accuracy[mask]
+            if np.isfinite(acc).any():
+                out["accuracy_max"] = float(np.nanmax(acc))
         out["metadata"] = self.metadata
         return out
 
@@ -170,7 +197,7 @@ def check_resumable(existing: Surface, fingerprint: str, parts: dict[str, Any], 
     """Refuse a surface file made with other settings, naming what differs.
 
     Raises:
-        ResultFileError: the fingerprints differ.
+        SurfaceMismatchError: the fingerprints differ.
     """
     if existing.fingerprint == fingerprint:
         return
@@ -178,7 +205,9 @@ def check_resumable(existing: Surface, fingerprint: str, parts: dict[str, Any], 
     old = json.loads(json.dumps(old, sort_keys=True, default=json_default))
     new = json.loads(json.dumps(parts, sort_keys=True, default=json_default))
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["format"]
-    raise ResultFileError(
+    raise SurfaceMismatchError(
         f"{str(path)!r} was computed with other settings (differs in: {', '.join(diff)}); "
-        "use another --out, or --overwrite to discard it"
+        "write to another path, or pass overwrite=True to discard it",
+        path=Path(path),
+        differences=diff,
     )

@@ -186,6 +186,7 @@ def test_mismatched_file_is_refused_then_overwritten(tmp_path):
     assert (
         line.startswith("error: ")
         and "other settings" in line
+        and "--name" in line
         and "--overwrite" in line
         and len(line.splitlines()) == 1
     )
@@ -360,3 +361,185 @@ def test_interpolation_defaults_to_states_so_both_ends_are_the_checkpoints(tmp_p
             "cpu",
         )
         assert value == pytest.approx(json.loads(e.output)["loss"], rel=1e-10)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to know it is computing, not importing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see the run compute")
+def test_interrupted_run_saves_its_points_and_resumes_with_only_the_rest(tmp_path):
+    """SIGINT (Ctrl-C) mid-grid with no periodic save due: the points done are saved, exit 130, and
+    a rerun limited to the missing number of points completes the identical surface."""
+    a = _ckpt(tmp_path / "a.pt", 0)
+    args = ["plot2d", str(a), "--x", "-1:1:20", "--y", "-1:1:20", "--chunk-size", "1", *COMMON]
+    full = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "-o", str(tmp_path / "full")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert full.returncode == 0, full.stderr
+    out = tmp_path / "interrupted"
+    path = out / "a_random_2d.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args, "--save-every", "100000", "-o", str(out)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the empty file is written just before the first point
+    start = _cpu_seconds(proc.pid)
+    while proc.poll() is None and _cpu_seconds(proc.pid) - start < 0.1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    assert Surface.load(path).num_done == 0  # nothing saved yet: only the interrupt can save points
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    stored = Surface.load(path)
+    assert 1 <= stored.num_done < 400
+    assert (
+        err.strip()
+        == f"error: interrupted; {stored.num_done}/400 points saved in {str(path)!r}, rerun to resume"
+    )
+    rest = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "--max-points", str(400 - stored.num_done), "-o", str(out)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rest.returncode == 0, rest.stderr
+    done, ref = Surface.load(path), Surface.load(tmp_path / "full" / "a_random_2d.npz")
+    assert done.complete and done.fingerprint == ref.fingerprint
+    assert np.array_equal(done.loss, ref.loss) and np.array_equal(done.accuracy, ref.accuracy)
+
+
+def _run_folder(root: Path, name: str, seed: int) -> Path:
+    folder = root / "runs" / name
+    (folder / "ckpts").mkdir(parents=True)
+    (folder / "config.json").write_text("{}\n")
+    (folder / "metrics.csv").write_text("epoch,train_loss\n")
+    _ckpt(folder / "ckpts" / "epoch_001.pt", seed)
+    return _ckpt(folder / "final.pt", seed)
+
+
+def test_default_names_and_titles_come_from_the_run_folder(tmp_path, monkeypatch):
+    sgd, sam = _run_folder(tmp_path, "sgd", 0), _run_folder(tmp_path, "sam", 1)
+    out = tmp_path / "figs"
+    for ckpt in (sgd, sam):  # both final.pt, one folder: no collision
+        r = run("plot2d", ckpt, "--x", "-1:1:3", "--y", "-1:1:3", "-o", out, *COMMON)
+        assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "sam_final_random_2d.npz",
+        "sam_final_random_2d_contour.png",
+        "sgd_final_random_2d.npz",
+        "sgd_final_random_2d_contour.png",
+    ]
+    s = Surface.load(out / "sgd_final_random_2d.npz")
+    assert s.metadata["run"] == "sgd" and s.metadata["label"] == "sgd (final.pt)"
+    from landscape.plot.surface import default_title
+
+    assert default_title(s) == "sgd (final.pt): random directions, filter-normalized"
+    r = run("plot1d", sgd.parent / "ckpts" / "epoch_001.pt", "--x", "-1:1:3", "-o", out, *COMMON)
+    assert r.exit_code == 0 and (out / "sgd_epoch_001_random_1d.npz").is_file(), r.output
+    # a redraw without -o writes beside its surface file, never into the current folder
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (out / "sgd_final_random_2d_contour.png").unlink()
+    r = run("plot2d", "--from", out / "sgd_final_random_2d.npz", "--kind", "heatmap")
+    assert r.exit_code == 0, r.output
+    assert (out / "sgd_final_random_2d_heatmap.png").is_file() and not any(cwd.iterdir())
+    r = run("plot1d", "--from", out / "sgd_epoch_001_random_1d.npz", "--name", "again")
+    assert r.exit_code == 0 and (out / "again.png").is_file() and not any(cwd.iterdir()), r.output
+
+
+def test_nonfinite_points_warn_once_and_the_rest_is_drawn(tmp_path):
+    """A second checkpoint with huge weights: every point but alpha = 0 overflows to NaN."""
+    a = _ckpt(tmp_path / "a.pt", 0, "mlp")
+    model = build_model("mlp", hidden=[8])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3e38)
+    save_checkpoint(
+        tmp_path / "huge.pt",
+        model,
+        model_spec=ModelSpec("mlp", {"hidden": [8]}),
+        data_spec=DataSpec("digits"),
+    )
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "plot1d",
+            str(a),
+            "--to",
+            str(tmp_path / "huge.pt"),
+            "--x",
+            "-0.5:1:4",
+            "-o",
+            str(out),
+            "--json",
+            *COMMON,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    s = Surface.load(out / "a_interpolation_1d.npz")
+    assert (
+        s.complete
+        and s.num_nonfinite == 3
+        and np.isfinite(s.loss[1])
+        and not np.isfinite(s.loss[[0, 2, 3]]).any()
+    )
+    assert np.isnan(s.accuracy[[0, 2, 3]]).all()
+    warnings_ = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
+    assert warnings_ == [
+        f"warning: 3 of 4 points of {str(out / 'a_interpolation_1d.npz')!r} have a NaN or infinite loss; "
+        "kept in the file, left out of the figures"
+    ]
+    assert (out / "a_interpolation_1d.png").is_file()
+    res = json.loads(r.output[r.output.index("{") :])
+    assert res["surfaces"][0]["points_nonfinite"] == 3 and np.isfinite(res["surfaces"][0]["loss_min"])
+
+
+def _with_bn_stats(path: Path, mean: float, var: float) -> Path:
+    model = build_model("cnn", width=4)
+    model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(mean)
+                m.running_var.fill_(var)
+    save_checkpoint(path, model, model_spec=ModelSpec("cnn", {"width": 4}), data_spec=DataSpec("digits"))
+    return path
+
+
+def test_readme_interpolation_past_both_ends_has_no_nan(tmp_path):
+    """``plot1d A --to B --x -0.5:1.5:N`` with variances 1.0 -> 0.0273 (the straight line: -0.459 at
+    1.5, so NaN before): finite everywhere, and each end is its checkpoint; --mode weights is not."""
+    a = _with_bn_stats(_ckpt(tmp_path / "a.pt", 0), 0.1, 1.0)
+    b = _with_bn_stats(_ckpt(tmp_path / "b.pt", 1), -0.2, 0.0273)
+    out = tmp_path / "out"
+    r = run("plot1d", a, "--to", b, "--x", "-0.5:1.5:5", "-o", out, "--dtype", "float64", *COMMON)
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    s = Surface.load(out / "a_interpolation_1d.npz")
+    assert np.isfinite(s.loss).all() and np.isfinite(s.accuracy).all()
+    evaluate = ["--json", "--dtype", "float64", "--samples", "64", "--batch-size", "32", "--device", "cpu"]
+    loss_b = json.loads(run("evaluate", b, *evaluate).output)["loss"]
+    assert s.xs[3] == 1.0 and s.loss[3] == pytest.approx(loss_b, rel=1e-10)
+    r = run(
+        "plot1d", a, "--to", b, "--x", "-0.5:1.5:5", "--mode", "weights", "--name", "w", "-o", out, *COMMON
+    )
+    assert r.exit_code == 0, r.output
+    assert abs(Surface.load(out / "w.npz").loss[3] - loss_b) > 1e-3  # what --help says: not B at 1
+    help_text = " ".join(run("plot1d", "--help").output.split())
+    assert "variances geometrically" in help_text and "alpha = 1 is not the --to checkpoint" in help_text

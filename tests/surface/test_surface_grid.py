@@ -196,7 +196,7 @@ def test_mismatched_surface_file_is_refused(make_objective, tmp_path, change, di
     else:
         obj = Objective(obj.model, [(xb[:-1], yb[:-1]) for xb, yb, _ in obj.batches()], dtype=torch.float64)
     dirs = random_directions(obj, 1, seed=seed)
-    with pytest.raises(ResultFileError, match=f"other settings.*{differs}.*--overwrite"):
+    with pytest.raises(ResultFileError, match=f"other settings.*{differs}.*overwrite=True"):
         compute_surface(obj, dirs, parse_range(grid), path=path, bn=bn)
     s = compute_surface(obj, dirs, parse_range(grid), path=path, bn=bn, overwrite=True)
     assert s.complete and Surface.load(path).fingerprint == s.fingerprint
