@@ -399,8 +399,8 @@ def check_finite(objective: Objective) -> None:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise ConfigError(
-                f"the model's tensor {name!r} holds {bad} non-finite value(s) (NaN or Inf) of "
-                f"{t.numel()}; the Hessian is undefined there: use a checkpoint with finite weights"
+                f"the model's tensor {name!r} holds {bad} of {t.numel()} values that are NaN or Inf; "
+                "the Hessian is undefined there: use a checkpoint with finite weights"
             )
     loss = objective.loss()
     if not math.isfinite(loss):
