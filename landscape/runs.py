@@ -149,10 +149,13 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         ) from None
 
 
-def _int_column(rows: list[dict[str, str]], column: str, path: Path) -> list[int]:
-    """The integer column of a CSV, refusing a value that is not a whole number (naming the file)."""
+def _int_column(rows: list[dict[str, str]], column: str, path: Path, first_line: int = 2) -> list[int]:
+    """The integer column of a CSV, refusing a value that is not a whole number (naming the file).
+
+    ``first_line`` is the file line of ``rows[0]`` (line 1 is the header).
+    """
     out = []
-    for i, r in enumerate(rows, start=2):  # line 1 is the header
+    for i, r in enumerate(rows, start=first_line):
         v = _num(r.get(column))
         if not (math.isfinite(v) and v == int(v)):
             raise ResultFileError(
@@ -161,6 +164,20 @@ def _int_column(rows: list[dict[str, str]], column: str, path: Path) -> list[int
             )
         out.append(int(v))
     return out
+
+
+def _float_cell(row: dict[str, str], column: str, path: Path, line: int) -> float:
+    """A number of a CSV row (empty or absent: NaN), refusing text that is not a number."""
+    v = row.get(column)
+    if v in (None, ""):
+        return float("nan")
+    try:
+        return float(v)
+    except ValueError:
+        raise ResultFileError(
+            f"{str(path)!r} line {line}: {column}={v!r} is not a number; the file is damaged "
+            "(rerun 'landscape train' or repair the file)"
+        ) from None
 
 
 def _num(v: str | None) -> float:
@@ -213,8 +230,13 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
             f"run folder {str(p)!r}: metrics.csv/steps.csv lack the column(s) {', '.join(missing)}"
         )
     last = epochs[-1]
-    last_epoch = _int_column([last], "epoch", p / "metrics.csv")[0]
-    last_step = _int_column([last], "step", p / "metrics.csv")[0]
+    last_line = len(epochs) + 1
+    last_epoch = _int_column([last], "epoch", p / "metrics.csv", last_line)[0]
+    last_step = _int_column([last], "step", p / "metrics.csv", last_line)[0]
+    final = {
+        k: _float_cell(last, k, p / "metrics.csv", last_line)
+        for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    }
     step_epochs = _int_column(steps, "epoch", p / "steps.csv")
     n = len(steps)
     k = max(1, int(round(early_late_fraction * n))) if n else 0
@@ -236,10 +258,7 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
         decomposition=(config.get("optimizer_kwargs") or {}).get("decomposition"),
         epochs=last_epoch,
         steps=last_step,
-        train_loss=_num(last.get("train_loss")),
-        train_accuracy=_num(last.get("train_accuracy")),
-        test_loss=_num(last.get("test_loss")),
-        test_accuracy=_num(last.get("test_accuracy")),
+        **final,
         stats_mean=_means(steps),
         stats_early=_means(steps[:k]) if n else {},
         stats_late=_means(steps[-k:]) if n else {},

@@ -39,7 +39,8 @@ def files(tmp_path_factory) -> Path:
     save_checkpoint(root / "nan.pt", model, model_spec=spec, data_spec=DataSpec("digits"))
     (root / "a_file").write_text("not a folder\n")
     damaged = {
-        "metrics-not-numbers": {"metrics.csv": "epoch,step\nfoo,bar\n"},
+        "metrics-not-numbers": {"metrics.csv": "epoch,step\n1,4\nfoo,bar\n"},
+        "metrics-bad-accuracy": {"metrics.csv": METRICS.replace("0.7", "0.7x")},
         "metrics-binary": {"metrics.csv": b"\x00\xff\xfe\x00garbage"},
         "steps-not-numbers": {"steps.csv": "epoch,step\n1.5,x\n"},
         "config-not-json": {"config.json": "{broken"},
@@ -172,7 +173,12 @@ CASES = [
     (
         "metrics-not-numbers",
         ["compare-magnitude", "{root}/runs/metrics-not-numbers"],
-        "metrics-not-numbers/run/metrics.csv' line 2: epoch='foo' is not a whole number",
+        "metrics-not-numbers/run/metrics.csv' line 3: epoch='foo' is not a whole number",
+    ),
+    (
+        "metrics-bad-accuracy",
+        ["compare-magnitude", "{root}/runs/metrics-bad-accuracy"],
+        "metrics-bad-accuracy/run/metrics.csv' line 2: test_accuracy='0.7x' is not a number",
     ),
     ("metrics-binary", ["compare-magnitude", "{root}/runs/metrics-binary"], "metrics-binary/run/metrics.csv"),
     (
