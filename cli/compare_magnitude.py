@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.common import SEED, echo_json
+from landscape.errors import ConfigError
 from landscape.runs import Comparison, compare_runs
 
 
@@ -57,12 +58,24 @@ def compare_magnitude(
     over the first and last 10% of steps, and lambda_max of the final checkpoint (with --sharpness N,
     or from a sharpness.json that 'landscape sharpness RUN/final.pt -o RUN' left in the run).
 
+    A stored sharpness.json is used only when it was made from the run's final weights (its
+    checkpoint digest) with --which LA on the training set (and, with --sharpness N, on that sample);
+    otherwise lambda_max is recomputed (--sharpness N) or left empty with a warning. comparison.json
+    records, per run, where lambda_max came from and its settings.
+
     \b
     Examples:
       for opt in sgd sam sam-direction sam-magnitude; do landscape train --optimizer $opt -o runs/$opt; done
       landscape compare-magnitude runs/ --sharpness 512 -o runs/compare
       landscape compare-magnitude runs/ --from runs/compare/comparison.json -o runs/compare --format pdf
     """
+    if sharpness_samples is not None and sharpness_samples < 1:
+        raise ConfigError(
+            f"--sharpness {sharpness_samples} must be a positive number of training examples, "
+            "e.g. --sharpness 512"
+        )
+    if not tol > 0:
+        raise ConfigError(f"--tol {tol} must be > 0, e.g. --tol 1e-4")
     comparison = (
         Comparison.load(from_json)
         if from_json is not None
@@ -70,6 +83,9 @@ def compare_magnitude(
             runs, sharpness_samples=sharpness_samples, seed=seed, device=device, tol=tol, quiet=quiet
         )
     )
+    for r in comparison.runs:
+        if r.lambda_max_note:
+            click.echo(f"warning: {r.lambda_max_note}", err=True)
     if out is not None:
         from landscape.io.atomic import atomic_path
         from landscape.plot.compare import plot_comparison

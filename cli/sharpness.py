@@ -15,14 +15,17 @@ from cli.common import (
     seed_option,
     source_options,
 )
+from cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
 from landscape.hessian.distributed import shard_from_environment
 from landscape.hessian.sharpness import SharpnessResult
 from landscape.hessian.sharpness import sharpness as compute_sharpness
 from landscape.io.atomic import atomic_path, atomic_save_npz, atomic_write_json
 from landscape.io.loading import objective_from_checkpoint
+from landscape.runs import weights_digest
 
 STAGE_FOLDER = ".sharpness-stages"
+DENSITY_FILES = ("density.npz", "density.png")
 
 
 def _fmt(v: float | None) -> str:
@@ -103,6 +106,9 @@ def _fmt(v: float | None) -> str:
     "--allow-nondeterministic", is_flag=True, help="Skip the two-pass determinism check of the data."
 )
 @seed_option
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a result in -o DIR that was made with other settings."
+)
 @output_options
 def sharpness(
     checkpoint: Path,
@@ -126,6 +132,7 @@ def sharpness(
     bn_mode: str,
     allow_nondeterministic: bool,
     seed: int,
+    overwrite: bool,
     out: Path | None,
     as_json: bool,
     quiet: bool,
@@ -136,7 +143,12 @@ def sharpness(
     Batch norm uses running statistics (the Hessian of the evaluation-mode training loss). Under
     torchrun every rank takes a shard of the data and every product is all-reduced. With -o DIR each
     finished stage (eigenvalues, trace, density, per layer, per batch) is kept in DIR, so rerunning
-    an interrupted command reuses the stages whose checkpoint, data and settings match.
+    an interrupted command reuses the stages whose checkpoint, data and settings match. A result in
+    DIR made with other settings is never replaced without --overwrite.
+
+    \b
+    Eigenvalues are listed most-wanted first: --which LA descending, SA ascending (most negative
+    first), LM by decreasing magnitude.
 
     \b
     Examples:
@@ -147,15 +159,43 @@ def sharpness(
       landscape sharpness ckpt.pt --backend pyhessian --trace --trace-method hutchinson
       torchrun --nproc-per-node 2 -m cli.main sharpness ckpt.pt --device cpu
     """
+    check_batch_size(source["batch_size"])
+    check_out_folder(out)
     dev = resolve_device(source["device"])
     shard = shard_from_environment(dev)
-    objective, _, spec = objective_from_checkpoint(
+    objective, ckpt, spec = objective_from_checkpoint(
         checkpoint,
         **{**source, "device": dev},
         seed=seed,
         bn_mode=bn_mode,
         shard=shard,
     )
+    digest = weights_digest(ckpt.state_dict)
+    # what the result depends on; device, output and progress options are left out
+    settings: dict[str, Any] = {
+        "checkpoint_digest": digest,
+        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
+        "data": spec.to_dict(),
+        "batch_size": source["batch_size"],
+        "dtype": str(source["dtype"]),
+        "bn_mode": bn_mode,
+        "top_k": top_k,
+        "which": which,
+        "tol": tol,
+        "max_matvecs": max_matvecs,
+        "trace": {"method": trace_method, "matvecs": trace_matvecs, "rtol": trace_rtol}
+        if with_trace or trace_rtol is not None
+        else None,
+        "density": {"runs": density_runs, "steps": density_steps} if density else None,
+        "per_layer": per_layer_by if per_layer else None,
+        "per_batch": per_batch,
+        "backend": backend,
+        "hvp_mode": hvp_mode,
+        "seed": seed,
+        "allow_nondeterministic": allow_nondeterministic,
+    }
+    if out is not None:
+        check_replaceable(out / "sharpness.json", settings, companions=DENSITY_FILES, overwrite=overwrite)
     quiet = quiet or as_json or (shard is not None and shard[0] != 0)
     # With -o, finished stages are kept so an interrupted run resumes (one process only: under
     # torchrun every rank must take part in every product).
@@ -187,15 +227,19 @@ def sharpness(
         return  # rank 0 reports
     doc = {
         "checkpoint": str(checkpoint),
+        "checkpoint_digest": digest,
         "data": spec.to_dict(),
         "batch_size": source["batch_size"],
         "world_size": shard[1] if shard else 1,
         **result.to_dict(),
+        "settings": settings,
     }
     if out is not None:
         atomic_write_json(out / "sharpness.json", doc)
         if result.density is not None:
             _write_density(out, result)
+        else:  # left by a result this one replaced (--overwrite): it would contradict density: null
+            remove_stale(out, DENSITY_FILES)
         if stage_dir is not None:
             shutil.rmtree(stage_dir, ignore_errors=True)
     if as_json:
@@ -212,7 +256,8 @@ def _write_density(out: Path, result: SharpnessResult) -> None:
     atomic_save_npz(
         out / "density.npz", nodes=d.nodes, weights=d.weights, grid=d.grid, density=d.density, sigma=d.sigma
     )
-    fig = plot_density(d, eigenvalues=result.eigenvalues)
+    marked = {"LA": "largest eigenvalues", "SA": "smallest eigenvalues", "LM": "largest |eigenvalues|"}
+    fig = plot_density(d, eigenvalues=result.eigenvalues, eigenvalues_label=marked[result.which])
     with atomic_path(out / "density.png", suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
 

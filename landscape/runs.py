@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from landscape.decompose import STAT_KEYS
-from landscape.errors import ResultFileError
+from landscape.errors import CheckpointError, ResultFileError, check_positive
 from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.io.digest import tensors_digest
 
 EARLY_LATE_FRACTION = 0.1
 
@@ -46,6 +48,8 @@ class RunSummary:
     lambda_max: float | None = None
     lambda_max_samples: int | None = None
     lambda_max_source: str | None = None
+    lambda_max_settings: dict[str, Any] | None = None
+    lambda_max_note: str | None = None
     epoch_stats: dict[str, list[float]] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
@@ -62,6 +66,7 @@ class RunSummary:
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
             "lambda_max": self.lambda_max,
+            "lambda_max_source": self.lambda_max_source,
         }
         for key in STAT_KEYS:
             r[f"{key}_mean"] = self.stats_mean.get(key)
@@ -128,9 +133,51 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a checkpoint's tensors as stored (names, shapes, dtypes, bytes): which weights a
+    result was computed from, whatever device or dtype it was computed in."""
+    return tensors_digest(state_dict.items())
+
+
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ResultFileError(
+            f"cannot read {str(path)!r} ({exc}); is it a file written by 'landscape train'?"
+        ) from None
+
+
+def _int_column(rows: list[dict[str, str]], column: str, path: Path, first_line: int = 2) -> list[int]:
+    """The integer column of a CSV, refusing a value that is not a whole number (naming the file).
+
+    ``first_line`` is the file line of ``rows[0]`` (line 1 is the header).
+    """
+    out = []
+    for i, r in enumerate(rows, start=first_line):
+        v = _num(r.get(column))
+        if not (math.isfinite(v) and v == int(v)):
+            raise ResultFileError(
+                f"{str(path)!r} line {i}: {column}={r.get(column)!r} is not a whole number; the file is "
+                "damaged (rerun 'landscape train' or repair the file)"
+            )
+        out.append(int(v))
+    return out
+
+
+def _float_cell(row: dict[str, str], column: str, path: Path, line: int) -> float:
+    """A number of a CSV row (empty or absent: NaN), refusing text that is not a number."""
+    v = row.get(column)
+    if v in (None, ""):
+        return float("nan")
+    try:
+        return float(v)
+    except ValueError:
+        raise ResultFileError(
+            f"{str(path)!r} line {line}: {column}={v!r} is not a number; the file is damaged "
+            "(rerun 'landscape train' or repair the file)"
+        ) from None
 
 
 def _num(v: str | None) -> float:
@@ -167,10 +214,12 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
         )
     try:
         config = json.loads((p / "config.json").read_text())
-        epochs = _read_rows(p / "metrics.csv")
-        steps = _read_rows(p / "steps.csv") if (p / "steps.csv").is_file() else []
-    except (OSError, json.JSONDecodeError, csv.Error) as exc:
-        raise ResultFileError(f"cannot read run folder {str(p)!r}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultFileError(f"cannot read {str(p / 'config.json')!r}: {exc}") from None
+    if not isinstance(config, dict):
+        raise ResultFileError(f"{str(p / 'config.json')!r} is not a JSON object written by 'landscape train'")
+    epochs = _read_rows(p / "metrics.csv")
+    steps = _read_rows(p / "steps.csv") if (p / "steps.csv").is_file() else []
     if not epochs:
         raise ResultFileError(f"run folder {str(p)!r} has an empty metrics.csv")
     missing = [c for c in ("epoch", "step") if c not in epochs[0]] + [
@@ -181,13 +230,21 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
             f"run folder {str(p)!r}: metrics.csv/steps.csv lack the column(s) {', '.join(missing)}"
         )
     last = epochs[-1]
+    last_line = len(epochs) + 1
+    last_epoch = _int_column([last], "epoch", p / "metrics.csv", last_line)[0]
+    last_step = _int_column([last], "step", p / "metrics.csv", last_line)[0]
+    final = {
+        k: _float_cell(last, k, p / "metrics.csv", last_line)
+        for k in ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    }
+    step_epochs = _int_column(steps, "epoch", p / "steps.csv")
     n = len(steps)
     k = max(1, int(round(early_late_fraction * n))) if n else 0
     by_epoch: dict[str, list[float]] = {"epoch": []}
     for key in STAT_KEYS:
         by_epoch[key] = []
-    for e in sorted({int(_num(r["epoch"])) for r in steps}):
-        rows = [r for r in steps if int(_num(r["epoch"])) == e]
+    for e in sorted(set(step_epochs)):
+        rows = [r for r, re in zip(steps, step_epochs) if re == e]
         m = _means(rows)
         if m:
             by_epoch["epoch"].append(float(e))
@@ -199,28 +256,114 @@ def summarize_run(path: str | Path, *, early_late_fraction: float = EARLY_LATE_F
         optimizer=str(config.get("optimizer")),
         rho=config.get("rho"),
         decomposition=(config.get("optimizer_kwargs") or {}).get("decomposition"),
-        epochs=int(_num(last["epoch"])),
-        steps=int(_num(last["step"])),
-        train_loss=_num(last.get("train_loss")),
-        train_accuracy=_num(last.get("train_accuracy")),
-        test_loss=_num(last.get("test_loss")),
-        test_accuracy=_num(last.get("test_accuracy")),
+        epochs=last_epoch,
+        steps=last_step,
+        **final,
         stats_mean=_means(steps),
         stats_early=_means(steps[:k]) if n else {},
         stats_late=_means(steps[-k:]) if n else {},
         epoch_stats=by_epoch if by_epoch["epoch"] else {},
     )
-    for candidate in (p / "sharpness.json", p / "sharpness" / "sharpness.json"):
-        if candidate.is_file():
-            try:
-                s = json.loads(candidate.read_text())
-                summary.lambda_max = float(s["eigenvalues"][0])
-                summary.lambda_max_samples = int(s["samples"]) if s.get("samples") is not None else None
-                summary.lambda_max_source = str(candidate)
-            except (OSError, json.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
-                pass
-            break
+    _use_stored_sharpness(summary, p)
     return summary
+
+
+SHARPNESS_FILES = ("sharpness.json", "sharpness/sharpness.json")
+
+
+def _stored_sharpness_problem(
+    doc: Any, digest: str, data_name: str | None, samples: int | None, seed: int | None, tol: float | None
+) -> str | None:
+    """Why a stored ``sharpness.json`` cannot stand for lambda_max of the final checkpoint, or ``None``.
+
+    It must be of the same weights (digest), ``which='LA'`` (the top eigenvalue, not the bottom),
+    the landscape backend with batch norm in eval mode, on the training split of the run's own data;
+    with ``samples``/``seed``/``tol`` given (a requested recomputation) also on that sample and at
+    least that tolerance.
+    """
+    if not isinstance(doc, dict) or not doc.get("eigenvalues"):
+        return "it holds no eigenvalues"
+    if doc.get("checkpoint_digest") is None:
+        return "it has no checkpoint digest (written by an older landscape)"
+    if doc["checkpoint_digest"] != digest:
+        return "it was computed for other weights (an earlier checkpoint or a previous run)"
+    if doc.get("which") != "LA":
+        return f"it holds which={doc.get('which')!r} eigenvalues, not the largest ('LA')"
+    if doc.get("backend", "landscape") != "landscape" or doc.get("bn_mode") != "eval":
+        return f"it was computed with backend={doc.get('backend')!r}, bn_mode={doc.get('bn_mode')!r}"
+    data = doc.get("data") or {}
+    if data.get("split") != "train" or (data_name is not None and data.get("name") != data_name):
+        return f"it was computed on data {data.get('name')!r} split {data.get('split')!r}, not the run's training set"
+    if samples is not None and (data.get("subset") != samples or data.get("seed") != seed):
+        return (
+            f"its sample (subset={data.get('subset')!r}, seed={data.get('seed')!r}) is not the one asked "
+            f"for (subset={samples}, seed={seed})"
+        )
+    if tol is not None and not (doc.get("tol") is not None and float(doc["tol"]) <= tol):
+        return f"its tolerance {doc.get('tol')!r} is looser than tol={tol}"
+    return None
+
+
+def _use_stored_sharpness(
+    summary: RunSummary,
+    run: Path,
+    *,
+    samples: int | None = None,
+    seed: int | None = None,
+    tol: float | None = None,
+) -> bool:
+    """Fill ``summary.lambda_max`` from a ``sharpness.json`` in ``run`` that fits its final checkpoint.
+
+    Returns whether one was used; otherwise ``summary.lambda_max_note`` says why not (``None`` when
+    the run holds no sharpness.json).
+    """
+    candidates = [run / name for name in SHARPNESS_FILES if (run / name).is_file()]
+    if not candidates:
+        return False
+    final = run / "final.pt"
+    if not final.is_file():
+        summary.lambda_max_note = f"run {summary.name!r}: sharpness.json not used, the run has no final.pt"
+        return False
+    from landscape.io.checkpoints import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(final)
+    except CheckpointError as exc:
+        summary.lambda_max_note = f"run {summary.name!r}: sharpness.json not used, {exc}"
+        return False
+    digest = weights_digest(ckpt.state_dict)
+    data_name = ckpt.data_spec.name if ckpt.data_spec is not None else None
+    reasons = []
+    for path in candidates:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reasons.append(f"{str(path)!r} is unreadable ({exc})")
+            continue
+        problem = _stored_sharpness_problem(doc, digest, data_name, samples, seed, tol)
+        if problem is not None:
+            reasons.append(f"{str(path)!r}: {problem}")
+            continue
+        data = doc.get("data") or {}
+        summary.lambda_max = float(max(doc["eigenvalues"]))
+        summary.lambda_max_samples = int(doc["samples"]) if doc.get("samples") is not None else None
+        summary.lambda_max_source = str(path)
+        summary.lambda_max_settings = {
+            "checkpoint_digest": digest,
+            "which": "LA",
+            "samples": summary.lambda_max_samples,
+            "subset": data.get("subset"),
+            "sample_seed": data.get("seed"),
+            "split": data.get("split"),
+            "tol": doc.get("tol"),
+            "converged": bool(doc["converged"][0]) if doc.get("converged") else None,
+            "dtype": doc.get("dtype"),
+            "bn_mode": doc.get("bn_mode"),
+        }
+        summary.lambda_max_note = None
+        return True
+    summary.lambda_max_note = f"run {summary.name!r}: lambda_max left empty, " + "; ".join(reasons)
+    return False
 
 
 def compare_runs(
@@ -238,14 +381,22 @@ def compare_runs(
     Args:
         root: a folder of run folders.
         sharpness_samples: if given, compute ``lambda_max`` of each run's ``final.pt`` on this many
-            training examples (fixed seeded subset) by Lanczos with relative residual ``tol``; a
-            ``sharpness.json`` left in the run by ``landscape sharpness -o RUN`` is used otherwise.
+            training examples (fixed seeded subset) by Lanczos with relative residual ``tol``, unless
+            a ``sharpness.json`` in the run holds exactly that (same weights digest, ``which='LA'``,
+            subset, seed, training split, tolerance at least ``tol``). Without it, a ``sharpness.json``
+            left by ``landscape sharpness RUN/final.pt -o RUN`` is used only if it was made from the
+            run's final weights with ``which='LA'`` on its training set; otherwise the cell is empty
+            and ``RunSummary.lambda_max_note`` says why. Where each value came from and its settings
+            are kept in ``lambda_max_source`` and ``lambda_max_settings``.
         seed: seed of the subset and of the Lanczos start vector.
         device: where to compute ``lambda_max``.
         tol: Lanczos tolerance.
         early_late_fraction: share of steps averaged for the early and late statistics.
         quiet: no progress bar.
     """
+    if sharpness_samples is not None:
+        check_positive("sharpness_samples", sharpness_samples)
+    check_positive("tol", tol)
     base = Path(root)
     if not base.is_dir():
         raise ResultFileError(f"runs folder {str(base)!r} does not exist or is not a directory")
@@ -258,7 +409,12 @@ def compare_runs(
         from landscape.io.loading import objective_from_checkpoint
 
         for run in runs:
-            objective, _, _ = objective_from_checkpoint(
+            run.lambda_max, run.lambda_max_samples, run.lambda_max_source = None, None, None
+            run.lambda_max_settings = None
+            if _use_stored_sharpness(run, Path(run.path), samples=sharpness_samples, seed=seed, tol=tol):
+                continue
+            run.lambda_max_note = None  # recomputed below: the stored file's problem no longer matters
+            objective, ckpt, spec = objective_from_checkpoint(
                 Path(run.path) / "final.pt",
                 samples=sharpness_samples,
                 seed=seed,
@@ -268,5 +424,17 @@ def compare_runs(
             res = top_eigenpairs(objective, 1, which="LA", tol=tol, seed=seed, quiet=quiet)
             run.lambda_max = float(res.eigenvalues[0])
             run.lambda_max_samples = objective.num_samples
-            run.lambda_max_source = f"lanczos(tol={tol}, seed={seed})"
+            run.lambda_max_source = "computed"
+            run.lambda_max_settings = {
+                "checkpoint_digest": weights_digest(ckpt.state_dict),
+                "which": "LA",
+                "samples": objective.num_samples,
+                "subset": spec.subset,
+                "sample_seed": spec.seed,
+                "split": spec.split,
+                "tol": tol,
+                "converged": bool(res.converged[0]),
+                "dtype": str(objective.dtype).removeprefix("torch."),
+                "bn_mode": objective.bn_mode,
+            }
     return Comparison(root=str(base), runs=runs, early_late_fraction=early_late_fraction)

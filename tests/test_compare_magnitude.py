@@ -18,20 +18,23 @@ from landscape.runs import Comparison, compare_runs, summarize_run
 from landscape.train import TrainConfig, train
 
 
+def _config(opt, seed=3):
+    return TrainConfig(
+        model=ModelSpec("mlp", {"hidden": [4]}),
+        data=DataSpec("digits", subset=128, seed=0),
+        optimizer=opt,
+        lr=0.1,
+        batch_size=16,
+        epochs=2,
+        seed=seed,
+    )
+
+
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for opt in ("sgd", "sam", "sam-magnitude"):
-        cfg = TrainConfig(
-            model=ModelSpec("mlp", {"hidden": [4]}),
-            data=DataSpec("digits", subset=128, seed=0),
-            optimizer=opt,
-            lr=0.1,
-            batch_size=16,
-            epochs=2,
-            seed=3,
-        )
-        train(cfg, root / opt, quiet=True)
+        train(_config(opt), root / opt, quiet=True)
     return root
 
 
@@ -78,14 +81,93 @@ def test_lambda_max_matches_dense_hessian(runs_dir):
         assert r.lambda_max_samples == 64
 
 
-def test_sharpness_json_left_in_a_run_is_used(runs_dir, tmp_path):
+SHARPNESS = ["--samples", "64", "--top-k", "2", "--tol", "1e-8", "--device", "cpu", "--dtype", "float64"]
+
+
+def _copy_run(runs_dir, tmp_path, name="sam"):
     import shutil
 
-    run = tmp_path / "sam"
-    shutil.copytree(runs_dir / "sam", run)
-    (run / "sharpness.json").write_text(json.dumps({"eigenvalues": [12.5, 3.0], "samples": 99}))
+    run = tmp_path / "runs" / name
+    shutil.copytree(runs_dir / name, run)
+    return run
+
+
+def _store_sharpness(checkpoint, run, *extra):
+    """What a user does: 'landscape sharpness CKPT -o RUN' leaves RUN/sharpness.json."""
+    r = CliRunner().invoke(cli, ["sharpness", str(checkpoint), *SHARPNESS, *extra, "-o", str(run)])
+    assert r.exit_code == 0, r.output
+    return json.loads((run / "sharpness.json").read_text())
+
+
+def test_sharpness_json_of_the_final_weights_is_used(runs_dir, tmp_path):
+    run = _copy_run(runs_dir, tmp_path)
+    doc = _store_sharpness(run / "final.pt", run)
     s = summarize_run(run)
-    assert (s.lambda_max, s.lambda_max_samples) == (12.5, 99)
+    assert s.lambda_max == doc["eigenvalues"][0] and s.lambda_max_samples == 64
+    assert s.lambda_max == pytest.approx(_dense_lambda_max(run / "final.pt", 64, 0), rel=1e-8)
+    assert s.lambda_max_source == str(run / "sharpness.json") and s.lambda_max_note is None
+    assert s.lambda_max_settings["checkpoint_digest"] == doc["checkpoint_digest"]
+    assert (s.lambda_max_settings["which"], s.lambda_max_settings["subset"]) == ("LA", 64)
+
+
+def _stale(runs_dir, tmp_path, case):
+    run = _copy_run(runs_dir, tmp_path)
+    if case == "earlier-checkpoint":
+        _store_sharpness(run / "ckpts" / "epoch_001.pt", run)
+        why = "other weights"
+    elif case == "which-SA":
+        _store_sharpness(run / "final.pt", run, "--which", "SA")
+        why = "which='SA'"
+    elif case == "before-train-overwrite":
+        _store_sharpness(run / "final.pt", run)
+        train(_config("sam", seed=4), run, overwrite=True, quiet=True)
+        assert (run / "sharpness.json").is_file()
+        why = "other weights"
+    elif case == "no-digest":  # the files written before the digest was recorded
+        (run / "sharpness.json").write_text(json.dumps({"eigenvalues": [12.5, 3.0], "samples": 99}))
+        why = "no checkpoint digest"
+    else:
+        raise AssertionError(case)
+    return run, why
+
+
+STALE = ["earlier-checkpoint", "which-SA", "before-train-overwrite", "no-digest"]
+
+
+@pytest.mark.parametrize("case", STALE)
+def test_stale_sharpness_json_leaves_the_cell_empty_with_a_warning(runs_dir, tmp_path, case):
+    run, why = _stale(runs_dir, tmp_path, case)
+    s = summarize_run(run)
+    assert s.lambda_max is None and s.lambda_max_source is None
+    assert s.lambda_max_note.startswith("run 'sam': lambda_max left empty") and why in s.lambda_max_note
+    out = tmp_path / "cmp"
+    r = CliRunner().invoke(cli, ["compare-magnitude", str(run.parent), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "run 'sam'" in warnings[0] and why in warnings[0]
+    saved = json.loads((out / "comparison.json").read_text())["runs"][0]
+    assert saved["lambda_max"] is None and why in saved["lambda_max_note"]
+    assert pd.read_csv(out / "comparison.csv")["lambda_max"].isna().all()
+
+
+@pytest.mark.parametrize("case", STALE)
+def test_stale_sharpness_json_is_recomputed_with_sharpness_n(runs_dir, tmp_path, case):
+    run, _ = _stale(runs_dir, tmp_path, case)
+    s = compare_runs(run.parent, sharpness_samples=64, seed=0, tol=1e-6).runs[0]
+    assert s.lambda_max == pytest.approx(_dense_lambda_max(run / "final.pt", 64, 0), rel=1e-4)
+    assert s.lambda_max_source == "computed" and s.lambda_max_note is None
+    assert s.lambda_max_settings["subset"] == 64 and s.lambda_max_settings["tol"] == 1e-6
+
+
+def test_sharpness_n_uses_a_stored_result_only_on_the_same_sample(runs_dir, tmp_path):
+    run = _copy_run(runs_dir, tmp_path)
+    doc = _store_sharpness(run / "final.pt", run)
+    same = compare_runs(run.parent, sharpness_samples=64, seed=0, tol=1e-6).runs[0]
+    assert same.lambda_max_source == str(run / "sharpness.json")
+    assert same.lambda_max == doc["eigenvalues"][0]
+    other = compare_runs(run.parent, sharpness_samples=32, seed=0, tol=1e-6).runs[0]
+    assert other.lambda_max_source == "computed" and other.lambda_max_samples == 32
+    assert other.lambda_max == pytest.approx(_dense_lambda_max(run / "final.pt", 32, 0), rel=1e-4)
 
 
 def test_cli_writes_table_figure_and_redraws(runs_dir, tmp_path):

@@ -35,8 +35,9 @@ from landscape.progress import Progress
 WHICH = ("LA", "SA", "LM")
 
 
-def _order(theta: np.ndarray, which: str) -> np.ndarray:
-    """Indices of ``theta`` from most to least wanted."""
+def wanted_order(theta: np.ndarray, which: str) -> np.ndarray:
+    """Indices of ``theta`` from most to least wanted: ``LA`` descending, ``SA`` ascending, ``LM`` by
+    descending magnitude (stable, so ties keep their order)."""
     if which == "LA":
         return np.argsort(-theta, kind="stable")
     if which == "SA":
@@ -52,7 +53,7 @@ def default_max_matvecs(k: int) -> int:
 def _converged(T: np.ndarray, beta: float, k: int, which: str, tol: float, eps: float) -> bool:
     """Whether the ``k`` wanted Ritz pairs of ``T`` meet the residual rule with coupling ``beta``."""
     theta, S = np.linalg.eigh(T)
-    want = _order(theta, which)[:k]
+    want = wanted_order(theta, which)[:k]
     floor = eps ** (2.0 / 3.0) * max(float(np.abs(theta).max()), np.finfo(float).tiny)
     return bool(np.all(np.abs(beta * S[-1, want]) <= tol * np.maximum(np.abs(theta[want]), floor)))
 
@@ -156,7 +157,7 @@ def lanczos(
             size = j + 1
             theta, S = np.linalg.eigh(H[:size, :size])
             res_all = np.abs(beta * S[size - 1, :])
-            order = _order(theta, which)
+            order = wanted_order(theta, which)
             want = order[:k] if size >= k else order
             floor = eps ** (2.0 / 3.0) * max(float(np.abs(theta).max()), np.finfo(float).tiny)
             conv = res_all[want] <= tol * np.maximum(np.abs(theta[want]), floor)

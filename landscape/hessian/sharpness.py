@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from landscape.errors import ConfigError, check_choice, check_positive
-from landscape.hessian.lanczos import WHICH, lanczos
+from landscape.hessian.lanczos import WHICH, lanczos, wanted_order
 from landscape.hessian.operator import HessianOperator
 from landscape.hessian.per_layer import GROUP_BY, per_layer
 from landscape.hessian.results import (
@@ -44,7 +44,7 @@ from landscape.hessian.results import (
 )
 from landscape.hessian.slq import slq
 from landscape.hessian.stages import StageCache
-from landscape.hessian.trace import TRACE_METHODS, trace
+from landscape.hessian.trace import MIN_MATVECS, TRACE_METHODS, trace
 from landscape.objective import Objective
 from landscape.progress import track
 
@@ -55,8 +55,9 @@ BACKENDS = ("landscape", "pyhessian")
 class SharpnessResult(SavedResult):
     """Everything ``landscape sharpness`` reports (the ``sharpness.json`` contract).
 
-    ``eigenvalues`` are sorted in descending order whatever ``which`` asked for (``residuals`` and
-    ``converged`` follow the same order). ``matvecs`` is the total number of Hessian-vector products.
+    ``eigenvalues`` are listed most-wanted first: ``which='LA'`` descending, ``'SA'`` ascending (the
+    most negative first), ``'LM'`` by decreasing magnitude (``residuals`` and ``converged`` follow the
+    same order). ``matvecs`` is the total number of Hessian-vector products.
     """
 
     eigenvalues: np.ndarray
@@ -91,7 +92,8 @@ class SharpnessResult(SavedResult):
 
     @property
     def lambda_max(self) -> float:
-        return float(self.eigenvalues[0])
+        """The largest eigenvalue found (the top one only when ``which`` is ``'LA'`` or ``'LM'``)."""
+        return float(np.max(self.eigenvalues))
 
 
 def per_batch_protocol(
@@ -218,6 +220,22 @@ def sharpness(
     if trace_rtol is not None:
         check_positive("trace_rtol", trace_rtol)
         with_trace = True
+    _check_budgets(
+        objective,
+        top_k=top_k,
+        which=which,
+        max_matvecs=max_matvecs,
+        with_trace=with_trace,
+        trace_method=trace_method,
+        trace_matvecs=trace_matvecs,
+        trace_rtol=trace_rtol,
+        density=density,
+        density_runs=density_runs,
+        density_steps=density_steps,
+        per_batch=per_batch,
+        backend=backend,
+    )
+    check_finite(objective)
     if backend == "pyhessian":
         return _pyhessian_sharpness(
             **{k: v for k, v in locals().items() if k not in ("backend", "cache_graphs", "resume_dir")}
@@ -244,7 +262,7 @@ def sharpness(
             vectors=None,
         ),
     )
-    order = np.argsort(-eig.eigenvalues, kind="stable")
+    order = wanted_order(eig.eigenvalues, which)
     tr = None
     if with_trace:
         trace_options = {
@@ -323,6 +341,73 @@ def sharpness(
         per_batch=pb,
         notes=notes,
     )
+
+
+def _check_budgets(
+    objective: Objective,
+    *,
+    top_k: int,
+    which: str,
+    max_matvecs: int | None,
+    with_trace: bool,
+    trace_method: str,
+    trace_matvecs: int,
+    trace_rtol: float | None,
+    density: bool,
+    density_runs: int,
+    density_steps: int,
+    per_batch: int | None,
+    backend: str,
+) -> None:
+    """Refuse impossible option combinations before any product is spent, naming the parameter."""
+    n = objective.num_params
+    if top_k > n:
+        raise ConfigError(f"top_k={top_k!r} is more than the {n} parameters of the model; use top_k <= {n}")
+    if max_matvecs is not None and max_matvecs < top_k:
+        raise ConfigError(f"max_matvecs={max_matvecs!r} must be at least top_k={top_k}")
+    if with_trace:
+        need = MIN_MATVECS[trace_method]
+        if trace_matvecs < need:
+            raise ConfigError(
+                f"trace_matvecs={trace_matvecs!r} is too small for trace_method={trace_method!r}; "
+                f"it needs at least {need}"
+            )
+        if trace_method == "xtrace" and trace_rtol is not None:
+            raise ConfigError(
+                "trace_rtol is not available with trace_method='xtrace' (a fixed budget); "
+                "use trace_method='hutch++' or 'hutchinson'"
+            )
+    if density:
+        check_positive("density_runs", density_runs)
+        check_positive("density_steps", density_steps)
+    if per_batch is not None:
+        check_positive("per_batch", per_batch)
+    if backend == "pyhessian" and which == "SA":
+        raise ConfigError(
+            "which='SA' is not available with backend='pyhessian' (power iteration finds the "
+            "largest-magnitude eigenvalues); use backend='landscape' or which='LM'"
+        )
+
+
+def check_finite(objective: Objective) -> None:
+    """Refuse non-finite weights or a non-finite loss: the Hessian is undefined there.
+
+    Raises:
+        ConfigError: naming the first parameter or buffer that holds NaN or Inf, or the loss value.
+    """
+    for name, t in objective.model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ConfigError(
+                f"the model's tensor {name!r} holds {bad} of {t.numel()} values that are NaN or Inf; "
+                "the Hessian is undefined there: use a checkpoint with finite weights"
+            )
+    loss = objective.loss()
+    if not math.isfinite(loss):
+        raise ConfigError(
+            f"the loss at these weights is {loss} (not finite); the Hessian is undefined there: check "
+            "the data (labels, NaN inputs) and the checkpoint"
+        )
 
 
 # -- PyHessian backend ---------------------------------------------------------------------------
@@ -405,7 +490,7 @@ def _pyhessian_sharpness(
     if n_model != objective.num_params:
         raise ConfigError("backend='pyhessian' differentiates every trainable parameter; drop param_names")
     if which != "LA":
-        notes.append(f"which={which!r} ignored: power iteration finds the largest-magnitude eigenvalues")
+        notes.append(f"which={which!r}: power iteration finds the largest-magnitude eigenvalues")
     # checks the data like the landscape backend (PyHessian itself does not)
     HessianOperator(objective, mode=mode, allow_nondeterministic=allow_nondeterministic)
     batches = [(x, y) for x, y, _ in objective.batches()]
@@ -448,7 +533,7 @@ def _pyhessian_sharpness(
             )
             total += layers.matvecs
     vals = np.asarray(values, dtype=float)
-    order = np.argsort(-vals, kind="stable")
+    order = wanted_order(vals, "LM")
     meta = objective.metadata()
     return SharpnessResult(
         eigenvalues=vals[order],

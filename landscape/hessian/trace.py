@@ -36,6 +36,8 @@ from landscape.progress import Progress
 
 TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
 MIN_PROBES = 8
+# the fewest products each estimator can work with (Hutch++: sketch, projection and one probe)
+MIN_MATVECS = {"hutchinson": 2, "hutch++": 3, "xtrace": 4}
 
 
 def _apply(op: Any, Z: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -217,7 +219,7 @@ def trace(
     t0 = time.perf_counter()
     check_choice("method", method, TRACE_METHODS)
     n, dtype, device = operator_info(op)
-    if matvecs < {"hutchinson": 2, "hutch++": 3, "xtrace": 4}[method]:
+    if matvecs < MIN_MATVECS[method]:
         raise ConfigError(
             f"matvecs={matvecs!r} is too small for {method} (at least 2; 3 for hutch++, 4 for xtrace)"
         )

@@ -34,6 +34,7 @@ def plot_density(
     floor: float = 1e-10,
     title: str | None = None,
     label: str | None = None,
+    eigenvalues_label: str = "top eigenvalues",
     **line_kwargs: Any,
 ) -> Figure:
     """The smoothed spectral density on a log density axis.
@@ -45,6 +46,7 @@ def plot_density(
         floor: densities below this are drawn at ``floor`` (the log axis cannot show zero).
         title: axes title (default states the runs, nodes and sigma).
         label: legend label of the curve.
+        eigenvalues_label: legend label of the marked eigenvalues (say which ones they are).
         **line_kwargs: passed to ``Axes.semilogy``.
 
     Returns:
@@ -57,7 +59,7 @@ def plot_density(
     if eigenvalues is not None:
         vals = eigenvalues.eigenvalues if isinstance(eigenvalues, EigenResult) else np.asarray(eigenvalues)
         for i, v in enumerate(vals):
-            ax.axvline(float(v), color="C3", ls=":", lw=1, label="top eigenvalues" if i == 0 else None)
+            ax.axvline(float(v), color="C3", ls=":", lw=1, label=eigenvalues_label if i == 0 else None)
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (log scale)")
     runs, m = density.nodes.shape

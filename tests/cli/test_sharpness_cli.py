@@ -161,3 +161,90 @@ def test_subprocess_json(cnn_checkpoint) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert len(doc["eigenvalues"]) == 2 and doc["samples"] == 48
+
+
+def test_which_sa_lists_the_most_negative_first(cnn_checkpoint) -> None:
+    args = ["sharpness", str(cnn_checkpoint), *BASE, "--which", "SA", "--top-k", "3"]
+    code, stdout, stderr = _run([*args, "--json"])
+    assert code == 0, stderr
+    ev = json.loads(stdout)["eigenvalues"]
+    obj, _, _ = objective_from_checkpoint(
+        cnn_checkpoint, samples=48, batch_size=20, device="cpu", dtype=torch.float64
+    )
+    ref = top_eigenpairs(obj, 3, which="SA", tol=1e-10)
+    assert ev[0] < 0 and ev == sorted(ev)
+    np.testing.assert_allclose(ev, ref.eigenvalues, rtol=1e-7)
+    code, table, _ = _run(args)
+    shown = [float(line.split()[1]) for line in table.splitlines() if line.startswith("lambda_")]
+    np.testing.assert_allclose(shown, ev, rtol=1e-5)  # the table prints 6 significant digits
+
+
+SMALL = ["--samples", "32", "--batch-size", "16", "--device", "cpu", "-q"]
+DENSITY = ["--density", "--density-runs", "1", "--density-steps", "4"]
+
+
+def test_other_settings_are_refused_and_overwrite_removes_stale_companions(cnn_checkpoint, tmp_path) -> None:
+    out = tmp_path / "out"
+    first = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "2", *DENSITY, "-o", str(out)]
+    assert _run(first)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"sharpness.json", "density.npz", "density.png"}
+    other = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", "-o", str(out)]
+    code, _, stderr = _run(other)
+    assert code == 1 and stderr.count("\n") == 1
+    assert "was made with other settings (differs in: density, top_k)" in stderr and "--overwrite" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    # another checkpoint is other weights, even with the same options
+    moved = tmp_path / "moved.pt"
+    moved.write_bytes(cnn_checkpoint.read_bytes())
+    assert _run(["sharpness", str(moved), *first[2:]])[0] == 0  # same weights: the same result
+    other_weights = tmp_path / "other.pt"
+    from landscape.io.checkpoints import save_checkpoint
+    from landscape.io.data import DataSpec
+    from landscape.io.models import ModelSpec, build_model
+
+    torch.manual_seed(1)
+    save_checkpoint(
+        other_weights,
+        build_model("cnn", width=4),
+        model_spec=ModelSpec("cnn", {"width": 4}),
+        data_spec=DataSpec("digits"),
+    )
+    code, _, stderr = _run(["sharpness", str(other_weights), *first[2:]])
+    assert code == 1 and "differs in: checkpoint_digest" in stderr
+    code, _, stderr = _run([*other, "--overwrite"])
+    assert code == 0, stderr
+    assert {p.name for p in out.iterdir()} == {"sharpness.json"}  # no density of another result
+    doc = json.loads((out / "sharpness.json").read_text())
+    assert doc["density"] is None and len(doc["eigenvalues"]) == 1
+    assert doc["settings"]["top_k"] == 1 and doc["settings"]["checkpoint_digest"] == doc["checkpoint_digest"]
+    assert _run(other)[0] == 0  # the same settings again: a rerun, not a replacement
+
+
+def test_stray_companions_without_their_json_are_refused(cnn_checkpoint, tmp_path) -> None:
+    (tmp_path / "density.png").write_bytes(b"not ours to replace")
+    code, _, stderr = _run(["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", "-o", str(tmp_path)])
+    assert code == 1 and "holds density.png of another result" in stderr and "--overwrite" in stderr
+    assert (tmp_path / "density.png").read_bytes() == b"not ours to replace"
+
+
+def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    from cli.sharpness import STAGE_FOLDER
+
+    sharpness_module = importlib.import_module("landscape.hessian.sharpness")
+    out = tmp_path / "out"
+    args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *DENSITY, "--json", "-o", str(out)]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(sharpness_module, "slq", killed)
+        assert _run(args)[0] == 130
+    assert (out / STAGE_FOLDER / "eigen.key.json").is_file() and not (out / "sharpness.json").exists()
+    code, stdout, stderr = _run(args)  # the same command again: resumed, not refused
+    assert code == 0, stderr
+    assert json.loads(stdout)["notes"] == ["stages read back from an interrupted run: eigen"]
+    assert (out / "density.npz").is_file() and not (out / STAGE_FOLDER).exists()

@@ -78,8 +78,7 @@ def test_sharpness_everything_and_roundtrip(mlp_problem, tmp_path) -> None:
         seed=0,
     )
     ev = torch.linalg.eigvalsh(H).numpy()
-    np.testing.assert_allclose(res.eigenvalues, np.sort(ev[:3])[::-1], rtol=1e-8)  # descending
-    assert list(res.eigenvalues) == sorted(res.eigenvalues, reverse=True)
+    np.testing.assert_allclose(res.eigenvalues, ev[:3], rtol=1e-8)  # SA: the most negative first
     assert res.trace is not None and res.trace.converged
     assert abs(res.trace.estimate - float(torch.trace(H))) < 5 * res.trace.stderr
     assert res.density is not None and res.per_layer is not None and res.per_batch is not None
@@ -137,6 +136,45 @@ def test_pyhessian_backend_single_batch_counts_products() -> None:
     assert res.per_batch is not None and res.per_batch.eigenvalues.shape == (1, 5)
 
 
+@pytest.mark.parametrize("which", ["LA", "SA", "LM"])
+def test_eigenvalues_are_listed_most_wanted_first(mlp_problem, which: str) -> None:
+    obj, H = mlp_problem
+    ev = torch.linalg.eigvalsh(H).numpy()  # ascending
+    wanted = {"LA": ev[::-1], "SA": ev, "LM": ev[np.argsort(-np.abs(ev), kind="stable")]}[which][:3]
+    res = sharpness(obj, top_k=3, which=which, tol=1e-10, seed=0)
+    np.testing.assert_allclose(res.eigenvalues, wanted, rtol=1e-8)
+    assert res.which == which and len(res.residuals) == 3 and all(res.converged)
+    # the residuals travel with their eigenvalues
+    assert np.all(res.residuals <= 1e-10 * np.abs(res.eigenvalues) + 1e-12)
+    assert res.lambda_max == pytest.approx(float(max(wanted)), rel=1e-8)
+
+
+def test_pyhessian_backend_lists_by_magnitude(mlp_problem) -> None:
+    pytest.importorskip("pyhessian")
+    obj, H = mlp_problem
+    res = sharpness(obj, top_k=2, tol=1e-9, max_matvecs=2000, backend="pyhessian")
+    assert res.which == "LM"
+    assert list(np.abs(res.eigenvalues)) == sorted(np.abs(res.eigenvalues), reverse=True)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor() -> None:
+    model = make_mlp()
+    with torch.no_grad():
+        model.net[3].weight[1, 0] = float("inf")
+    obj = Objective(model, digits(20), dtype=torch.float64)
+    with pytest.raises(ConfigError, match="tensor 'net.3.weight' holds 1 of 80 values that are NaN or Inf"):
+        sharpness(obj, top_k=1)
+
+
+def test_non_finite_loss_is_refused() -> None:
+    x, y = digits(20)
+    x = x.clone()
+    x[3, 0] = float("nan")
+    obj = Objective(make_mlp(), (x, y), dtype=torch.float64)
+    with pytest.raises(ConfigError, match="the loss at these weights is nan"):
+        sharpness(obj, top_k=1)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -145,8 +183,33 @@ def test_pyhessian_backend_single_batch_counts_products() -> None:
         ({"trace_method": "exact"}, "trace_method='exact'"),
         ({"per_layer_by": "block"}, "per_layer='block'"),
         ({"top_k": 0}, "top_k=0"),
+        ({"top_k": 10_000}, r"top_k=10000 is more than the \d+ parameters"),
+        ({"top_k": 5, "max_matvecs": 3}, "max_matvecs=3 must be at least top_k=5"),
+        ({"with_trace": True, "trace_matvecs": 2}, "trace_matvecs=2 is too small for trace_method='hutch"),
+        (
+            {"trace_method": "xtrace", "trace_rtol": 0.1},
+            "trace_rtol is not available with trace_method='xtrace'",
+        ),
+        ({"density": True, "density_runs": 0}, "density_runs=0 must be > 0"),
+        ({"density": True, "density_steps": 0}, "density_steps=0 must be > 0"),
+        ({"per_batch": 0}, "per_batch=0 must be > 0"),
+        ({"which": "SA", "backend": "pyhessian"}, "which='SA' is not available with backend='pyhessian'"),
     ],
-    ids=["which", "backend", "trace", "per-layer", "k"],
+    ids=[
+        "which",
+        "backend",
+        "trace",
+        "per-layer",
+        "k",
+        "k-too-large",
+        "budget",
+        "trace-matvecs",
+        "xtrace-rtol",
+        "density-runs",
+        "density-steps",
+        "per-batch",
+        "pyhessian-SA",
+    ],
 )
 def test_sharpness_bad_arguments(mlp_problem, kwargs: dict, match: str) -> None:
     obj, _ = mlp_problem
