@@ -3,9 +3,9 @@
     FR(w) = (1/N) sum_i <w, grad_w l(f_w(x_i), y_i)>^2
 
 over every differentiated parameter. ``<w, grad l_i>`` is the directional derivative of the
-per-sample loss along ``w`` itself, so one forward-mode product (``torch.func.jvp`` with tangent
-``w``) of the vector of per-sample losses (``torch.func.vmap`` over one-example batches) gives it for
-every example of a batch at once: no per-sample gradients are formed. Liang et al.'s identity
+per-sample loss along ``w`` itself, so one forward-mode product (``torch.func.jvp`` of the network
+with tangent ``w``) gives it for every example of a batch at once, through the chain rule
+``<w, grad l_i> = <dl_i/df_i, J_i w>``: no per-sample gradients are formed. Liang et al.'s identity
 ``<w, grad l> = (d + 1) <f, dl/df>`` for bias-free ReLU nets of depth ``d`` motivates the optional
 factor ``(d + 1)^2`` (Jiang et al.'s definition); it is off by default.
 """
@@ -23,27 +23,31 @@ from landscape.objective import Objective
 
 
 def directional_derivatives(objective: Objective, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``<w, grad_w l(f_w(x_i), y_i)>`` for every example of a batch, by one jvp along ``w``."""
+    """``<w, grad_w l(f_w(x_i), y_i)>`` for every example of a batch, from one jvp along ``w``.
+
+    The jvp of the network gives ``df_i = J_i w`` for every output at once; the chain rule then
+    needs only ``dl_i / df_i``, which is ``B dL / df_i`` for a batch-mean loss ``L = (1/B) sum_i l_i``
+    (a backward pass through the loss alone, not the network).
+    """
     names = objective.param_names
     primals = tuple(p.detach() for p in objective.params)
 
-    def per_sample_losses(*params: torch.Tensor) -> torch.Tensor:
-        sub = dict(zip(names, params))
+    def outputs(*params: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(objective.model, dict(zip(names, params)), (x,), strict=False)
 
-        def one(xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-            return objective.functional_batch_loss(sub, xi.unsqueeze(0), yi.unsqueeze(0))
-
-        return torch.func.vmap(one)(x, y)
-
-    return torch.func.jvp(per_sample_losses, primals, primals)[1]
+    out, d_out = torch.func.jvp(outputs, primals, primals)
+    out = out.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (dl_dout,) = torch.autograd.grad(objective.loss_fn(out, y), out)
+    return len(y) * (dl_dout * d_out).reshape(len(y), -1).sum(dim=1)
 
 
 def fisher_rao_norm(objective: Objective, options: MeasureOptions | None = None) -> MeasureResult:
     """The Fisher-Rao norm ``(1/N) sum_i <w, grad l_i>^2`` (times ``(d + 1)^2`` if ``fisher_rao_depth``).
 
     Args:
-        objective: the loss over a fixed sample; ``loss_fn`` applied to a one-example batch must give
-            that example's loss (true for the mean-reduced losses of ``torch.nn``).
+        objective: the loss over a fixed sample; ``loss_fn`` must be the plain mean of per-example
+            losses (as for ``nn.CrossEntropyLoss()`` and ``nn.MSELoss()`` with default arguments).
         options: ``fisher_rao_depth`` (``None``: no depth factor).
 
     Returns:
