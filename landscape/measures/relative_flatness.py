@@ -29,6 +29,8 @@ from landscape.measures.common import MeasureResult, check_objective, mean_and_s
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
+EXACT_CHUNK = 64  # columns per call of the operator: bounds the memory of the exact path
+
 
 def layer_index(objective: Objective, layer: str | None) -> int:
     """Index in ``objective.params`` of the 2-D weight named by ``layer`` (module or parameter name)."""
@@ -91,11 +93,14 @@ def relative_flatness(objective: Objective, options: MeasureOptions | None = Non
     if rank == 0:
         value = 0.0
     elif method == "exact":
-        # columns v_{jk}: column j of the (out x in) matrix is F[:, k], ordered j-major
-        V = torch.zeros(out_dim, in_dim, in_dim, rank, dtype=torch.float64, device=W.device)
-        for j in range(in_dim):
-            V[:, j, j, :] = F
-        value = float(_quadratic_forms(op, V.reshape(n, in_dim * rank)).sum())
+        value = 0.0
+        columns = in_dim * rank
+        for c0 in range(0, columns, EXACT_CHUNK):
+            # columns c = j * rank + k: the (out x in) matrix whose column j is F[:, k]
+            cols = torch.arange(c0, min(c0 + EXACT_CHUNK, columns), device=W.device)
+            V = torch.zeros(out_dim, in_dim, len(cols), dtype=torch.float64, device=W.device)
+            V[:, cols // rank, torch.arange(len(cols), device=W.device)] = F[:, cols % rank]
+            value += float(_quadratic_forms(op, V.reshape(n, len(cols))).sum())
     else:
         seed = opts.seed
         gen = torch.Generator().manual_seed(opts.seed)
