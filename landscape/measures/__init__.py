@@ -14,7 +14,7 @@ from landscape.measures.options import MeasureOptions
 from landscape.measures.overlap import gradient_overlap
 from landscape.measures.pac_bayes import pac_bayes_sharpness
 from landscape.measures.random_max import random_max_sharpness
-from landscape.measures.relative_flatness import relative_flatness
+from landscape.measures.relative import relative_flatness
 from landscape.measures.worst import worst_sharpness
 
 __all__ = [

@@ -36,7 +36,7 @@ def _petzka(W: torch.Tensor, H: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("layer", ["0", "2.weight"], ids=["hidden-by-module", "head-by-parameter"])
 def test_exact_relative_flatness_matches_dense_blocks(layer, monkeypatch):
-    import landscape.measures.relative_flatness as rf
+    import landscape.measures.relative as rf
 
     monkeypatch.setattr(rf, "EXACT_CHUNK", 7)  # several chunks with a ragged last one
     obj = mlp_objective(n=20, batch_size=7)

@@ -167,3 +167,25 @@ def test_defaults_of_eps_are_recorded():
 def test_m_larger_than_the_sample_is_refused():
     with pytest.raises(ConfigError, match="m=100"):
         worst_sharpness(quadratic_objective(spd(D, 0), W_STAR), MeasureOptions(m=100))
+
+
+def test_loader_data_gives_the_same_values_as_tensors():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from landscape.objective import Objective
+
+    A = spd(D, 0)
+    tensors = quadratic_objective(A, W_STAR)
+    x, y = tensors._cached[0]
+    model = torch.nn.Linear(D, 1, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(W_STAR.reshape(1, D))
+    loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=False)
+    from_loader = Objective(model, loader, loss_fn=torch.nn.MSELoss(), dtype=torch.float64)
+    opts = MeasureOptions(rho=0.1, steps=5, m=3, seed=1)
+    a, b = worst_sharpness(tensors, opts), worst_sharpness(from_loader, opts)
+    assert a.details["per_batch"] == pytest.approx(b.details["per_batch"], rel=1e-12)
+    opts = MeasureOptions(rho=0.1, mc_samples=5, seed=1)
+    assert average_sharpness(tensors, opts).value == pytest.approx(
+        average_sharpness(from_loader, opts).value, rel=1e-12
+    )
