@@ -107,6 +107,29 @@ def main() -> None:
                     f"{res.details['stalled_batches']}/{res.settings['num_batches']} | {res.forward_passes:.0f} | "
                     f"{res.backward_passes:.0f} | {time.perf_counter() - t:.2f} |"
                 )
+    say()
+    say("## `worst`, random restarts (adaptive, m = 128, 20 steps)")
+    say()
+    say("| norm | rho | restarts | value | stderr | fwd | bwd | seconds |")
+    say("|---|---|---|---|---|---|---|---|")
+    for norm, rho in (("l2", 1.0), ("linf", 0.004)):
+        for restarts in (1, 4):
+            res = worst_sharpness(
+                obj,
+                MeasureOptions(
+                    rho=rho,
+                    perturb_norm=norm,
+                    adaptive=True,
+                    m=128,
+                    steps=20,
+                    restarts=restarts,
+                    seed=args.seed,
+                ),
+            )
+            say(
+                f"| {norm} | {rho} | {restarts} | {_fmt(res.value)} | {_fmt(res.stderr, 2)} | "
+                f"{res.forward_passes:.0f} | {res.backward_passes:.0f} | {res.seconds:.2f} |"
+            )
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("\n".join(lines) + "\n")
