@@ -79,3 +79,21 @@ def test_needs_a_classifier():
     )
     with pytest.raises(ConfigError, match="classification error"):
         pac_bayes_sharpness(obj, MeasureOptions(mc_samples=2))
+
+
+class Constant(nn.Module):
+    """Logits that ignore the weight: no noise changes the error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0 * self.w.sum()
+
+
+def test_error_that_never_moves_gives_zero():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    obj = Objective(Constant(), (x, torch.tensor([0, 0])))
+    res = pac_bayes_sharpness(obj, MeasureOptions(mc_samples=2))
+    assert res.value == 0.0 and res.details["status"] == "unbounded" and res.stderr is None

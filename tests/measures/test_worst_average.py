@@ -189,3 +189,14 @@ def test_loader_data_gives_the_same_values_as_tensors():
     assert average_sharpness(tensors, opts).value == pytest.approx(
         average_sharpness(from_loader, opts).value, rel=1e-12
     )
+
+
+def test_worst_adaptive_linf_with_diagonal_a():
+    # |delta_i| <= rho |w_i|: the corner gives rho^2 sum_i a_i w_i^2 / 2
+    A = spd(D, 9, diagonal=True)
+    rho = 0.05
+    res = worst_sharpness(
+        quadratic_objective(A, W_STAR), MeasureOptions(rho=rho, steps=10, perturb_norm="linf", adaptive=True)
+    )
+    expected = rho**2 * float((torch.diagonal(A) * W_STAR**2).sum()) / 2
+    assert res.value == pytest.approx(expected, rel=1e-12)
