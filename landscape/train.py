@@ -318,7 +318,6 @@ def train(
                     metrics={k: v for k, v in metrics.items() if k not in ("epoch", "step")},
                     extra={"seed": config.seed},
                 )
-        model.train()
         return metrics
 
     if state is None:

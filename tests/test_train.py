@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from landscape.errors import ConfigError, ResultFileError
-from landscape.io.checkpoints import load_checkpoint
-from landscape.io.data import DataSpec
+from landscape.io.checkpoints import load_checkpoint, load_model
+from landscape.io.data import DataSpec, load_dataset
 from landscape.io.models import ModelSpec
+from landscape.objective import Evaluation, Objective
 from landscape.train import TrainConfig, train
 
 
@@ -140,3 +141,68 @@ def test_cli_train_then_info(tmp_path):
     assert load_checkpoint(tmp_path / "r" / "final.pt").optimizer["hparams"]["decomposition"] == "elementwise"
     bad = runner.invoke(cli, ["train", "--optimizer", "sam", "--lr", "-1", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and bad.output.strip() == "error: --lr=-1.0 must be > 0"
+
+
+# -- batch norm: evaluation never changes the model ------------------------------------------------
+BN_TRAIN_DATA = DataSpec("digits", subset=96, seed=1)
+
+
+def _bn_config(**kw) -> TrainConfig:
+    """The registry's CNN has batch norm after every convolution."""
+    settings = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 2, "seed": 3, **kw}
+    return TrainConfig(model=ModelSpec("cnn", {"width": 4}), data=BN_TRAIN_DATA, **settings)
+
+
+def _fresh_eval(path, spec: DataSpec) -> Evaluation:
+    """Eval-mode loss and accuracy of a checkpoint, rebuilt from the file alone."""
+    net, _ = load_model(path)
+    return Objective(net, load_dataset(spec), batch_size=40, dtype=torch.float64).evaluate()
+
+
+def test_logged_metrics_equal_an_eval_mode_evaluation_of_the_saved_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    train(_bn_config(), run, dtype=torch.float64, quiet=True)
+    with open(run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    test_spec = DataSpec("digits", split="test")
+    for r in rows:
+        path = run / "ckpts" / f"epoch_{int(r['epoch']):03d}.pt"
+        fresh = {"train": _fresh_eval(path, BN_TRAIN_DATA), "test": _fresh_eval(path, test_spec)}
+        saved = load_checkpoint(path).metrics
+        for split, ev in fresh.items():
+            for name, value in (("loss", ev.loss), ("accuracy", ev.accuracy)):
+                key = f"{split}_{name}"
+                assert float(r[key]) == pytest.approx(value, abs=1e-6), (path.name, key)
+                assert saved[key] == pytest.approx(value, abs=1e-6), (path.name, key)
+    final = json.loads((run / "summary.json").read_text())["final"]
+    last = run / "ckpts" / "epoch_002.pt"
+    for split, spec in (("train", BN_TRAIN_DATA), ("test", test_spec)):
+        ev = _fresh_eval(run / "final.pt", spec)
+        assert final[f"{split}_loss"] == pytest.approx(ev.loss, abs=1e-6)
+        assert final[f"{split}_accuracy"] == pytest.approx(ev.accuracy, abs=1e-6)
+        assert load_checkpoint(run / "final.pt").metrics[f"{split}_loss"] == pytest.approx(ev.loss, abs=1e-6)
+        assert _fresh_eval(last, spec).loss == ev.loss
+
+
+def test_checkpoint_buffers_are_bit_identical_with_and_without_the_evaluation(tmp_path, monkeypatch):
+    evaluated = train(_bn_config(), tmp_path / "evaluated", dtype=torch.float64, quiet=True)
+
+    def no_evaluation(self: Objective) -> Evaluation:
+        return Evaluation(loss=float("nan"), accuracy=float("nan"), num_samples=self.num_samples)
+
+    monkeypatch.setattr(Objective, "evaluate", no_evaluation)
+    skipped = train(_bn_config(), tmp_path / "skipped", dtype=torch.float64, quiet=True)
+    names = ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
+    pairs = [(evaluated.out_dir / "ckpts" / n, skipped.out_dir / "ckpts" / n) for n in names]
+    pairs.append((evaluated.final_checkpoint, skipped.final_checkpoint))
+    for a_path, b_path in pairs:
+        a, b = load_checkpoint(a_path).state_dict, load_checkpoint(b_path).state_dict
+        assert any("running_var" in k for k in a)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (a_path.name, k)
+    state_a = torch.load(tmp_path / "evaluated" / "state.pt", weights_only=True)["model"]
+    state_b = torch.load(tmp_path / "skipped" / "state.pt", weights_only=True)["model"]
+    for k in state_a:
+        assert torch.equal(state_a[k], state_b[k]), ("state.pt", k)
