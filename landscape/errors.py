@@ -26,6 +26,13 @@ class DataError(LandscapeError):
     """A dataset cannot be found, read or batched as asked."""
 
 
+class NoSplitError(DataError):
+    """The data source provides one split only (e.g. a dataset factory without a ``split`` parameter).
+
+    Callers that can do without a test split (training) catch this one class to mean "no test split".
+    """
+
+
 class NonDeterministicDataError(DataError):
     """Two passes over the same loader gave different losses (augmentation, shuffling, dropout)."""
 
