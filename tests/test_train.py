@@ -65,6 +65,25 @@ def test_interrupted_run_resumes_to_the_identical_result(tmp_path, optimizer):
     assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "cut" / "metrics.csv").read_text()
 
 
+def test_a_crash_between_the_logs_and_the_resume_state_replays_the_epoch_once(tmp_path):
+    """The logs of epoch 2 were written but its resume state was not: the rerun replays epoch 2 and
+    logs it once."""
+    full = train(_tiny(epochs=2), tmp_path / "full", quiet=True)
+
+    def stop_after_first(epoch, metrics):
+        if epoch == 1:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        train(_tiny(epochs=2), tmp_path / "cut", quiet=True, on_epoch=stop_after_first)
+    for name in ("steps.csv", "metrics.csv"):  # as if the crash came right after writing them
+        (tmp_path / "cut" / name).write_bytes((full.out_dir / name).read_bytes())
+    resumed = train(_tiny(epochs=2), tmp_path / "cut", quiet=True)
+    assert resumed.resumed_from_epoch == 1
+    for name in ("steps.csv", "metrics.csv"):
+        assert (tmp_path / "cut" / name).read_text() == (full.out_dir / name).read_text(), name
+
+
 def test_run_folder_contents_and_logged_statistics(tmp_path):
     res = train(_config("sam-magnitude"), tmp_path / "run", quiet=True)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
