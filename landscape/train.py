@@ -275,10 +275,9 @@ def _load_test_split(spec: DataSpec) -> Dataset | None:
     A tensor file holds one dataset, and a dataset factory without a ``split`` parameter provides one
     (:class:`~landscape.errors.NoSplitError`); anything else that fails is a real error and is raised.
     """
-    if (
-        spec.name not in DATASET_NAMES
-        and ":" not in spec.name
-        and (spec.name.endswith((".pt", ".pth", ".npz")) or Path(spec.name).is_file())
+    # the same test as load_dataset's for a tensor file
+    if spec.name not in DATASET_NAMES and (
+        spec.name.endswith((".pt", ".pth", ".npz")) or Path(spec.name).is_file()
     ):
         return None
     try:
