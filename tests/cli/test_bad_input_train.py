@@ -20,7 +20,11 @@ TINY = ["--model-kwargs", '{"width": 2}', "--samples", "32", "--batch-size", "16
 
 
 def _invoke(args: list[str], out: Path):
-    return CliRunner().invoke(cli, ["train", *TINY, *args, "-o", str(out)])
+    base = TINY
+    if "--data" in args:  # a whole dataset of the case's own: no subset of it
+        i = TINY.index("--samples")
+        base = TINY[:i] + TINY[i + 2 :]
+    return CliRunner().invoke(cli, ["train", *base, *args, "-o", str(out)])
 
 
 @pytest.fixture(scope="module")
