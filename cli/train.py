@@ -30,14 +30,24 @@ from landscape.train import train as run_training
 @click.option("--lr", default=0.05, show_default=True, type=float, help="Learning rate.")
 @click.option("--momentum", default=0.9, show_default=True, type=float, help="SGD momentum.")
 @click.option("--weight-decay", default=5e-4, show_default=True, type=float, help="Weight decay.")
-@click.option("--rho", default=None, type=float, help="Radius of SAM-family methods (default per method).")
+@click.option(
+    "--rho",
+    default=None,
+    type=float,
+    help="Radius of SAM-family methods, >= 0 (default per method; config.json records the value used).",
+)
 @click.option(
     "--decomposition",
     default=None,
     type=click.Choice(["global", "elementwise"]),
     help="sam-direction / sam-magnitude: unit vector and norm (global) or sign and |.| per coordinate.",
 )
-@click.option("--opt-kwargs", default=None, metavar="JSON", help="Further optimizer options as JSON.")
+@click.option(
+    "--opt-kwargs",
+    default=None,
+    metavar="JSON",
+    help="Further optimizer options as JSON, e.g. '{\"hessian_period\": 5}' (defaults are recorded in config.json).",
+)
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Training batch size.")
 @click.option("--epochs", default=10, show_default=True, type=int, help="Epochs.")
 @click.option("--save-every", default=1, show_default=True, type=int, help="Checkpoint every N epochs.")
@@ -81,7 +91,9 @@ def train(
     """Train a model and write a run folder: checkpoints per epoch, final.pt, metrics.csv, steps.csv.
 
     Re-running the same command after an interruption resumes from the last completed epoch and gives
-    the same result as an uninterrupted run. SAM-family runs log, per step, ||g_SAM||/||g_SGD||,
+    the same result as an uninterrupted run. Settings are checked before the folder is written, so a
+    refused command leaves nothing behind. Logged metrics are eval-mode numbers (batch-norm running
+    statistics) of exactly the checkpoint saved with them. SAM-family runs log, per step, ||g_SAM||/||g_SGD||,
     cosine(g_SAM, g_SGD) and the fraction of coordinates with |g_SAM_i| > |g_SGD_i|.
 
     \b

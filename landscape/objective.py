@@ -4,11 +4,17 @@
 their sample count (``n_b / N`` times the batch-mean loss), so an uneven last batch gives exactly the
 full-batch value. Batch norm uses running statistics (``bn_mode='eval'``) unless asked otherwise; the
 mode is recorded in every result through :meth:`Objective.metadata`.
+
+Evaluation never changes the model: every method that runs the model does so inside
+:meth:`Objective.model_mode`, which puts the model in the objective's mode for the call and then
+gives every module back its own ``training`` flag. A training loop can therefore evaluate between
+steps without switching modes itself, and no evaluation writes batch-norm running statistics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +78,8 @@ class Objective:
         device: ``auto|cpu|cuda[:N]|mps`` or a ``torch.device``.
         dtype: ``torch.float32``/``torch.float64`` or ``None`` to keep the model's dtype.
         bn_mode: ``'eval'`` (running statistics, default) or ``'train'`` (batch statistics; the
-            running statistics are frozen so that evaluating never changes the model).
+            running statistics are neither read nor written). Applied for each call only (see
+            :meth:`model_mode`): the model keeps the mode its owner gave it.
         param_names: restrict the differentiated parameters to these names (default: all trainable).
         shard: ``(rank, world_size)`` to take every ``world_size``-th batch starting at ``rank``;
             reductions are then summed over ranks with ``torch.distributed``.
@@ -99,7 +106,6 @@ class Objective:
         self.loss_fn: LossFn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
         self.bn_mode = bn_mode
         self.shard = shard
-        self._set_mode()
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if param_names is not None:
             wanted = list(param_names)
@@ -175,13 +181,34 @@ class Objective:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
     # -- model --------------------------------------------------------------------------------
-    def _set_mode(self) -> None:
-        self.model.eval()
-        if self.bn_mode == "train":
-            for m in self.model.modules():
-                if isinstance(m, _NORM_TYPES):
+    @contextmanager
+    def model_mode(self) -> Iterator[None]:
+        """Run the model in the objective's batch-norm mode inside the block, then restore it.
+
+        ``bn_mode='eval'`` puts every module in evaluation mode (running statistics, no dropout).
+        ``bn_mode='train'`` puts every module in evaluation mode except the batch-norm layers, which
+        normalize with the batch's statistics; their ``track_running_stats`` is switched off for
+        the block, so the running statistics and ``num_batches_tracked`` are neither read nor
+        written. On exit every module gets back its own ``training`` flag (and every batch-norm
+        layer its ``track_running_stats``), so a caller that trains between evaluations keeps its
+        mode and no evaluation changes a buffer. Nested use is fine.
+        """
+        modules = list(self.model.modules())
+        flags = [m.training for m in modules]
+        norms = [m for m in modules if isinstance(m, _NORM_TYPES)]
+        tracking = [m.track_running_stats for m in norms]
+        try:
+            self.model.eval()
+            if self.bn_mode == "train":
+                for m in norms:
                     m.train()
-                    m.momentum = 0.0  # batch statistics, but running statistics stay as loaded
+                    m.track_running_stats = False
+            yield
+        finally:
+            for m, flag in zip(modules, flags):
+                m.training = flag
+            for m, track in zip(norms, tracking):
+                m.track_running_stats = track
 
     @property
     def num_params(self) -> int:
@@ -190,13 +217,15 @@ class Objective:
 
     def batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Batch-mean loss at the model's current parameters (connected to the autograd graph)."""
-        return self.loss_fn(self.model(x), y)
+        with self.model_mode():
+            return self.loss_fn(self.model(x), y)
 
     def functional_batch_loss(
         self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
         """Batch-mean loss with ``params`` substituted (for ``torch.func`` transforms)."""
-        out = torch.func.functional_call(self.model, params, (x,), strict=False)
+        with self.model_mode():
+            out = torch.func.functional_call(self.model, params, (x,), strict=False)
         return self.loss_fn(out, y)
 
     def param_dict(self) -> dict[str, torch.Tensor]:
@@ -216,7 +245,7 @@ class Objective:
             0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=self.device)
         )
         classified = True
-        with torch.no_grad():
+        with torch.no_grad(), self.model_mode():
             for x, y, w in self.batches():
                 out = self.model(x)
                 batch_loss = self.loss_fn(out, y)
@@ -239,13 +268,14 @@ class Objective:
         """Mean loss and its gradient with respect to ``params`` (one pass over the data)."""
         grads = [torch.zeros_like(p) for p in self.params]
         total = torch.zeros((), dtype=torch.float64, device=self.device)
-        for x, y, w in self.batches():
-            loss = self.batch_loss(x, y)
-            gs = torch.autograd.grad(loss, self.params, allow_unused=True)
-            for acc, g in zip(grads, gs):
-                if g is not None:
-                    acc.add_(g, alpha=w)
-            total += w * loss.detach().double()
+        with self.model_mode():
+            for x, y, w in self.batches():
+                loss = self.batch_loss(x, y)
+                gs = torch.autograd.grad(loss, self.params, allow_unused=True)
+                for acc, g in zip(grads, gs):
+                    if g is not None:
+                        acc.add_(g, alpha=w)
+                total += w * loss.detach().double()
         self.reduce_([total, *grads])
         return float(total), grads
 

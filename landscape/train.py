@@ -34,10 +34,17 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from landscape.decompose import STAT_KEYS
 from landscape.device import dtype_name, resolve_device
-from landscape.errors import ConfigError, ResultFileError, check_positive
+from landscape.errors import ConfigError, DataError, NoSplitError, ResultFileError, check_positive
 from landscape.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec, analysis_loader, input_shape, load_dataset, num_classes
+from landscape.io.data import (
+    DATASET_NAMES,
+    DataSpec,
+    analysis_loader,
+    input_shape,
+    load_dataset,
+    num_classes,
+)
 from landscape.io.models import ModelSpec, build_model
 from landscape.objective import Objective
 from landscape.optim.factory import (
@@ -45,6 +52,7 @@ from landscape.optim.factory import (
     evaluation_mode,
     make_optimizer,
     needs_two_batches,
+    resolve_options,
     step_statistics,
     training_step,
 )
@@ -95,6 +103,9 @@ class TrainConfig:
         check_positive("--batch-size", self.batch_size)
         check_positive("--save-every", self.save_every)
         check_positive("--weight-decay", self.weight_decay, allow_zero=True)
+        check_positive("eval_batch_size", self.eval_batch_size)
+        if self.rho is not None:
+            check_positive("--rho", self.rho, allow_zero=True)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"--momentum={self.momentum!r} must be in [0, 1)")
 
@@ -158,17 +169,121 @@ def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
+    """Rows of a log written by :func:`_csv_text`; a damaged file is a ``ResultFileError`` naming it."""
 
-    def parse(v: str | None) -> int | float:
-        if v in ("", None):
-            return float("nan")
+    def parse(v: str) -> int | float:
         return int(v) if v.lstrip("-").isdigit() else float(v)
 
-    with open(path, newline="") as fh:
-        # Empty cells stay absent so that a rewritten file is byte-identical to the original.
-        return [{k: parse(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(fh)]
+    try:
+        with open(path, newline="") as fh:
+            # Empty cells stay absent so that a rewritten file is byte-identical to the original.
+            return [
+                {k: parse(v) for k, v in r.items() if v not in ("", None) and k is not None}
+                for r in csv.DictReader(fh)
+            ]
+    except FileNotFoundError:
+        raise ResultFileError(
+            f"{str(path)!r} is missing, so the run cannot be resumed; pass --overwrite to start over"
+        ) from None
+    except (csv.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ResultFileError(
+            f"{str(path)!r} is damaged ({exc}), so the run cannot be resumed; pass --overwrite to start over"
+        ) from None
+
+
+def _resume_rows(path: Path, required: tuple[str, ...], last_epoch: int) -> list[dict[str, Any]]:
+    """The rows of ``path`` up to ``last_epoch``, checked to hold every ``required`` column.
+
+    Rows past ``last_epoch`` come from an epoch whose resume state was never written (the logs are
+    written first); that epoch is replayed, so its rows are dropped rather than duplicated.
+    """
+    rows = _read_csv(path)
+    for i, r in enumerate(rows):
+        missing = [c for c in required if c not in r]
+        if missing:
+            raise ResultFileError(
+                f"{str(path)!r} is damaged (row {i + 1} has no {', '.join(missing)}), so the run cannot be "
+                "resumed; pass --overwrite to start over"
+            )
+    return [r for r in rows if r["epoch"] <= last_epoch]
+
+
+def _check_resume_logs(
+    out: Path, step_rows: list[dict[str, Any]], epoch_rows: list[dict[str, Any]], epoch: int, step: int
+) -> None:
+    """The logs must cover exactly the epochs and steps the resume state has done."""
+    if [int(r["epoch"]) for r in epoch_rows] != list(range(epoch + 1)):
+        raise ResultFileError(
+            f"{str(out / 'metrics.csv')!r} does not list epochs 0..{epoch} as the resume state says, so the "
+            "run cannot be resumed; pass --overwrite to start over"
+        )
+    if len(step_rows) != step:
+        raise ResultFileError(
+            f"{str(out / 'steps.csv')!r} has {len(step_rows)} steps where the resume state has {step}, so "
+            "the run cannot be resumed; pass --overwrite to start over"
+        )
+
+
+def _check_same_run(config_path: Path, cfg: dict[str, Any], out: Path) -> None:
+    """Refuse a folder whose ``config.json`` resolves to other settings than ``cfg``."""
+    try:
+        previous = json.loads(config_path.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ResultFileError(
+            f"{str(config_path)!r} is unreadable ({exc}); pass --overwrite to start over"
+        ) from None
+    previous = _with_resolved_optimizer(previous)
+    if previous != cfg:
+        changed = sorted(k for k in set(previous) | set(cfg) if previous.get(k) != cfg.get(k))
+        raise ResultFileError(
+            f"{str(out)!r} holds a run with other settings ({', '.join(changed)} differ); "
+            "use another -o/--out or pass --overwrite"
+        )
+
+
+def _with_resolved_optimizer(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with ``rho`` and the optimizer options resolved, as this version records them.
+
+    Runs written before resolved values were recorded (``"rho": null``) still resume.
+    """
+    kwargs = cfg.get("optimizer_kwargs")
+    if not isinstance(kwargs, dict) or cfg.get("optimizer") not in OPTIMIZER_NAMES:
+        return cfg  # damaged or foreign: compares unequal and is reported as other settings
+    kwargs = dict(kwargs)
+    if cfg["optimizer"] == "sgd-hess":
+        kwargs.setdefault("seed", cfg.get("seed", 0))
+    rho, options = resolve_options(cfg["optimizer"], rho=cfg.get("rho"), **kwargs)
+    return _json_plain({**cfg, "rho": rho, "optimizer_kwargs": options})
+
+
+def _json_plain(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` as it reads back from JSON (tuples become lists), so saved and new configs compare."""
+    try:
+        return json.loads(json.dumps(obj))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"the settings must be JSON values to be recorded in config.json ({exc}); pass options as "
+            "numbers, strings, booleans or lists"
+        ) from None
+
+
+def _load_test_split(spec: DataSpec) -> Dataset | None:
+    """The test split that goes with the training data, or ``None`` where the source has none.
+
+    A tensor file holds one dataset, and a dataset factory without a ``split`` parameter provides one
+    (:class:`~landscape.errors.NoSplitError`); anything else that fails is a real error and is raised.
+    """
+    # the same test as load_dataset's for a tensor file
+    if spec.name not in DATASET_NAMES and (
+        spec.name.endswith((".pt", ".pth", ".npz")) or Path(spec.name).is_file()
+    ):
+        return None
+    try:
+        return load_dataset(DataSpec(spec.name, split="test", data_dir=spec.data_dir))
+    except NoSplitError:
+        return None
 
 
 def train(
@@ -183,95 +298,75 @@ def train(
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data`` with ``config.optimizer``; resume if interrupted.
 
+    Everything that can be wrong with the settings (values, device, data, model, optimizer, one
+    step's batch) is checked before ``out_dir`` is created or anything is written in it, so a
+    failed command leaves nothing behind. ``config`` is completed in place with what the run
+    actually uses (model input size and class count, the method's default ``rho`` and option
+    defaults, see :func:`~landscape.optim.factory.resolve_options`); ``config.json`` and every
+    checkpoint record those resolved values.
+
     Args:
         config: the run's settings.
-        out_dir: run folder (created). If it holds a run with the same config, training resumes
-            from its last completed epoch; a run with another config is refused unless ``overwrite``.
+        out_dir: run folder (created). If it holds a run with the same resolved config, training
+            resumes from its last completed epoch; a run with another config is refused unless
+            ``overwrite``.
         device: ``auto|cpu|cuda[:N]|mps``.
         dtype: parameter dtype.
         overwrite: start over even if ``out_dir`` holds another run.
         quiet: no progress bar.
         on_epoch: called after each epoch with ``(epoch, metrics)``.
+
+    Raises:
+        ConfigError: a bad setting (named by its ``landscape train`` option).
+        DataError: the training data cannot be read or is empty.
+        ModelError: the model cannot be built.
+        ResultFileError: ``out_dir`` holds another run, or a run whose files cannot be resumed.
     """
     config.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o/--out {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
 
     train_ds = load_dataset(config.data)
-    test_spec = DataSpec(config.data.name, split="test", data_dir=config.data.data_dir)
-    try:
-        test_ds: Dataset | None = load_dataset(test_spec)
-    except Exception:  # a user's factory or tensor file may have no test split
-        test_ds = None
+    if len(train_ds) == 0:  # type: ignore[arg-type]
+        raise DataError(f"--data {config.data.name!r} holds no training examples; give a non-empty dataset")
+    test_ds = _load_test_split(config.data)
     config.model = _default_model_kwargs(config.model, train_ds)
-
-    config_path = out / "config.json"
-    state_path = out / "state.pt"
-    cfg = config.to_dict()
-    cfg_compare = {**cfg, "dtype": dtype_name(dtype)}
-    start_epoch, step = 0, 0
-    state: dict[str, Any] | None = None
-    if config_path.exists() and not overwrite:
-        try:
-            previous = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ResultFileError(
-                f"{str(config_path)!r} is unreadable ({exc}); pass --overwrite to start over"
-            ) from None
-        if previous != cfg_compare:
-            changed = sorted(
-                k for k in set(previous) | set(cfg_compare) if previous.get(k) != cfg_compare.get(k)
-            )
-            raise ResultFileError(
-                f"{str(out)!r} holds a run with other settings ({', '.join(changed)} differ); "
-                "use another -o/--out or pass --overwrite"
-            )
-        if state_path.exists():
-            try:
-                state = torch.load(state_path, map_location="cpu", weights_only=True)
-                start_epoch, step = int(state["epoch"]), int(state["step"])
-            except Exception as exc:
-                raise ResultFileError(
-                    f"cannot resume from {str(state_path)!r} ({type(exc).__name__}); pass --overwrite to start over"
-                ) from None
-    elif overwrite:
-        for f in [
-            state_path,
-            out / "steps.csv",
-            out / "metrics.csv",
-            out / "final.pt",
-            *(out / "ckpts").glob("epoch_*.pt"),
-        ]:
-            f.unlink(missing_ok=True)
-    atomic_write_json(config_path, cfg_compare)
+    user_options = dict(config.optimizer_kwargs)
+    given_options = dict(user_options)
+    if config.optimizer == "sgd-hess":
+        given_options.setdefault("seed", config.seed)  # its Rademacher probes
+    config.rho, config.optimizer_kwargs = resolve_options(config.optimizer, rho=config.rho, **given_options)
+    cfg_compare = _json_plain({**config.to_dict(), "dtype": dtype_name(dtype)})
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device=dev, dtype=dtype)
     loss_fn = nn.CrossEntropyLoss()
     opt_kwargs = dict(config.optimizer_kwargs)
     if config.optimizer == "newton-summary":
-        hg_subset = torch.arange(min(len(train_ds), 512))
+        hg_subset = torch.arange(min(len(train_ds), 512))  # type: ignore[arg-type]
         opt_kwargs.setdefault("loss_fn", loss_fn)
         opt_kwargs.setdefault(
             "hg_loader", analysis_loader(torch.utils.data.Subset(train_ds, hg_subset.tolist()), 512)
         )
-    if config.optimizer == "sgd-hess":
-        opt_kwargs.setdefault("seed", config.seed)
-    optimizer = make_optimizer(
-        config.optimizer,
-        model,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        rho=config.rho,
-        **opt_kwargs,
-    )
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer = make_optimizer(
+            config.optimizer,
+            model,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            rho=config.rho,
+            **opt_kwargs,
+        )
+    except ConfigError as exc:
+        if not user_options:
+            raise
+        raise ConfigError(
+            f"--opt-kwargs {json.dumps(user_options, default=str)} does not fit --optimizer "
+            f"{config.optimizer}: {exc}"
+        ) from None
 
     batches = _Batches(train_ds, dev, dtype)
     two = needs_two_batches(optimizer)
@@ -279,20 +374,56 @@ def train(
         small = int(getattr(optimizer, "small_batch_size", config.batch_size))
         large = int(getattr(optimizer, "large_batch_size", 4 * config.batch_size))
         chunk = small + large
+        fix = "lower small_batch_size/large_batch_size in --opt-kwargs or use more data"
     else:
         small, chunk = config.batch_size, config.batch_size
+        fix = "lower --batch-size or use more data"
     steps_per_epoch = batches.n // chunk
     if steps_per_epoch == 0:
-        raise ConfigError(f"the training set has {batches.n} examples, fewer than one step's batch ({chunk})")
-
+        raise ConfigError(
+            f"the training set has {batches.n} example(s), fewer than one step's batch ({chunk}); {fix}"
+        )
     eval_train = Objective(model, train_ds, batch_size=config.eval_batch_size, device=dev, dtype=dtype)
     eval_test = (
         Objective(model, test_ds, batch_size=config.eval_batch_size, device=dev, dtype=dtype)
         if test_ds is not None
         else None
     )
-    step_rows = _read_csv(out / "steps.csv") if state is not None else []
-    epoch_rows = _read_csv(out / "metrics.csv") if state is not None else []
+
+    # Settings are sound: only now look at the folder and write to it.
+    config_path = out / "config.json"
+    state_path = out / "state.pt"
+    start_epoch, step = 0, 0
+    state: dict[str, Any] | None = None
+    step_rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
+    if config_path.exists() and not overwrite:
+        _check_same_run(config_path, cfg_compare, out)
+        if state_path.exists():
+            try:
+                state = torch.load(state_path, map_location="cpu", weights_only=True)
+                start_epoch, step = int(state["epoch"]), int(state["step"])
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+            except Exception as exc:
+                raise ResultFileError(
+                    f"cannot resume from {str(state_path)!r} ({type(exc).__name__}); pass --overwrite to start over"
+                ) from None
+            step_rows = _resume_rows(out / "steps.csv", STEP_COLUMNS[:4], start_epoch)
+            epoch_rows = _resume_rows(out / "metrics.csv", EPOCH_COLUMNS, start_epoch)
+            _check_resume_logs(out, step_rows, epoch_rows, start_epoch, step)
+    elif overwrite:
+        for f in [
+            state_path,
+            out / "steps.csv",
+            out / "metrics.csv",
+            out / "summary.json",
+            out / "final.pt",
+            *(out / "ckpts").glob("epoch_*.pt"),
+        ]:
+            f.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(config_path, cfg_compare)
 
     def evaluate_and_save(epoch: int) -> dict[str, float]:
         with evaluation_mode(optimizer):
@@ -318,7 +449,6 @@ def train(
                     metrics={k: v for k, v in metrics.items() if k not in ("epoch", "step")},
                     extra={"seed": config.seed},
                 )
-        model.train()
         return metrics
 
     if state is None:
@@ -388,6 +518,7 @@ def train(
 
 
 def _hparams(config: TrainConfig) -> dict[str, Any]:
+    """The optimizer's resolved hyperparameters for the checkpoints (JSON values only)."""
     h: dict[str, Any] = {
         "lr": config.lr,
         "momentum": config.momentum,
@@ -397,5 +528,8 @@ def _hparams(config: TrainConfig) -> dict[str, Any]:
     }
     if config.rho is not None:
         h["rho"] = config.rho
-    h.update({k: v for k, v in config.optimizer_kwargs.items() if isinstance(v, (int, float, str, bool))})
+    scalar = (int, float, str, bool)
+    for k, v in config.optimizer_kwargs.items():
+        if isinstance(v, scalar) or (isinstance(v, (list, tuple)) and all(isinstance(e, scalar) for e in v)):
+            h[k] = list(v) if isinstance(v, tuple) else v
     return h

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -15,6 +17,11 @@ from landscape.objective import Objective
 def _data(n=50, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (n,), generator=g)
+
+
+def _hand_loss(model, x, y):
+    logits = model(x)
+    return float(-(logits - torch.logsumexp(logits, dim=1, keepdim=True))[torch.arange(len(y)), y].mean())
 
 
 def _hand_loss_and_grad(model, x, y):
@@ -78,6 +85,65 @@ def test_eval_mode_uses_running_statistics_and_train_mode_does_not_change_them()
     for k, v in model.state_dict().items():
         if "num_batches_tracked" not in k:
             assert torch.equal(v, before[k]), k
+
+
+def _bn_model_with_statistics():
+    """The registry's CNN (batch norm after each convolution) with non-trivial running statistics."""
+    model = build_model("cnn", width=3).double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    return model
+
+
+def _flags(model):
+    return {n: m.training for n, m in model.named_modules()}
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "train"])
+def test_every_reduction_runs_in_the_objective_mode_and_gives_the_model_its_flags_back(bn_mode):
+    """A training loop leaves the model in training mode (here with one BN layer frozen by hand):
+    every reduction must still use the objective's mode, write no buffer, and restore each flag."""
+    x, y = _data(24)
+    model = nn.Sequential(_bn_model_with_statistics(), nn.Dropout(0.5))
+    obj = Objective(model, (x, y), batch_size=10, bn_mode=bn_mode)
+    reference = copy.deepcopy(model).eval()
+    if bn_mode == "train":  # batch statistics in the BN layers only, nothing else in training mode
+        for m in reference.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.train()
+                m.track_running_stats = False
+    with torch.no_grad():
+        ref_losses = [_hand_loss(reference, x[i : i + 10], y[i : i + 10]) for i in (0, 10, 20)]
+    ref_loss = (10 * ref_losses[0] + 10 * ref_losses[1] + 4 * ref_losses[2]) / 24
+    model.train()
+    frozen = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    frozen.eval()
+    flags = _flags(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    momenta = [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    assert obj.evaluate().loss == pytest.approx(ref_loss, rel=1e-12)
+    assert obj.gradient()[0] == pytest.approx(ref_loss, rel=1e-12)
+    assert float(obj.batch_loss(x[:10], y[:10]).detach()) == pytest.approx(ref_losses[0], rel=1e-12)
+    functional = obj.functional_batch_loss(obj.param_dict(), x[:10], y[:10])
+    assert float(functional) == pytest.approx(ref_losses[0], rel=1e-12)
+    obj.check_deterministic()
+
+    assert _flags(model) == flags
+    assert [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)] == momenta
+    assert all(m.track_running_stats for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    for k, v in model.state_dict().items():  # num_batches_tracked included
+        assert torch.equal(v, before[k]), k
+
+
+def test_building_an_objective_leaves_the_model_mode_alone():
+    model = _bn_model_with_statistics().train()
+    Objective(model, _data(8), bn_mode="train")
+    assert all(m.training for m in model.modules())
+    assert [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)] == [0.1] * 2
 
 
 class _Augmenting(Dataset):

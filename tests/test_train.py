@@ -10,11 +10,19 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from landscape.errors import ConfigError, ResultFileError
-from landscape.io.checkpoints import load_checkpoint
-from landscape.io.data import DataSpec
+from landscape.errors import ConfigError, DataError, ModelError, NoSplitError, ResultFileError
+from landscape.io.checkpoints import load_checkpoint, load_model
+from landscape.io.data import DataSpec, load_dataset
 from landscape.io.models import ModelSpec
+from landscape.objective import Evaluation, Objective
 from landscape.train import TrainConfig, train
+
+TINY = {"model": ModelSpec("cnn", {"width": 2}), "data": DataSpec("digits", subset=32, seed=1)}
+
+
+def _tiny(optimizer: str = "sgd", **kw) -> TrainConfig:
+    """One epoch of two steps: for tests about the run folder, not about training."""
+    return TrainConfig(optimizer=optimizer, **{**TINY, "batch_size": 16, "epochs": 1, **kw})
 
 
 def _config(optimizer: str = "sam", **kw) -> TrainConfig:
@@ -55,6 +63,25 @@ def test_interrupted_run_resumes_to_the_identical_result(tmp_path, optimizer):
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "full" / "steps.csv").read_text() == (tmp_path / "cut" / "steps.csv").read_text()
     assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "cut" / "metrics.csv").read_text()
+
+
+def test_a_crash_between_the_logs_and_the_resume_state_replays_the_epoch_once(tmp_path):
+    """The logs of epoch 2 were written but its resume state was not: the rerun replays epoch 2 and
+    logs it once."""
+    full = train(_tiny(epochs=2), tmp_path / "full", quiet=True)
+
+    def stop_after_first(epoch, metrics):
+        if epoch == 1:
+            raise _StopError
+
+    with pytest.raises(_StopError):
+        train(_tiny(epochs=2), tmp_path / "cut", quiet=True, on_epoch=stop_after_first)
+    for name in ("steps.csv", "metrics.csv"):  # as if the crash came right after writing them
+        (tmp_path / "cut" / name).write_bytes((full.out_dir / name).read_bytes())
+    resumed = train(_tiny(epochs=2), tmp_path / "cut", quiet=True)
+    assert resumed.resumed_from_epoch == 1
+    for name in ("steps.csv", "metrics.csv"):
+        assert (tmp_path / "cut" / name).read_text() == (full.out_dir / name).read_text(), name
 
 
 def test_run_folder_contents_and_logged_statistics(tmp_path):
@@ -140,3 +167,189 @@ def test_cli_train_then_info(tmp_path):
     assert load_checkpoint(tmp_path / "r" / "final.pt").optimizer["hparams"]["decomposition"] == "elementwise"
     bad = runner.invoke(cli, ["train", "--optimizer", "sam", "--lr", "-1", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and bad.output.strip() == "error: --lr=-1.0 must be > 0"
+
+
+# -- batch norm: evaluation never changes the model ------------------------------------------------
+BN_TRAIN_DATA = DataSpec("digits", subset=96, seed=1)
+
+
+def _bn_config(**kw) -> TrainConfig:
+    """The registry's CNN has batch norm after every convolution."""
+    settings = {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "epochs": 2, "seed": 3, **kw}
+    return TrainConfig(model=ModelSpec("cnn", {"width": 4}), data=BN_TRAIN_DATA, **settings)
+
+
+def _fresh_eval(path, spec: DataSpec) -> Evaluation:
+    """Eval-mode loss and accuracy of a checkpoint, rebuilt from the file alone."""
+    net, _ = load_model(path)
+    return Objective(net, load_dataset(spec), batch_size=40, dtype=torch.float64).evaluate()
+
+
+def test_logged_metrics_equal_an_eval_mode_evaluation_of_the_saved_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    train(_bn_config(), run, dtype=torch.float64, quiet=True)
+    with open(run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    test_spec = DataSpec("digits", split="test")
+    for r in rows:
+        path = run / "ckpts" / f"epoch_{int(r['epoch']):03d}.pt"
+        fresh = {"train": _fresh_eval(path, BN_TRAIN_DATA), "test": _fresh_eval(path, test_spec)}
+        saved = load_checkpoint(path).metrics
+        for split, ev in fresh.items():
+            for name, value in (("loss", ev.loss), ("accuracy", ev.accuracy)):
+                key = f"{split}_{name}"
+                assert float(r[key]) == pytest.approx(value, abs=1e-6), (path.name, key)
+                assert saved[key] == pytest.approx(value, abs=1e-6), (path.name, key)
+    final = json.loads((run / "summary.json").read_text())["final"]
+    last = run / "ckpts" / "epoch_002.pt"
+    for split, spec in (("train", BN_TRAIN_DATA), ("test", test_spec)):
+        ev = _fresh_eval(run / "final.pt", spec)
+        assert final[f"{split}_loss"] == pytest.approx(ev.loss, abs=1e-6)
+        assert final[f"{split}_accuracy"] == pytest.approx(ev.accuracy, abs=1e-6)
+        assert load_checkpoint(run / "final.pt").metrics[f"{split}_loss"] == pytest.approx(ev.loss, abs=1e-6)
+        assert _fresh_eval(last, spec).loss == ev.loss
+
+
+def test_checkpoint_buffers_are_bit_identical_with_and_without_the_evaluation(tmp_path, monkeypatch):
+    evaluated = train(_bn_config(), tmp_path / "evaluated", dtype=torch.float64, quiet=True)
+
+    def no_evaluation(self: Objective) -> Evaluation:
+        return Evaluation(loss=float("nan"), accuracy=float("nan"), num_samples=self.num_samples)
+
+    monkeypatch.setattr(Objective, "evaluate", no_evaluation)
+    skipped = train(_bn_config(), tmp_path / "skipped", dtype=torch.float64, quiet=True)
+    names = ["epoch_000.pt", "epoch_001.pt", "epoch_002.pt"]
+    pairs = [(evaluated.out_dir / "ckpts" / n, skipped.out_dir / "ckpts" / n) for n in names]
+    pairs.append((evaluated.final_checkpoint, skipped.final_checkpoint))
+    for a_path, b_path in pairs:
+        a, b = load_checkpoint(a_path).state_dict, load_checkpoint(b_path).state_dict
+        assert any("running_var" in k for k in a)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (a_path.name, k)
+    state_a = torch.load(tmp_path / "evaluated" / "state.pt", weights_only=True)["model"]
+    state_b = torch.load(tmp_path / "skipped" / "state.pt", weights_only=True)["model"]
+    for k in state_a:
+        assert torch.equal(state_a[k], state_b[k]), ("state.pt", k)
+
+
+# -- resolved hyperparameters ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("optimizer", "kw", "rho", "options"),
+    [
+        pytest.param("sam", {}, 0.05, {}, id="sam-default-rho"),
+        pytest.param("asam", {}, 0.5, {}, id="asam-default-rho"),
+        pytest.param("sam", {"rho": 0.2}, 0.2, {}, id="sam-given-rho"),
+        pytest.param("sam-direction", {}, 0.05, {"decomposition": "global"}, id="sam-direction"),
+        pytest.param("sgd-hess", {}, 0.05, {"hessian_period": 1, "seed": 5}, id="sgd-hess-seed"),
+        pytest.param("sgd", {"rho": 0.3}, None, {}, id="sgd-ignores-rho"),
+    ],
+)
+def test_config_and_checkpoint_record_the_resolved_hyperparameters(tmp_path, optimizer, kw, rho, options):
+    res = train(_tiny(optimizer, seed=5, **kw), tmp_path / "run", quiet=True)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["rho"] == rho
+    assert saved["optimizer_kwargs"] == options
+    hparams = load_checkpoint(res.final_checkpoint).optimizer["hparams"]
+    assert hparams.get("rho") == rho
+    assert {k: hparams[k] for k in options} == options
+
+
+def test_a_rerun_with_the_same_resolved_settings_is_the_same_run(tmp_path):
+    out = tmp_path / "run"
+    train(_tiny("sam"), out, quiet=True)
+    again = train(_tiny("sam"), out, quiet=True)  # the same command
+    assert again.resumed_from_epoch == 1
+    explicit = train(_tiny("sam", rho=0.05), out, quiet=True)  # the default radius, typed out
+    assert explicit.resumed_from_epoch == 1
+    # a folder written before resolved values were recorded resumes too
+    old = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**old, "rho": None, "optimizer_kwargs": {}}))
+    assert train(_tiny("sam"), out, quiet=True).resumed_from_epoch == 1
+    assert json.loads((out / "config.json").read_text())["rho"] == 0.05
+    with pytest.raises(ResultFileError, match=r"other settings \(rho differ\)"):
+        train(_tiny("sam", rho=0.1), out, quiet=True)
+
+
+# -- a command that fails validation leaves nothing behind ----------------------------------------
+def _empty_tensor_file(tmp_path):
+    path = tmp_path / "empty.pt"
+    torch.save({"x": torch.zeros(0, 1, 8, 8), "y": torch.zeros(0, dtype=torch.int64)}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        pytest.param({"model": ModelSpec("cnn", {"widht": 2})}, "ModelError", "widht", id="model-kwargs"),
+        pytest.param(
+            {"optimizer_kwargs": {"nesterov": True}}, "ConfigError", "--opt-kwargs", id="opt-kwargs"
+        ),
+        pytest.param({"rho": -0.05}, "ConfigError", "--rho=-0.05", id="negative-rho"),
+        pytest.param({"data": DataSpec("digits", subset=1)}, "ConfigError", "1 example", id="one-sample"),
+        pytest.param({"device": "cuda"}, "ConfigError", "CUDA", id="device-cuda"),
+        pytest.param({"data": "EMPTY"}, "DataError", "no training examples", id="empty-data"),
+        pytest.param({"eval_batch_size": 0}, "ConfigError", "eval_batch_size=0", id="eval-batch-size"),
+    ],
+)
+def test_failed_validation_leaves_nothing_and_the_corrected_command_runs(
+    tmp_path, monkeypatch, bad, error, match
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bad = dict(bad)
+    device = bad.pop("device", "cpu")
+    if bad.get("data") == "EMPTY":
+        bad["data"] = DataSpec(_empty_tensor_file(tmp_path))
+    optimizer = "msam" if "optimizer_kwargs" in bad else "sam"
+    out = tmp_path / "run"
+    with pytest.raises((ConfigError, DataError, ModelError), match=match) as info:
+        train(_tiny(optimizer, **bad), out, device=device, quiet=True)
+    assert type(info.value).__name__ == error
+    assert not out.exists()
+    res = train(_tiny(optimizer), out, device="cpu", quiet=True)
+    assert res.epochs_done == 1 and res.resumed_from_epoch == 0
+
+
+def test_failed_validation_leaves_an_existing_run_untouched(tmp_path):
+    out = tmp_path / "run"
+    train(_tiny("sam"), out, quiet=True)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="--rho=-0.05"):
+        train(_tiny("sam", rho=-0.05), out, quiet=True, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+# -- the test split ---------------------------------------------------------------------------------
+def test_a_tensor_file_has_no_test_split(tmp_path):
+    x, y = load_dataset(DataSpec("digits", subset=32, seed=1)).tensors
+    path = tmp_path / "data.pt"
+    torch.save({"x": x, "y": y}, path)
+    res = train(_tiny(data=DataSpec(str(path))), tmp_path / "run", quiet=True)
+    assert res.final_metrics["train_loss"] > 0
+    assert res.final_metrics["test_loss"] != res.final_metrics["test_loss"]  # NaN, not the training data
+
+
+def test_only_a_missing_test_split_is_tolerated(tmp_path, monkeypatch):
+    import landscape.train as train_module
+
+    real = train_module.load_dataset
+
+    def one_split(spec):
+        if spec.split == "test":
+            raise NoSplitError("dataset factory 'pkg:f' takes no 'split' parameter")
+        return real(spec)
+
+    monkeypatch.setattr(train_module, "load_dataset", one_split)
+    res = train(_tiny(), tmp_path / "one", quiet=True)
+    assert res.final_metrics["test_accuracy"] != res.final_metrics["test_accuracy"]
+
+    def broken(spec):
+        if spec.split == "test":
+            raise DataError("cifar10: missing file '/data/test_batch'")
+        return real(spec)
+
+    monkeypatch.setattr(train_module, "load_dataset", broken)
+    with pytest.raises(DataError, match="test_batch"):
+        train(_tiny(), tmp_path / "broken", quiet=True)
+    assert not (tmp_path / "broken").exists()

@@ -31,6 +31,7 @@ MSAM and AdamW-MSAM-ScheduleFree (their only forward pass).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,12 +84,105 @@ NEWTON_SUMMARY_DEFAULTS: dict[str, Any] = {
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
+#: The class behind each name whose own keyword defaults ``resolve_options`` records.
+_METHOD_CLASSES: dict[str, type] = {
+    "sam": SAM,
+    "asam": SAM,
+    "sam-direction": SAMDirection,
+    "sam-magnitude": SAMMagnitude,
+    "sgd-hess": SGDHess,
+    "minmin": MinMinOptimizer,
+    "msam": MSAM,
+    "adamw-msam-sf": AdamWMSAMScheduleFree,
+    "newton-summary": NewtonSummary,
+}
+#: Constructor arguments the factory sets itself (from ``lr``, ``momentum``, ``rho``, the model, the
+#: name) or that are objects rather than hyperparameters: not method options.
+_SET_BY_FACTORY = frozenset(
+    {
+        "params",
+        "model",
+        "base_optimizer",
+        "full_loss",
+        "hg_loader",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "rho",
+        "inner_step_size",
+        "damping",
+        "adaptive",
+        "track_stats",
+    }
+)
+
+
+def resolve_options(
+    name: str, *, rho: float | None = None, **kwargs: Any
+) -> tuple[float | None, dict[str, Any]]:
+    """The radius and method options ``make_optimizer(name, ..., rho=rho, **kwargs)`` actually uses.
+
+    A run records these rather than what was typed, so ``rho=None`` becomes the method's default
+    radius (``DEFAULT_RHO``) and every option of the method's own class that was not given takes
+    the class default (``newton-summary``: ``partition='canonical'`` and
+    ``NEWTON_SUMMARY_DEFAULTS`` first). Options of torch's optimizers (``sgd``, ``adam``, ``adamw``
+    and the SAM family's base optimizer) are kept as given: their defaults belong to the installed
+    torch. Options that are not the method's pass through unchanged, for the optimizer to refuse.
+
+    Args:
+        name: one of ``OPTIMIZER_NAMES``.
+        rho: the radius asked for, or ``None`` for the method's default.
+        **kwargs: method options as given to ``make_optimizer``.
+
+    Returns:
+        ``(rho, options)``: ``rho`` is ``None`` for the methods that ignore it (``sgd``, ``adam``,
+        ``adamw``, ``newton-summary``); ``options`` is a new dict.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    check_choice("optimizer", name, OPTIMIZER_NAMES)
+    resolved_rho = (rho if rho is not None else DEFAULT_RHO[name]) if name in DEFAULT_RHO else None
+    options = dict(kwargs)
+    if name == "newton-summary":
+        options.setdefault("partition", "canonical")
+        for key, value in NEWTON_SUMMARY_DEFAULTS.items():
+            options.setdefault(key, value)
+    cls = _METHOD_CLASSES.get(name)
+    if cls is not None:
+        for arg in inspect.signature(cls).parameters.values():
+            if arg.name in _SET_BY_FACTORY or arg.default in (inspect.Parameter.empty, None):
+                continue
+            default = list(arg.default) if isinstance(arg.default, tuple) else arg.default
+            options.setdefault(arg.name, default)
+    return resolved_rho, options
+
 
 def _build(cls: Callable[..., torch.optim.Optimizer], name: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return cls(*args, **kwargs)
     except TypeError as exc:
-        raise ConfigError(f"optimizer {name!r} does not accept these options: {exc}") from exc
+        message = f"optimizer {name!r} does not accept these options: {exc}"
+        options = _option_names(name)
+        if options is not None:
+            message += (
+                f"; its options are {', '.join(options)}"
+                if options
+                else "; it takes none besides lr, momentum, weight_decay and rho"
+            )
+        raise ConfigError(message) from exc
+
+
+def _option_names(name: str) -> list[str] | None:
+    """The method options of ``name`` (``None`` where they are open-ended: torch's or a base optimizer's)."""
+    cls = _METHOD_CLASSES.get(name)
+    if cls is None:
+        return None
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    extra = ["partition"] if name == "newton-summary" else []
+    return extra + [p.name for p in params if p.name not in _SET_BY_FACTORY]
 
 
 def make_optimizer(
@@ -111,7 +205,8 @@ def make_optimizer(
         momentum: SGD momentum of ``sgd``, the SAM family's SGD base, ``sgd-hess``, ``minmin``,
             ``msam`` and of the direction of ``newton-summary`` (default 0 everywhere: pass it).
         weight_decay: L2 (SGD-based) or decoupled (``adamw``, ``adamw-msam-sf``) weight decay.
-        rho: radius / strength of the method (``DEFAULT_RHO[name]`` when ``None``); ``inner_step_size``
+        rho: radius / strength of the method (``DEFAULT_RHO[name]`` when ``None``; see
+            ``resolve_options`` for everything filled in); ``inner_step_size``
             of ``minmin``; ignored by ``sgd``, ``adam``, ``adamw``, ``newton-summary``.
         **kwargs: method options: ``decomposition`` (sam-direction/-magnitude), ``hessian_period``,
             ``seed`` (sgd-hess), ``small_batch_size``, ``large_batch_size`` (minmin), ``betas``,
@@ -128,11 +223,10 @@ def make_optimizer(
     Raises:
         ConfigError: unknown name, bad hyperparameter, or an option the optimizer does not take.
     """
-    check_choice("optimizer", name, OPTIMIZER_NAMES)
+    resolved_rho, kwargs = resolve_options(name, rho=rho, **kwargs)
     check_positive("lr", lr)
     check_positive("weight_decay", weight_decay, allow_zero=True)
-    if rho is None:
-        rho = DEFAULT_RHO.get(name, 0.0)
+    rho = resolved_rho if resolved_rho is not None else 0.0
     params = [p for p in model.parameters() if p.requires_grad]
     if name == "sgd":
         return _build(
@@ -174,11 +268,9 @@ def make_optimizer(
         raise ConfigError(
             "optimizer 'newton-summary' needs loss_fn=... and hg_loader=... (a fixed loader for H-bar/g-bar)"
         )
-    kind = kwargs.pop("partition", "canonical")
-    # The seed example's settings (grnewt README): the class's plain defaults (damping_int=1, rates
-    # recomputed every step, no smoothing) diverged on digits at lr >= 0.5.
-    for key, value in NEWTON_SUMMARY_DEFAULTS.items():
-        kwargs.setdefault(key, value)
+    # resolve_options filled in the seed example's settings (grnewt README): the class's plain
+    # defaults (damping_int=1, rates recomputed every step, no smoothing) diverged on digits at lr >= 0.5.
+    kind = kwargs.pop("partition")
     groups, _ = partition(model, kind)
 
     def full_loss(x: Any, target: Any) -> Tensor:

@@ -17,6 +17,7 @@ from landscape.optim import (
     step_statistics,
     training_step,
 )
+from landscape.optim.factory import DEFAULT_RHO, resolve_options
 
 # name -> (lr, extra options); momentum 0.9 everywhere it applies
 SETTINGS = {
@@ -158,3 +159,54 @@ def test_newton_summary_factory_fills_the_seed_example_settings():
         assert group.get(key, getattr(opt, key, None)) == value, key
     mine = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader, period_hg=3)
     assert mine.param_groups[0].get("period_hg", getattr(mine, "period_hg", None)) == 3
+
+
+def _linear_and_extra(name):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64))]
+    return model, ({"loss_fn": LOSS, "hg_loader": loader} if name == "newton-summary" else {})
+
+
+def _settings(opt):
+    """Everything an optimizer was built with: its param_groups' hyperparameters and own attributes."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.state_dict()["param_groups"]]
+    attrs = {k: v for k, v in vars(opt).items() if isinstance(v, (int, float, str, bool, tuple))}
+    return groups, attrs
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_resolved_options_are_what_make_optimizer_uses(name):
+    """Building with the resolved rho and options passed explicitly gives the same optimizer as
+    building with the defaults: the resolution records what is used, nothing more or less."""
+    rho, options = resolve_options(name)
+    assert rho == DEFAULT_RHO.get(name)
+    model, extra = _linear_and_extra(name)
+    by_default = make_optimizer(name, model, lr=0.1, momentum=0.5, **extra)
+    explicit = make_optimizer(name, model, lr=0.1, momentum=0.5, rho=rho, **options, **extra)
+    assert _settings(explicit) == _settings(by_default)
+    group = by_default.param_groups[0]
+    if rho is not None:
+        assert group.get("rho", group.get("inner_step_size")) == rho
+    for key, value in options.items():
+        used = group.get(key, getattr(by_default, key, value))
+        assert (list(used) if isinstance(used, tuple) else used) == value, key
+
+
+def test_resolve_options_keeps_what_is_given_and_leaves_torch_defaults_alone():
+    assert resolve_options("sam") == (0.05, {})
+    assert resolve_options("asam", rho=0.2) == (0.2, {})
+    assert resolve_options("sgd", rho=0.2, nesterov=True) == (None, {"nesterov": True})
+    assert resolve_options("adamw", betas=(0.8, 0.9)) == (None, {"betas": (0.8, 0.9)})
+    assert resolve_options("sam-magnitude", decomposition="elementwise") == (
+        0.05,
+        {"decomposition": "elementwise"},
+    )
+    assert resolve_options("minmin", small_batch_size=8) == (
+        0.1,
+        {"small_batch_size": 8, "large_batch_size": 256},
+    )
+    rho, options = resolve_options("newton-summary", period_hg=3)
+    assert rho is None and options["period_hg"] == 3 and options["partition"] == "canonical"
+    assert options["damping_int"] == 10.0
+    with pytest.raises(ConfigError, match="optimizer='lbfgs' is not valid"):
+        resolve_options("lbfgs")
