@@ -27,4 +27,5 @@ landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.
 cp "$WORK/surfaces/interpolation.png" figures/interpolation1d.png
 landscape plot2d "$WORK/runs/sgd/final.pt" --trajectory "$WORK/runs/sgd/ckpts" --samples 512 --name pca --label "sgd: PCA of its trajectory" --overwrite -q -o "$WORK/surfaces" > /dev/null
 cp "$WORK/surfaces/pca_contour.png" figures/pca_trajectory.png
+python benchmarks/bench_connect.py --threads 1 --figure figures/connect_digits_mlp.png --json "$WORK/bench_connect.json" > /dev/null
 echo "figures written: $(ls figures/*.png | tr '\n' ' ')"

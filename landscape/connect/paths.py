@@ -11,8 +11,8 @@ sets each point from the saved base (no accumulated rounding) and restores the m
 Batch norm (Jordan et al. 2022, "REPAIR": interpolated running statistics do not describe the
 interpolated network): ``recalibrate`` re-estimates the running statistics at every point on the
 *training* data (an exact average over its batches), then evaluates on the requested split; ``states``
-interpolates the running statistics along the path like the weights (a convex combination on
-``[0, 1]``, so variances stay positive); models without batch norm record ``none``.
+interpolates the running statistics along the path (means linearly, variances geometrically,
+``v(alpha) = v_A^(1 - alpha) v_B^alpha``, as the loss surfaces do); models without batch norm record ``none``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ import torch
 
 from landscape.connect.result import PathResult
 from landscape.objective import Objective
+from landscape.surface.directions import interpolation_direction
 from landscape.surface.grid import PointEvaluator
 
 Tensors = Mapping[str, torch.Tensor]
 
 
 def difference(a: Tensors, b: Tensors) -> dict[str, torch.Tensor]:
-    """``b - a`` for every tensor of ``a`` (both on ``a``'s device and dtype)."""
-    return {n: b[n].detach().to(a[n]) - a[n] for n in a}
+    """``b - a`` for every tensor of ``a``; running variances get ``log b - log a`` (the surfaces' rule).
+
+    The grid evaluator moves variances geometrically, so ``alpha = 1`` lands on ``b`` and every
+    interpolated or extrapolated variance stays positive.
+    """
+    return interpolation_direction(a, b)
 
 
 def evaluate_path(

@@ -47,7 +47,15 @@ def _direct(model_a, model_b, alpha, data, *, states: bool, recal_data=None):
     net = copy.deepcopy(model_a)
     sa, sb = model_a.state_dict(), model_b.state_dict()
     moved = set(_params(model_a)) | (set(bn_buffers(model_a)) if states else set())
-    net.load_state_dict({k: (1 - alpha) * v + alpha * sb[k] if k in moved else v for k, v in sa.items()})
+
+    def mix(k: str, v: torch.Tensor) -> torch.Tensor:
+        if k not in moved:
+            return v
+        if k.endswith("running_var"):  # geometric: v_A^(1 - alpha) v_B^alpha
+            return (v.double() ** (1 - alpha) * sb[k].double() ** alpha).to(v.dtype)
+        return (1 - alpha) * v + alpha * sb[k]
+
+    net.load_state_dict({k: mix(k, v) for k, v in sa.items()})
     if recal_data is not None:
         for m in net.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
