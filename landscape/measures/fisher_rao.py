@@ -35,7 +35,8 @@ def directional_derivatives(objective: Objective, x: torch.Tensor, y: torch.Tens
     def outputs(*params: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(objective.model, dict(zip(names, params)), (x,), strict=False)
 
-    out, d_out = torch.func.jvp(outputs, primals, primals)
+    with objective.model_mode():  # the objective's batch-norm mode, never the caller's training mode
+        out, d_out = torch.func.jvp(outputs, primals, primals)
     out = out.detach().requires_grad_(True)
     with torch.enable_grad():
         (dl_dout,) = torch.autograd.grad(objective.loss_fn(out, y), out)
