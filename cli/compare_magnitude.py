@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import SEED, echo_json
+from landscape.cli.common import SEED, echo_json
 from landscape.errors import ConfigError
 from landscape.runs import Comparison, compare_runs
 

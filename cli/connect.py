@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from cli.common import echo_json, fail, output_options, seed_option, source_options
-from cli.surface_common import save_figure
+from landscape.cli.common import echo_json, fail, output_options, seed_option, source_options
+from landscape.cli.surface_common import save_figure
 from landscape.connect.api import RESULT_NAME, connect_checkpoints
 from landscape.errors import LandscapeError
 from landscape.plot.connect import plot_connect

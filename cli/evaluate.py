@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from cli.common import (
+from landscape.cli.common import (
     echo_json,
     echo_table,
     seed_option,
     source_options,
 )
-from cli.result_folder import check_batch_size, check_out_folder, check_replaceable
+from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
 from landscape.io.atomic import atomic_write_json
 from landscape.io.loading import objective_from_checkpoint
 from landscape.runs import weights_digest

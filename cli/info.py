@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import echo_json, model_options, parse_json_kwargs
+from landscape.cli.common import echo_json, model_options, parse_json_kwargs
 from landscape.io.checkpoints import describe_checkpoint, load_checkpoint, load_model
 
 

@@ -120,14 +120,14 @@ def cli() -> None:
 
 
 # -- commands (one module each) ------------------------------------------------------------------
-from cli.compare_magnitude import compare_magnitude  # noqa: E402
-from cli.connect import connect  # noqa: E402
-from cli.evaluate import evaluate  # noqa: E402
-from cli.info import info  # noqa: E402
-from cli.plot1d import plot1d  # noqa: E402
-from cli.plot2d import plot2d  # noqa: E402
-from cli.sharpness import sharpness  # noqa: E402
-from cli.train import train  # noqa: E402
+from landscape.cli.compare_magnitude import compare_magnitude  # noqa: E402
+from landscape.cli.connect import connect  # noqa: E402
+from landscape.cli.evaluate import evaluate  # noqa: E402
+from landscape.cli.info import info  # noqa: E402
+from landscape.cli.plot1d import plot1d  # noqa: E402
+from landscape.cli.plot2d import plot2d  # noqa: E402
+from landscape.cli.sharpness import sharpness  # noqa: E402
+from landscape.cli.train import train  # noqa: E402
 
 cli.add_command(info)
 cli.add_command(sharpness)

@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from cli.common import (
+from landscape.cli.common import (
     echo_json,
     output_options,
     seed_option,
     source_options,
 )
-from cli.surface_common import (
+from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
@@ -102,7 +102,7 @@ def plot1d(
       landscape plot1d a.pt --to b.pt --x -0.5:1.5:41 --mode states --split test -o figs
       landscape plot1d final.pt --dir-type eigen --x -0.2:0.2:41 --log
       landscape plot1d --from figs/sgd.npz --from figs/sam.npz --name compare -o figs --format pdf
-      torchrun --nproc_per_node 4 -m cli.main plot1d final.pt --x -1:1:201 -o figs
+      torchrun --nproc_per_node 4 -m landscape plot1d final.pt --x -1:1:201 -o figs
     """
     check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
     if from_files:

@@ -7,13 +7,13 @@ from typing import Any
 
 import click
 
-from cli.common import (
+from landscape.cli.common import (
     echo_json,
     output_options,
     seed_option,
     source_options,
 )
-from cli.surface_common import (
+from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
@@ -134,7 +134,7 @@ def plot2d(
       landscape plot2d a.pt --ckpts b.pt c.pt --x -0.5:1.5:41 --y -0.5:1.5:41 --mode states
       landscape plot2d runs/sgd/final.pt --trajectory runs/sgd/ckpts --kind contour -o figs
       landscape plot2d --from figs/sgd.npz --from figs/sam.npz --kind heatmap --format pdf
-      torchrun --nproc_per_node 4 -m cli.main plot2d final.pt --bn recalibrate -o figs
+      torchrun --nproc_per_node 4 -m landscape plot2d final.pt --bn recalibrate -o figs
     """
     check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
     if levels < 2:

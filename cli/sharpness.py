@@ -8,14 +8,14 @@ from typing import Any
 
 import click
 
-from cli.common import (
+from landscape.cli.common import (
     echo_json,
     echo_table,
     output_options,
     seed_option,
     source_options,
 )
-from cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
+from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
 from landscape.hessian.distributed import shard_from_environment
 from landscape.hessian.sharpness import SharpnessResult
@@ -157,7 +157,7 @@ def sharpness(
       landscape sharpness ckpt.pt --trace --trace-rtol 0.01 --density -o out/
       landscape sharpness ckpt.pt --per-batch 10 --batch-size 128
       landscape sharpness ckpt.pt --backend pyhessian --trace --trace-method hutchinson
-      torchrun --nproc-per-node 2 -m cli.main sharpness ckpt.pt --device cpu
+      torchrun --nproc-per-node 2 -m landscape sharpness ckpt.pt --device cpu
     """
     check_batch_size(source["batch_size"])
     check_out_folder(out)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cli.common import _compose
+from landscape.cli.common import _compose
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_path
 from landscape.surface.api import surface_from_checkpoint

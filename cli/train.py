@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
+from landscape.cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.optim.factory import OPTIMIZER_NAMES

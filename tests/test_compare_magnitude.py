@@ -10,7 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.errors import ResultFileError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec

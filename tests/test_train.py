@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.errors import ConfigError, DataError, ModelError, NoSplitError, ResultFileError
 from landscape.io.checkpoints import load_checkpoint, load_model
 from landscape.io.data import DataSpec, load_dataset

@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.io.checkpoints import save_checkpoint
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec, build_model
@@ -211,7 +211,7 @@ def test_bad_input_gives_one_clear_line(files: Path, args: list[str], match: str
 
 def test_bad_batch_size_through_a_real_process(files: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "sharpness", str(files / "mlp.pt"), "--batch-size", "0"],
+        [sys.executable, "-m", "landscape", "sharpness", str(files / "mlp.pt"), "--batch-size", "0"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,6 +1,6 @@
 """Bad input/output through the real entry point: one line naming the value and the fix, non-zero exit.
 
-Each case runs ``cli.main:main`` (the installed ``landscape`` entry point, which also turns usage errors
+Each case runs ``landscape.cli.main:main`` (the installed ``landscape`` entry point, which also turns usage errors
 into one line) inside ``CliRunner``. The cases handled before this table are in
 tests/cli/test_foundation_cli.py: missing/directory/truncated/random-bytes checkpoints (46 cases), wrong
 architecture, unknown model, malformed --model-kwargs, unknown dataset, missing --data-dir, absent
@@ -33,7 +33,7 @@ class _EntryPoint(click.Command):
     """Lets CliRunner run ``main()`` itself, so usage errors get the entry point's one-line form."""
 
     def main(self, args=None, prog_name=None, **extra):  # type: ignore[override]
-        from cli.main import main
+        from landscape.cli.main import main
 
         sys.argv = ["landscape", *(args or [])]
         main()
@@ -121,7 +121,7 @@ def _patch_cli_writer(code: int):
     def fail(path: object, obj: object) -> None:
         raise OSError(code, os.strerror(code), str(path))
 
-    return lambda mp: mp.setattr("cli.evaluate.atomic_write_json", fail)
+    return lambda mp: mp.setattr("landscape.cli.evaluate.atomic_write_json", fail)
 
 
 def _skip_label_check(mp) -> None:
@@ -321,6 +321,6 @@ def test_good_gzipped_mnist_through_the_cli(world):
     ],
 )
 def test_library_parameter_names_become_flags(message, command, expected):
-    from cli.main import as_flags
+    from landscape.cli.main import as_flags
 
     assert as_flags(message, command) == expected

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.io.checkpoints import save_checkpoint
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec, build_model

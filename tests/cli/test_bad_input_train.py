@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 
 TINY = ["--model-kwargs", '{"width": 2}', "--samples", "32", "--batch-size", "16", "--epochs", "1", "-q"]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.connect import connect, to_flags
+from landscape.cli.connect import connect, to_flags
 from landscape.connect import ConnectResult
 from landscape.io.checkpoints import save_checkpoint
 from landscape.io.data import DataSpec
@@ -156,7 +156,7 @@ def test_real_subprocess(tmp_path):
     a = _ckpt(tmp_path / "a.pt", 0, "mlp")
     env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    code = "import sys; from cli.connect import connect; connect.main(sys.argv[1:], prog_name='landscape connect')"
+    code = "import sys; from landscape.cli.connect import connect; connect.main(sys.argv[1:], prog_name='landscape connect')"
     args = [sys.executable, "-c", code, str(a), str(a), "-o", str(tmp_path / "o"), "--points", "3", *COMMON]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
 from landscape import __version__
+from landscape.cli.main import cli
 from landscape.io.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,7 +169,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, how):
 def test_real_subprocess_entry_point(cnn_checkpoint):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ok = subprocess.run(
-        [sys.executable, "-m", "cli.main", "info", str(cnn_checkpoint), "--json"],
+        [sys.executable, "-m", "landscape", "info", str(cnn_checkpoint), "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -179,7 +179,7 @@ def test_real_subprocess_entry_point(cnn_checkpoint):
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["model"]["name"] == "cnn"
     bad = subprocess.run(
-        [sys.executable, "-m", "cli.main", "info", str(cnn_checkpoint.parent / "missing.pt")],
+        [sys.executable, "-m", "landscape", "info", str(cnn_checkpoint.parent / "missing.pt")],
         capture_output=True,
         text=True,
         env=env,
@@ -202,7 +202,7 @@ def test_real_subprocess_entry_point(cnn_checkpoint):
 def test_usage_errors_are_one_line_from_the_entry_point(args, fragment):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "landscape", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.io.checkpoints import save_checkpoint
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec, build_model
@@ -232,7 +232,7 @@ def test_killed_run_resumes_to_the_identical_array(tmp_path):
         *COMMON,
     ]
     full = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "-o", str(tmp_path / "full")],
+        [sys.executable, "-m", "landscape", *args, "-o", str(tmp_path / "full")],
         env=_env(),
         capture_output=True,
         text=True,
@@ -242,7 +242,7 @@ def test_killed_run_resumes_to_the_identical_array(tmp_path):
     out = tmp_path / "killed"
     path = out / "a_random_2d.npz"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args, "-o", str(out)],
+        [sys.executable, "-m", "landscape", *args, "-o", str(out)],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -264,7 +264,7 @@ def test_killed_run_resumes_to_the_identical_array(tmp_path):
     stored = Surface.load(path)
     assert 5 <= stored.num_done < 144
     again = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "-o", str(out)],
+        [sys.executable, "-m", "landscape", *args, "-o", str(out)],
         env=_env(),
         capture_output=True,
         text=True,
@@ -292,7 +292,7 @@ def test_torchrun_two_processes_equal_one(tmp_path):
         *COMMON,
     ]
     single = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "-o", str(tmp_path / "one")],
+        [sys.executable, "-m", "landscape", *args, "-o", str(tmp_path / "one")],
         env=_env(),
         capture_output=True,
         text=True,
@@ -308,7 +308,7 @@ def test_torchrun_two_processes_equal_one(tmp_path):
             "--nproc_per_node",
             "2",
             "-m",
-            "cli.main",
+            "landscape",
             *args,
             "-o",
             str(tmp_path / "two"),
@@ -376,7 +376,7 @@ def test_interrupted_run_saves_its_points_and_resumes_with_only_the_rest(tmp_pat
     a = _ckpt(tmp_path / "a.pt", 0)
     args = ["plot2d", str(a), "--x", "-1:1:20", "--y", "-1:1:20", "--chunk-size", "1", *COMMON]
     full = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "-o", str(tmp_path / "full")],
+        [sys.executable, "-m", "landscape", *args, "-o", str(tmp_path / "full")],
         env=_env(),
         capture_output=True,
         text=True,
@@ -386,7 +386,7 @@ def test_interrupted_run_saves_its_points_and_resumes_with_only_the_rest(tmp_pat
     out = tmp_path / "interrupted"
     path = out / "a_random_2d.npz"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args, "--save-every", "100000", "-o", str(out)],
+        [sys.executable, "-m", "landscape", *args, "--save-every", "100000", "-o", str(out)],
         env=_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -410,7 +410,16 @@ def test_interrupted_run_saves_its_points_and_resumes_with_only_the_rest(tmp_pat
         == f"error: interrupted; {stored.num_done}/400 points saved in {str(path)!r}, rerun to resume"
     )
     rest = subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "--max-points", str(400 - stored.num_done), "-o", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "landscape",
+            *args,
+            "--max-points",
+            str(400 - stored.num_done),
+            "-o",
+            str(out),
+        ],
         env=_env(),
         capture_output=True,
         text=True,

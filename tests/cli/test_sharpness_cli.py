@@ -13,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from landscape.cli.main import cli
 from landscape.hessian import top_eigenpairs
 from landscape.io.loading import objective_from_checkpoint
 
@@ -152,7 +152,17 @@ def test_bad_options_give_one_line_error(cnn_checkpoint, args: list[str], match:
 
 def test_subprocess_json(cnn_checkpoint) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "sharpness", str(cnn_checkpoint), *BASE, "--top-k", "2", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "landscape",
+            "sharpness",
+            str(cnn_checkpoint),
+            *BASE,
+            "--top-k",
+            "2",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -231,7 +241,7 @@ def test_stray_companions_without_their_json_are_refused(cnn_checkpoint, tmp_pat
 def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, monkeypatch) -> None:
     import importlib
 
-    from cli.sharpness import STAGE_FOLDER
+    from landscape.cli.sharpness import STAGE_FOLDER
 
     sharpness_module = importlib.import_module("landscape.hessian.sharpness")
     out = tmp_path / "out"
