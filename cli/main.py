@@ -56,6 +56,7 @@ def cli() -> None:
 
 # -- commands (one module each) ------------------------------------------------------------------
 from cli.compare_magnitude import compare_magnitude  # noqa: E402
+from cli.demo import demo  # noqa: E402
 from cli.evaluate import evaluate  # noqa: E402
 from cli.info import info  # noqa: E402
 from cli.plot1d import plot1d  # noqa: E402
@@ -70,6 +71,7 @@ cli.add_command(plot1d)
 cli.add_command(plot2d)
 cli.add_command(train)
 cli.add_command(compare_magnitude)
+cli.add_command(demo)
 
 
 def main() -> None:
