@@ -173,6 +173,21 @@ def _is_magnitude_vs_direction(f: dict[str, Any]) -> bool:
     return f["a"].startswith("SAM-magnitude") and f["b"].startswith("SAM-direction")
 
 
+def _summary(found: Sequence[dict[str, Any]]) -> str:
+    """One sentence: in how many magnitude-vs-direction comparisons SAM-magnitude is the flatter one."""
+    lam = [f for f in found if _is_magnitude_vs_direction(f) and f["metric"] == "lambda_max"]
+    if not lam:
+        return "This configuration has no SAM-magnitude / SAM-direction pair."
+    lower = sum(f["mean"] < 0 for f in lam)
+    sure = sum(f["ci95_high"] < 0 for f in lam)
+    higher_sure = sum(f["ci95_low"] > 0 for f in lam)
+    return (
+        f"SAM-magnitude has the smaller mean lambda_max than SAM-direction in {lower} of {len(lam)} "
+        f"(rho, decomposition) settings; the 95% interval of the paired difference lies below 0 in {sure} "
+        f"and above 0 in {higher_sure} of them."
+    )
+
+
 def _seed_study_table(result: DemoResult, metric: str) -> tuple[list[str], list[list[str]]]:
     """Rows: method (with decomposition); columns: rho; cells ``mean ± std`` (the seed study's layout)."""
     rhos = list(result.settings.rhos)
@@ -242,6 +257,7 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
         "initialization and data order)."
     )
     rep.heading("Finding")
+    rep.paragraph(_summary(found))
     rep.paragraph("SAM-magnitude against SAM-direction (same rho and decomposition, paired by seed):")
     rep.bullets(
         [f["sentence"] for f in found if _is_magnitude_vs_direction(f) and f["metric"] != "test_accuracy"]

@@ -61,7 +61,7 @@ def plot_group_intervals(
 def plot_paired_differences(paired: Sequence[dict[str, Any]], *, metric: str = "lambda_max") -> Figure:
     """Paired differences ``a - b`` (by seed) of one metric with their 95% intervals, against zero."""
     chosen = [p for p in paired if p["metric"] == metric]
-    fig = Figure(figsize=(7.0, 0.45 * len(chosen) + 1.4), layout="constrained")
+    fig = Figure(figsize=(10.0, 0.45 * len(chosen) + 1.6), layout="constrained")
     ax = fig.add_subplot()
     for i, p in enumerate(chosen):
         mean, lo, hi = p["mean"], p["ci95_low"], p["ci95_high"]
@@ -75,6 +75,6 @@ def plot_paired_differences(paired: Sequence[dict[str, Any]], *, metric: str = "
     ax.set_yticks(range(len(chosen)), [f"{p['a']}  -  {p['b']}" for p in chosen], fontsize="small")
     ax.invert_yaxis()
     ax.set_xlabel(f"difference of {LABELS.get(metric, metric)} (paired by seed)")
-    ax.set_title("95% t-interval; red: the interval excludes 0", fontsize="medium")
+    ax.set_title("paired differences with 95% t-intervals (red: excludes 0)", fontsize="medium")
     ax.grid(axis="x", alpha=0.3)
     return fig
