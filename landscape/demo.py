@@ -329,6 +329,7 @@ def run_row(point: RunPoint, run_dir: Path) -> dict[str, Any]:
         "test_loss": float(final["test_loss"]),
         "test_accuracy": float(final["test_accuracy"]),
         "lambda_max": float(sharp["eigenvalues"][0]),
+        "lambda_max_converged": bool(sharp["converged"][0]),
         "trace": float(trace.get("estimate", float("nan"))),
         "trace_stderr": float(trace.get("stderr", float("nan"))),
         "sharpness_samples": int(sharp["samples"]),

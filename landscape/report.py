@@ -309,6 +309,9 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
             f"density: SLQ, {s.density_runs} runs x {s.density_steps} steps; surfaces: {s.surface_points}x"
             f"{s.surface_points} grid on [-{s.surface_range:g}, {s.surface_range:g}]^2, directions seed "
             f"{s.analysis_seed}; interpolation: {s.interpolation_points} points on [-0.5, 1.5]",
+            f"Lanczos converged for {sum(r['lambda_max_converged'] for r in result.rows)} of "
+            f"{len(result.rows)} runs; median relative standard error of the trace "
+            f"{_median_rel_stderr(result.rows):.1%}",
             f"wall time of this invocation: {result.seconds:.0f} s",
         ]
     )
@@ -323,6 +326,13 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
     paths.update(rep.write(out))
     paths.update({f"figures/{p.name}": p for p in figs.values()})
     return paths
+
+
+def _median_rel_stderr(rows: Sequence[dict[str, Any]]) -> float:
+    rel = [
+        abs(r["trace_stderr"] / r["trace"]) for r in rows if r["trace"] and math.isfinite(r["trace_stderr"])
+    ]
+    return float(sorted(rel)[len(rel) // 2]) if rel else float("nan")
 
 
 def _finite(obj: Any) -> Any:
