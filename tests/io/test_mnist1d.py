@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import sys
 
 import numpy as np
@@ -93,6 +94,15 @@ def test_missing_package_names_the_extra(monkeypatch, cache):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(DataError, match=r"landscape-geometry\[mnist1d\]"):
         m1d.mnist1d_dataset("train")
+
+
+def test_the_named_extra_exists():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert 'name = "landscape-geometry"' in text
+    extras = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    assert re.search(r'^mnist1d = \["mnist1d', extras, re.M)
 
 
 def test_too_few_samples_refused(cache):
