@@ -204,3 +204,17 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
     other = CliRunner().invoke(cli, ["demo", "--quick", "-o", str(out), "--data", "mnist1d"])
     assert other.exit_code == 1
     assert other.output.strip().count("\n") == 0 and "use another -o/--out" in other.output
+    # an interrupted analysis: a lost sharpness file and surface are recomputed, nothing is retrained
+    from landscape.demo import run_demo
+
+    before = {r["run"]: r for r in runs}
+    (out / "runs" / "sgd_s1" / "sharpness.json").unlink()
+    (out / "surfaces" / "sgd_to_sam.npz").unlink()
+    lines: list[str] = []
+    result = run_demo(out, demo_settings(quick=True), device="cpu", log=lines.append)
+    assert not any("[" in line and "test accuracy" in line for line in lines)
+    assert (out / "runs" / "sgd_s1" / "sharpness.json").is_file() and (
+        out / "surfaces" / "sgd_to_sam.npz"
+    ).is_file()
+    again_row = next(r for r in result.rows if r["run"] == "sgd_s1")
+    assert again_row["lambda_max"] == pytest.approx(float(before["sgd_s1"]["lambda_max"]), rel=1e-6)
