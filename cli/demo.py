@@ -25,9 +25,16 @@ from landscape.errors import LandscapeError
     "--data", default="digits", show_default=True, type=click.Choice(DATA_CHOICES), help="Embedded data set."
 )
 @click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="First training seed (the others follow) and seed of every analysis draw.",
+)
+@click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps", help="Device."
 )
-def demo(out: Path, quick: bool, data: str, device: str) -> None:
+def demo(out: Path, quick: bool, data: str, seed: int, device: str) -> None:
     """Train SGD, SAM, SAM-direction and SAM-magnitude over seeds and report how flat their minima are.
 
     Writes OUT/report.md and a self-contained OUT/report.html (figures embedded) stating the finding
@@ -42,7 +49,7 @@ def demo(out: Path, quick: bool, data: str, device: str) -> None:
       landscape demo --data mnist1d -o demo-mnist1d
     """
     try:
-        result = run_demo(out, demo_settings(data, quick=quick), device=device, log=click.echo)
+        result = run_demo(out, demo_settings(data, quick=quick, seed=seed), device=device, log=click.echo)
     except LandscapeError as exc:  # the library names its parameter; the user typed a flag
         raise type(exc)(str(exc).replace("out_dir", "-o/--out")) from None
     click.echo(f"done in {result.seconds:.0f} s")

@@ -55,6 +55,10 @@ def test_quick_plan_keeps_every_method_and_two_seeds():
     assert mnist.data_name == "landscape.io.mnist1d:mnist1d_dataset"
     with pytest.raises(ConfigError, match="data='cifar10'"):
         demo_settings("cifar10")
+    shifted = demo_settings(seed=5)
+    assert shifted.seeds == (5, 6, 7) and shifted.analysis_seed == 5
+    with pytest.raises(ConfigError, match="seed=-1"):
+        demo_settings(seed=-1)
 
 
 def test_comparison_pairs():
