@@ -44,7 +44,16 @@ from landscape.errors import ConfigError, ResultFileError, check_choice, check_p
 from landscape.io.atomic import atomic_write_json, atomic_write_text
 
 DATA_CHOICES = ("digits", "mnist1d")
-METRICS = ("test_accuracy", "test_loss", "train_loss", "lambda_max", "trace")
+STEP_STATS = ("grad_norm_ratio", "cosine", "frac_larger")  # as logged in steps.csv by the SAM family
+LATE_FRACTION = 0.1
+METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "train_loss",
+    "lambda_max",
+    "trace",
+    *(f"{k}_late" for k in STEP_STATS),
+)
 METHODS = ("sgd", "sam", "sam-direction", "sam-magnitude")
 DECOMPOSED = ("sam-direction", "sam-magnitude")
 Log = Callable[[str], None]
@@ -315,8 +324,29 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, floa
     return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
 
 
+def late_step_stats(steps_csv: Path, fraction: float = LATE_FRACTION) -> dict[str, float]:
+    """Means of ``||g_SAM||/||g_SGD||``, their cosine and ``frac_larger`` over the last ``fraction`` of steps.
+
+    NaN for runs that log none of them (SGD).
+    """
+    out = {f"{k}_late": float("nan") for k in STEP_STATS}
+    if not steps_csv.is_file():
+        return out
+    try:
+        with open(steps_csv, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error) as exc:
+        raise ResultFileError(f"cannot read {str(steps_csv)!r}: {exc}") from None
+    late = rows[-max(1, round(fraction * len(rows))) :] if rows else []
+    for k in STEP_STATS:
+        vals = [float(r[k]) for r in late if r.get(k) not in (None, "")]
+        if vals:
+            out[f"{k}_late"] = float(np.mean(vals))
+    return out
+
+
 def run_row(point: RunPoint, run_dir: Path) -> dict[str, Any]:
-    """One run's final metrics (``summary.json``) and curvature (``sharpness.json``)."""
+    """One run's final metrics (``summary.json``), curvature (``sharpness.json``) and late step statistics."""
     try:
         final = json.loads((run_dir / "summary.json").read_text())["final"]
         sharp = json.loads((run_dir / "sharpness.json").read_text())
@@ -339,6 +369,7 @@ def run_row(point: RunPoint, run_dir: Path) -> dict[str, Any]:
         "trace": float(trace.get("estimate", float("nan"))),
         "trace_stderr": float(trace.get("stderr", float("nan"))),
         "sharpness_samples": int(sharp["samples"]),
+        **late_step_stats(run_dir / "steps.csv"),
     }
 
 

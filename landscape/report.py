@@ -285,6 +285,23 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
     rep.paragraph("lambda_max as mean ± std over seeds, in the layout of the seed study:")
     rep.table(*_seed_study_table(result, "lambda_max"))
     rep.figure(rel["groups"], "group means with 95% t-intervals; dots are single seeds")
+    rep.paragraph(
+        "How SAM's update differs from SGD's on the same batch, averaged over the last 10% of the steps "
+        "(mean [95% CI] over seeds): ||g_SAM|| / ||g_SGD||, cos(g_SAM, g_SGD), and the fraction of "
+        "coordinates with |g_SAM_i| > |g_SGD_i|."
+    )
+    stats = ("grad_norm_ratio_late", "cosine_late", "frac_larger_late")
+    rep.table(
+        ["group", "norm ratio", "cosine", "fraction larger"],
+        [
+            [
+                g["group"],
+                *(fmt_interval(g[f"{m}_mean"], g[f"{m}_ci95_low"], g[f"{m}_ci95_high"]) for m in stats),
+            ]
+            for g in result.groups
+            if g["optimizer"] != "sgd"
+        ],
+    )
     rep.heading("Spectrum, surfaces and interpolation")
     if "density" in rel:
         rep.figure(

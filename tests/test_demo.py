@@ -125,6 +125,21 @@ def test_group_table_and_paired_differences_by_seed():
     assert paired_differences(rows, [("SAM rho=0.05", "missing")]) == []
 
 
+def test_late_step_statistics_average_the_last_tenth(tmp_path):
+    from landscape.demo import late_step_stats
+
+    lines = ["epoch,step,loss,lr,grad_norm_ratio,cosine,frac_larger"]
+    lines += [f"1,{i},0.5,0.1,{i},{0.01 * i},{0.02 * i}" for i in range(1, 21)]
+    (tmp_path / "steps.csv").write_text("\n".join(lines) + "\n")
+    got = late_step_stats(tmp_path / "steps.csv")
+    # last 10% of 20 steps = steps 19 and 20
+    assert got["grad_norm_ratio_late"] == pytest.approx(19.5)
+    assert got["cosine_late"] == pytest.approx(0.195)
+    assert got["frac_larger_late"] == pytest.approx(0.39)
+    (tmp_path / "sgd.csv").write_text("epoch,step,loss,lr\n1,1,0.5,0.1\n")
+    assert all(math.isnan(v) for v in late_step_stats(tmp_path / "sgd.csv").values())
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _check_settings(tmp_path, demo_settings(quick=True))
     _check_settings(tmp_path, demo_settings(quick=True))  # same settings: fine
