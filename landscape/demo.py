@@ -389,7 +389,7 @@ def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "n": len(members),
         }
         for metric in METRICS:
-            s = mean_ci([m[metric] for m in members])
+            s = mean_ci([m.get(metric, float("nan")) for m in members])
             entry.update({f"{metric}_{k}": s[k] for k in ("mean", "std", "ci95_low", "ci95_high")})
         table.append(entry)
     return table
@@ -408,7 +408,10 @@ def paired_differences(
         if not seeds:
             continue
         for metric in METRICS:
-            diffs = [by_group[a][s][metric] - by_group[b][s][metric] for s in seeds]
+            diffs = [
+                by_group[a][s].get(metric, float("nan")) - by_group[b][s].get(metric, float("nan"))
+                for s in seeds
+            ]
             out.append(
                 {"a": a, "b": b, "metric": metric, "seeds": " ".join(map(str, seeds)), **mean_ci(diffs)}
             )
