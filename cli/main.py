@@ -122,6 +122,7 @@ def cli() -> None:
 # -- commands (one module each) ------------------------------------------------------------------
 from landscape.cli.compare_magnitude import compare_magnitude  # noqa: E402
 from landscape.cli.connect import connect  # noqa: E402
+from landscape.cli.demo import demo  # noqa: E402
 from landscape.cli.evaluate import evaluate  # noqa: E402
 from landscape.cli.info import info  # noqa: E402
 from landscape.cli.plot1d import plot1d  # noqa: E402
@@ -137,6 +138,7 @@ cli.add_command(plot2d)
 cli.add_command(train)
 cli.add_command(compare_magnitude)
 cli.add_command(connect)
+cli.add_command(demo)
 
 
 def main() -> None:
