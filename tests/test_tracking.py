@@ -101,6 +101,33 @@ def test_warm_tracking_equals_cold_lanczos_and_dense_hessian() -> None:
     assert sum(r["hvps"] for r in warm.rows[1:]) < sum(r["hvps"] for r in cold.rows[1:])
 
 
+class _Quadratic(nn.Module):
+    """``L(w) = 1/2 w^T A w`` through a loss function: the Hessian is whatever ``A`` holds."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(n, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w.expand(len(x), -1)
+
+
+@pytest.mark.parametrize("explore,found", [(0.1, True), (0.0, False)], ids=["default-explore", "no-explore"])
+def test_warm_start_finds_a_new_top_direction_orthogonal_to_the_old(explore: float, found: bool) -> None:
+    diag = torch.cat([torch.tensor([5.0, 4.0]), torch.linspace(0.0, 2.0, 38)]).double()
+    A = torch.diag(diag)
+    obj = Objective(
+        _Quadratic(40), (torch.zeros(1, 1), torch.zeros(1)), loss_fn=lambda out, _: 0.5 * out[0] @ A @ out[0]
+    )
+    tracker = SharpnessTracker(obj, every=1, explore=explore)
+    assert tracker.measure(0, 0, lr=0.1)["lambda_max"] == pytest.approx(5.0, rel=1e-5)  # default tol
+    A[1, 1] = 6.0  # e_2 overtakes e_1; the previous eigenvector e_1 has no component along it
+    lam = tracker.measure(1, 0, lr=0.1)["lambda_max"]
+    # without the random part Lanczos starts in an invariant subspace and certifies the old pair
+    assert (lam == pytest.approx(6.0, rel=1e-5)) == found
+    assert found or lam == pytest.approx(5.0, rel=1e-5)
+
+
 SGD_KINDS = {
     "gd": {},
     "heavy-ball": {"momentum": 0.9},
