@@ -12,7 +12,11 @@ Model: a tanh MLP (64 -> W -> W -> 10) on the 1438 training digits (8x8, flatten
    rates, lambda_max every few steps; the run folders (sharpness.csv, steps.csv) are written under
    --runs and the figure (drawn from them) to --figure.
 
-Run:  python benchmarks/bench_tracking.py --figure eos.png [--runs DIR] [--quick] [--out FILE]
+4. The adaptive edge of stability (Cohen et al. 2022): full-batch Adam, the preconditioned sharpness
+   lambda_1(P^-1 H) against 38/lr (figure to --adam-figure).
+
+Run:  python benchmarks/bench_tracking.py --figure eos.png [--adam-figure adam.png] [--runs DIR]
+      [--quick] [--out FILE]
 Prints a Markdown report (and writes it to --out).
 """
 
@@ -138,19 +142,20 @@ def overhead(kind: str, steps: int, every: int, width: int) -> dict[str, float]:
     }
 
 
-def eos_run(run_dir: Path, width: int, lr: float, steps: int, every: int) -> list[dict]:
-    """Full-batch GD with tracking; writes run_dir/sharpness.csv and run_dir/steps.csv."""
+def eos_run(run_dir: Path, width: int, lr: float, steps: int, every: int, adam: bool = False) -> list[dict]:
+    """Full-batch GD (or Adam) with tracking; writes run_dir/sharpness.csv and run_dir/steps.csv."""
     x, y = digits()
     model = tanh_mlp(width)
     loss_fn = resolve_loss("mse")
     train_obj = full_batch_objective(model, (x, y), loss_fn=loss_fn, batch_size=None)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr) if adam else torch.optim.SGD(model.parameters(), lr=lr)
     tracker = SharpnessTracker(
         tracking_objective(model, (x, y), loss_fn=loss_fn, batch_size=None), every=every
     )
     step_rows = []
     for step in range(steps + 1):
-        tracker.maybe_measure(step, step, opt, last=step == steps)
+        if step > 0 or not adam:  # Adam's preconditioner exists after the first step
+            tracker.maybe_measure(step, step, opt, last=step == steps)
         if step < steps:
             loss = full_batch_step(opt, train_obj)
             step_rows.append({"epoch": step + 1, "step": step + 1, "loss": loss, "lr": lr})
@@ -170,6 +175,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="shorter runs (a smoke test, not the reported numbers)"
     )
+    ap.add_argument("--adam-figure", type=Path, default=None, help="where to save the Adam figure")
     ap.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -181,10 +187,14 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cases = [
+        (64, 1, 1e-4, 30),
         (64, 1, 1e-3, 30),
-        (64, 10, 1e-3, 300),
-        (64, 50, 1e-3, 500),
         (64, 10, 1e-4, 300),
+        (64, 10, 1e-3, 300),
+        (64, 50, 1e-4, 500),
+        (64, 50, 1e-3, 500),
+        (256, 1, 1e-4, 30),
+        (256, 10, 1e-4, 300),
         (256, 10, 1e-3, 300),
     ]
     if q:
@@ -248,6 +258,43 @@ def main() -> None:
     with atomic_path(args.figure, suffix=f".{fmt}") as tmp:
         fig.savefig(tmp, format=fmt, dpi=150)
     lines += ["", f"Figure: {args.figure} (drawn from {runs}/gd-lr*/sharpness.csv and steps.csv)"]
+
+    lr, steps = (0.002, 1500) if not q else (0.002, 100)
+    lines += [
+        "",
+        f"### Adaptive edge of stability (tanh MLP w=64, square loss, full-batch Adam, lr {lr:g})",
+        "",
+    ]
+    lines += [
+        "| steps | 38/lr | first step with lambda_1(P^-1 H) >= 0.9 * 38/lr "
+        "| lambda_1(P^-1 H) after it: mean (min-max) | lambda_max(H) start -> end | loss start -> end |",
+        "|---|---|---|---|---|---|",
+    ]
+    run_dir = runs / f"adam-lr{lr:g}"
+    rows = eos_run(run_dir, 64, lr, steps, 25 if not q else 20, adam=True)
+    pre = np.array([r["precond_lambda_max"] for r in rows])
+    thr = rows[0]["precond_threshold"]
+    near = np.nonzero(pre >= 0.9 * thr)[0]
+    hist = read_history(run_dir, label=f"Adam, lr = {lr:g}")
+    assert hist.loss is not None
+    if len(near):
+        after = pre[near[0] :]
+        eos = f"{int(rows[near[0]]['step'])} | {after.mean():.0f} ({after.min():.0f}-{after.max():.0f})"
+    else:
+        eos = "never | -"
+    lines.append(
+        f"| {steps} | {thr:.0f} | {eos} | {rows[0]['lambda_max']:.2f} -> {rows[-1]['lambda_max']:.2f} "
+        f"| {hist.loss[0]:.4f} -> {hist.loss[-1]:.4f} |"
+    )
+    print(lines[-1], flush=True)
+    if args.adam_figure is not None:
+        fig = plot_sharpness_track(
+            hist, title="Adaptive edge of stability: digits, tanh MLP, square loss, Adam"
+        )
+        fmt = args.adam_figure.suffix.lstrip(".") or "png"
+        with atomic_path(args.adam_figure, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150)
+        lines += ["", f"Figure: {args.adam_figure} (drawn from {run_dir}/sharpness.csv and steps.csv)"]
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out is not None:

@@ -230,6 +230,10 @@ class SharpnessTracker:
     ) -> dict[str, Any]:
         """Measure at the model's current parameters and append (and return) the row.
 
+        The parameters are the ones the model holds: for MSAM and AdamW-MSAM-ScheduleFree call it in
+        the optimizer mode whose point is meant (``train()``: the gradient point, ``eval()``: the
+        evaluated one), and record which.
+
         Args:
             step: optimizer steps taken so far.
             epoch: the epoch the step belongs to.
