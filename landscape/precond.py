@@ -17,6 +17,7 @@ is; its top eigenvalue is computed by Lanczos on the product ``v -> s * (H (s * 
 ``s = diag(P)^-1/2``, one Hessian-vector product per step. The factor ``1 - beta1^t`` tends to 1 within
 a few dozen steps; ``momentum_bias_correction=False`` drops it (the preconditioner ``sqrt(v_hat) + eps``
 alone, as in Google's init2winit ``hessian/precondition.py``).
+``P`` is read off each optimizer's update rule (the tests check that it reproduces their steps).
 
 Supported: ``torch.optim.Adam`` (``amsgrad`` uses the running maximum of ``v``), ``torch.optim.AdamW``
 and :class:`~landscape.optim.msam.AdamWMSAMScheduleFree`, whose base sequence ``z`` takes the step
