@@ -59,6 +59,11 @@ def is_adaptive(optimizer: Any) -> bool:
     return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, AdamWMSAMScheduleFree))
 
 
+def preconditioner_ready(optimizer: Any, params: Sequence[torch.Tensor]) -> bool:
+    """Whether ``optimizer`` is Adam-type and holds a second-moment estimate for every one of ``params``."""
+    return is_adaptive(optimizer) and all("exp_avg_sq" in optimizer.state.get(p, {}) for p in params)
+
+
 @dataclass
 class Preconditioner:
     """The diagonal ``P`` of an adaptive optimizer, with the learning rate and ``beta1`` it steps with."""

@@ -53,7 +53,7 @@ from landscape.errors import ConfigError, ResultFileError, check_positive
 from landscape.hessian import HessianOperator, lanczos
 from landscape.io.atomic import atomic_write_text
 from landscape.objective import LossFn, Objective
-from landscape.precond import is_adaptive, preconditioned_sharpness
+from landscape.precond import is_adaptive, preconditioned_sharpness, preconditioner_ready
 
 #: Default size of the fixed sample the sharpness is measured on.
 DEFAULT_TRACK_SAMPLES = 2048
@@ -146,7 +146,8 @@ class SharpnessTracker:
         warm_start: start from the previous eigenvectors (``False``: a random start each time).
         explore: weight of the random unit vector added to the warm start (keep it well above ``tol``:
             it is what lets a new top direction, orthogonal to the previous ones, be found).
-        preconditioned: also measure ``lambda_1(P^-1 H)`` when the optimizer is Adam-type.
+        preconditioned: also measure ``lambda_1(P^-1 H)`` when the optimizer is Adam-type (empty
+            cells before its first step, when it has no preconditioner yet).
         overlap: also record the fraction ``||U^T g||^2 / ||g||^2`` of the sample's gradient ``g``
             in the span of the top-``k`` eigenvectors ``U`` (one extra gradient pass; the Ritz vectors,
             and so the fraction, are accurate to about ``tol * lambda / gap``).
@@ -271,6 +272,9 @@ class SharpnessTracker:
             row["lr"] = float(lr)
             row["threshold"] = optimizer_threshold(optimizer, float(lr))
             if self.preconditioned and optimizer is not None and is_adaptive(optimizer):
+                self._has_precond = True
+            if self.preconditioned and preconditioner_ready(optimizer, obj.params):
+                assert optimizer is not None
                 pres = preconditioned_sharpness(
                     obj,
                     optimizer,
@@ -281,7 +285,6 @@ class SharpnessTracker:
                     mode=self.mode,
                 )
                 self._precond_vectors = None if pres.vectors is None else pres.vectors.detach()
-                self._has_precond = True
                 row["precond_lambda_max"] = pres.lambda_max
                 row["precond_threshold"] = pres.threshold
                 row["precond_hvps"] = pres.matvecs

@@ -162,6 +162,9 @@ def test_adam_rows_have_the_preconditioned_sharpness_and_its_threshold() -> None
     model, x, y = _problem()
     loss_fn = resolve_loss("mse")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    before_first_step = SharpnessTracker(tracking_objective(model, (x, y), loss_fn=loss_fn), every=1)
+    row0 = before_first_step.measure(0, 0, opt)
+    assert "precond_lambda_max" not in row0 and "precond_threshold" in before_first_step.columns()
     for _ in range(3):
         opt.zero_grad()
         loss_fn(model(x), y).backward()
