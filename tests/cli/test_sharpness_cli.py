@@ -243,7 +243,7 @@ def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, m
 
     from landscape.cli.sharpness import STAGE_FOLDER
 
-    sharpness_module = importlib.import_module("landscape.hessian.sharpness")
+    sharpness_module = importlib.import_module("landscape.hessian.sharpness_pipeline")
     out = tmp_path / "out"
     args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *DENSITY, "--json", "-o", str(out)]
 

@@ -6,12 +6,12 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import spectrum_matrix
 
 from landscape.errors import ConfigError
 from landscape.hessian.results import DensityResult
-from landscape.hessian.slq import lanczos_quadrature, slq
+from landscape.hessian.spectral_density import lanczos_quadrature, slq
 from landscape.plot.spectrum import plot_density, plot_eigenvalues
+from landscape.testing import spectrum_matrix
 
 matplotlib.use("Agg")
 

@@ -22,6 +22,7 @@ Works on any object with ``.shape == (n, n)`` and ``@`` on a vector (a dense sym
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,21 +51,101 @@ def default_max_matvecs(k: int) -> int:
     return max(300, 60 * k)
 
 
-def _converged(T: np.ndarray, beta: float, k: int, which: str, tol: float, eps: float) -> bool:
-    """Whether the ``k`` wanted Ritz pairs of ``T`` meet the residual rule with coupling ``beta``."""
+@dataclass
+class _Ritz:
+    """Ritz pairs of the projected matrix ``T`` with coupling ``beta``, and which of them converged."""
+
+    theta: np.ndarray
+    S: np.ndarray
+    residuals: np.ndarray  # |beta s_{m,i}| of every pair
+    order: np.ndarray  # every pair, most wanted first
+    want: np.ndarray  # the k most wanted (fewer while the basis is smaller than k)
+    converged: np.ndarray  # of the wanted pairs
+
+
+def _ritz(T: np.ndarray, beta: float, k: int, which: str, tol: float, eps: float) -> _Ritz:
+    """Ritz pairs of ``T`` and the residual rule ``|beta s_{m,i}| <= tol max(|theta_i|, floor)``."""
     theta, S = np.linalg.eigh(T)
-    want = wanted_order(theta, which)[:k]
+    residuals = np.abs(beta * S[-1, :])
+    order = wanted_order(theta, which)
+    want = order[:k]
     floor = eps ** (2.0 / 3.0) * max(float(np.abs(theta).max()), np.finfo(float).tiny)
-    return bool(np.all(np.abs(beta * S[-1, want]) <= tol * np.maximum(np.abs(theta[want]), floor)))
+    converged = residuals[want] <= tol * np.maximum(np.abs(theta[want]), floor)
+    return _Ritz(theta, S, residuals, order, want, converged)
 
 
-def _orthogonalize(V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Project ``w`` off the columns of ``V`` twice (CGS2); returns the coefficients."""
+def orthogonalize(V: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Project ``w`` (in place) off the orthonormal columns of ``V`` twice (CGS2).
+
+    Classical Gram-Schmidt applied twice keeps ``w`` orthogonal to ``V`` to working precision
+    (Giraud et al. 2005, "twice is enough").
+
+    Returns:
+        The coefficients ``V^T w`` of the original ``w`` (both passes summed).
+    """
     h = V.T @ w
     w -= V @ h
     h2 = V.T @ w
     w -= V @ h2
     return h + h2
+
+
+def _fresh_direction(V: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random unit vector orthogonal to the columns of ``V`` (after an invariant subspace)."""
+    n = V.shape[0]
+    w = torch.randn(n, generator=gen, dtype=torch.float64).to(device=V.device, dtype=V.dtype)
+    orthogonalize(V, w)
+    return w / torch.linalg.vector_norm(w)
+
+
+def _set_next(
+    V: torch.Tensor, j: int, w: torch.Tensor, beta: float, scale: float, gen: torch.Generator
+) -> None:
+    """Column ``j`` of ``V``: ``w / beta``, or, when ``beta`` is negligible next to ``scale`` (the basis
+    spans an invariant subspace), a fresh random direction orthogonal to the first ``j`` columns."""
+    eps = float(torch.finfo(V.dtype).eps)
+    if beta > 100 * eps * max(scale, np.finfo(float).tiny):
+        V[:, j] = w / beta
+    else:
+        V[:, j] = _fresh_direction(V[:, :j], gen)
+
+
+def _expand(
+    op: Any,
+    V: torch.Tensor,
+    H: np.ndarray,
+    start: int,
+    *,
+    k: int,
+    which: str,
+    tol: float,
+    budget: int,
+    used: int,
+    gen: torch.Generator,
+    bar: Progress,
+) -> tuple[int, float, torch.Tensor, int]:
+    """Lanczos steps from column ``start`` until the basis is full, the wanted pairs converge or the
+    budget is spent; fills ``V`` and ``H`` in place. Returns ``(size, beta, w, matvecs used)``."""
+    n, m = V.shape
+    eps = float(torch.finfo(V.dtype).eps)
+    beta = 0.0
+    w = torch.zeros(n, dtype=V.dtype, device=V.device)
+    j = start
+    for j in range(start, m):
+        w = (op @ V[:, j]).to(device=V.device, dtype=V.dtype).clone()
+        used += 1
+        bar.update()
+        h = orthogonalize(V[:, : j + 1], w).double().cpu().numpy()
+        H[: j + 1, j] = h
+        H[j, : j + 1] = h
+        beta = float(torch.linalg.vector_norm(w))
+        if j + 1 == m or used >= budget:
+            break
+        # checked every step: the small eigenproblem costs nothing next to a matvec
+        if j + 1 >= k and _ritz(H[: j + 1, : j + 1], beta, k, which, tol, eps).converged.all():
+            break
+        _set_next(V, j + 1, w, beta, float(np.abs(H[: j + 1, : j + 1]).max()), gen)
+    return j + 1, beta, w, used
 
 
 def lanczos(
@@ -122,75 +203,37 @@ def lanczos(
         v = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
     else:
         v = v0.reshape(-1).to(device=device, dtype=dtype).clone()
-    v /= torch.linalg.vector_norm(v)
-
     V = torch.zeros(n, m, dtype=dtype, device=device)
     H = np.zeros((m, m))
-    V[:, 0] = v
+    V[:, 0] = v / torch.linalg.vector_norm(v)
     start, matvecs, restarts = 0, 0, 0
-    bar = Progress(budget, f"lanczos ({which}, k={k})", quiet=quiet, unit="hvp")
-    try:
+    with Progress(budget, f"lanczos ({which}, k={k})", quiet=quiet, unit="hvp") as bar:
         while True:
-            beta = 0.0
-            w = torch.zeros(n, dtype=dtype, device=device)
-            j = start
-            for j in range(start, m):
-                w = (op @ V[:, j]).to(device=device, dtype=dtype).clone()
-                matvecs += 1
-                bar.update()
-                h = _orthogonalize(V[:, : j + 1], w).double().cpu().numpy()
-                H[: j + 1, j] = h
-                H[j, : j + 1] = h
-                beta = float(torch.linalg.vector_norm(w))
-                if j + 1 == m or matvecs >= budget:
-                    break
-                if j + 1 >= k and _converged(H[: j + 1, : j + 1], beta, k, which, tol, eps):
-                    break  # checked every step: the small eigenproblem costs nothing next to a matvec
-                scale = max(float(np.abs(H[: j + 1, : j + 1]).max()), np.finfo(float).tiny)
-                if beta <= 100 * eps * scale:  # invariant subspace: continue with a fresh direction
-                    w = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-                    _orthogonalize(V[:, : j + 1], w)
-                    V[:, j + 1] = w / torch.linalg.vector_norm(w)
-                    beta = 0.0
-                else:
-                    V[:, j + 1] = w / beta
-            size = j + 1
-            theta, S = np.linalg.eigh(H[:size, :size])
-            res_all = np.abs(beta * S[size - 1, :])
-            order = wanted_order(theta, which)
-            want = order[:k] if size >= k else order
-            floor = eps ** (2.0 / 3.0) * max(float(np.abs(theta).max()), np.finfo(float).tiny)
-            conv = res_all[want] <= tol * np.maximum(np.abs(theta[want]), floor)
+            size, beta, w, matvecs = _expand(
+                op, V, H, start, k=k, which=which, tol=tol, budget=budget, used=matvecs, gen=gen, bar=bar
+            )
+            r = _ritz(H[:size, :size], beta, k, which, tol, eps)
             if size == n:  # the basis spans the space: Ritz pairs are exact up to rounding
-                conv = np.ones_like(conv, dtype=bool)
-            bar.set_postfix(converged=f"{int(conv.sum())}/{k}", restarts=restarts)
-            if (conv.all() and size >= k) or matvecs >= budget or size == n:
+                r.converged = np.ones_like(r.converged, dtype=bool)
+            bar.set_postfix(converged=f"{int(r.converged.sum())}/{k}", restarts=restarts)
+            if (r.converged.all() and size >= k) or matvecs >= budget or size == n:
                 break
             # thick restart: keep the p most wanted Ritz vectors and continue from v_{m+1}
             p = min(size - 1, max(k, k + (m - k) // 2))
-            keep = order[:p]
-            Sk = torch.from_numpy(S[:, keep].copy()).to(device=device, dtype=dtype)
-            V[:, :p] = V[:, :size] @ Sk
+            keep = r.order[:p]
+            V[:, :p] = V[:, :size] @ torch.from_numpy(r.S[:, keep].copy()).to(device=device, dtype=dtype)
             H[:] = 0.0
-            H[np.arange(p), np.arange(p)] = theta[keep]
-            if beta > 100 * eps * max(float(np.abs(theta).max()), np.finfo(float).tiny):
-                V[:, p] = w / beta
-            else:
-                w = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-                _orthogonalize(V[:, :p], w)
-                V[:, p] = w / torch.linalg.vector_norm(w)
+            H[np.arange(p), np.arange(p)] = r.theta[keep]
+            _set_next(V, p, w, beta, float(np.abs(r.theta).max()), gen)
             start = p
             restarts += 1
-    finally:
-        bar.close()
     vectors = None
     if return_vectors:
-        Sw = torch.from_numpy(S[:, want].copy()).to(device=device, dtype=dtype)
-        vectors = V[:, :size] @ Sw
+        vectors = V[:, :size] @ torch.from_numpy(r.S[:, r.want].copy()).to(device=device, dtype=dtype)
     return EigenResult(
-        eigenvalues=theta[want].copy(),
-        residuals=res_all[want].copy(),
-        converged=[bool(c) for c in conv],
+        eigenvalues=r.theta[r.want].copy(),
+        residuals=r.residuals[r.want].copy(),
+        converged=[bool(c) for c in r.converged],
         matvecs=matvecs,
         which=which,
         tol=float(tol),
