@@ -148,6 +148,43 @@ def _expand(
     return j + 1, beta, w, used
 
 
+def _thick_restart(
+    V: torch.Tensor,
+    H: np.ndarray,
+    r: _Ritz,
+    size: int,
+    k: int,
+    w: torch.Tensor,
+    beta: float,
+    gen: torch.Generator,
+) -> int:
+    """Keep the ``p`` most wanted Ritz vectors (projected matrix ``diag(theta)``) and continue from
+    ``v_{m+1}`` (Wu & Simon 2000); returns ``p``, the column to continue from."""
+    m = V.shape[1]
+    p = min(size - 1, max(k, k + (m - k) // 2))
+    keep = r.order[:p]
+    V[:, :p] = V[:, :size] @ torch.from_numpy(r.S[:, keep].copy()).to(device=V.device, dtype=V.dtype)
+    H[:] = 0.0
+    H[np.arange(p), np.arange(p)] = r.theta[keep]
+    _set_next(V, p, w, beta, float(np.abs(r.theta).max()), gen)
+    return p
+
+
+def _sizes(n: int, k: int, tol: float, max_matvecs: int | None, ncv: int | None) -> tuple[int, int]:
+    """Check the arguments of :func:`lanczos`; returns ``(matvec budget, basis size)``."""
+    if not 1 <= k <= n:
+        raise ConfigError(f"k={k!r} must be between 1 and the operator size {n}")
+    if not tol > 0:
+        raise ConfigError(f"tol={tol!r} must be > 0")
+    budget = default_max_matvecs(k) if max_matvecs is None else int(max_matvecs)
+    if budget < k:
+        raise ConfigError(f"max_matvecs={max_matvecs!r} must be at least k={k}")
+    m = min(n, ncv if ncv is not None else max(2 * k + 1, k + 20))
+    if m < min(n, k + 1):
+        raise ConfigError(f"ncv={ncv!r} must be larger than k={k}")
+    return budget, m
+
+
 def lanczos(
     op: Any,
     k: int = 1,
@@ -187,16 +224,7 @@ def lanczos(
     t0 = time.perf_counter()
     check_choice("which", which, WHICH)
     n, dtype, device = operator_info(op)
-    if not 1 <= k <= n:
-        raise ConfigError(f"k={k!r} must be between 1 and the operator size {n}")
-    if not tol > 0:
-        raise ConfigError(f"tol={tol!r} must be > 0")
-    budget = default_max_matvecs(k) if max_matvecs is None else int(max_matvecs)
-    if budget < k:
-        raise ConfigError(f"max_matvecs={max_matvecs!r} must be at least k={k}")
-    m = min(n, ncv if ncv is not None else max(2 * k + 1, k + 20))
-    if m < min(n, k + 1):
-        raise ConfigError(f"ncv={ncv!r} must be larger than k={k}")
+    budget, m = _sizes(n, k, tol, max_matvecs, ncv)
     eps = float(torch.finfo(dtype).eps)
     gen = torch.Generator().manual_seed(int(seed))
     if v0 is None:
@@ -218,14 +246,7 @@ def lanczos(
             bar.set_postfix(converged=f"{int(r.converged.sum())}/{k}", restarts=restarts)
             if (r.converged.all() and size >= k) or matvecs >= budget or size == n:
                 break
-            # thick restart: keep the p most wanted Ritz vectors and continue from v_{m+1}
-            p = min(size - 1, max(k, k + (m - k) // 2))
-            keep = r.order[:p]
-            V[:, :p] = V[:, :size] @ torch.from_numpy(r.S[:, keep].copy()).to(device=device, dtype=dtype)
-            H[:] = 0.0
-            H[np.arange(p), np.arange(p)] = r.theta[keep]
-            _set_next(V, p, w, beta, float(np.abs(r.theta).max()), gen)
-            start = p
+            start = _thick_restart(V, H, r, size, k, w, beta, gen)
             restarts += 1
     vectors = None
     if return_vectors:

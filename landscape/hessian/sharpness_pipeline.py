@@ -158,35 +158,7 @@ def _finish(
 ) -> SharpnessResult:
     """The stages both backends share (density, per layer, per batch, measures), then the result."""
     notes = list(spectrum.notes)
-    by_pyhessian = opts.backend == "pyhessian"
-    dens = layers = None
-    if opts.density:
-        if by_pyhessian:
-            notes.append("density: landscape SLQ (PyHessian 0.1 density() calls the removed torch.eig)")
-        # the backend's operator when it has one (data already checked), else a new one
-        op = spectrum.operator or HessianOperator(objective, mode=opts.mode, allow_nondeterministic=True)
-        dens = stage(
-            "density",
-            {"runs": opts.density_runs, "steps": opts.density_steps},
-            DensityResult,
-            lambda: slq(op, runs=opts.density_runs, steps=opts.density_steps, seed=opts.seed, quiet=quiet),
-        )
-    if opts.per_layer_by is not None:
-        if by_pyhessian:
-            notes.append("per-layer: landscape (PyHessian has no per-layer routine)")
-        layers = stage(
-            "per_layer",
-            {"group_by": opts.per_layer_by},
-            PerLayerResult,
-            lambda: per_layer(
-                objective,
-                group_by=opts.per_layer_by,
-                seed=opts.seed,
-                mode=opts.mode,
-                quiet=quiet,
-                allow_nondeterministic=True,
-            ),
-        )
+    dens, layers = _density_and_layers(objective, opts, spectrum, stage, notes, quiet=quiet)
     pb = spectrum.per_batch
     if opts.per_batch is not None and pb is None:
         pb = stage(
@@ -233,6 +205,50 @@ def _finish(
         measures=measures,
         notes=notes,
     )
+
+
+def _density_and_layers(
+    objective: Objective,
+    opts: SharpnessOptions,
+    spectrum: SpectrumStages,
+    stage: Stage,
+    notes: list[str],
+    *,
+    quiet: bool,
+) -> tuple[DensityResult | None, PerLayerResult | None]:
+    """The SLQ density and the per-layer table (this package's, whatever the backend)."""
+    by_pyhessian = opts.backend == "pyhessian"
+    dens = layers = None
+    if opts.density:
+        if by_pyhessian:
+            notes.append("density: landscape SLQ (PyHessian 0.1 density() calls the removed torch.eig)")
+        # the backend's operator when it has one (data already checked), else a new one
+        op = spectrum.operator
+        if op is None:
+            op = HessianOperator(objective, mode=opts.mode, allow_nondeterministic=True)
+        dens = stage(
+            "density",
+            {"runs": opts.density_runs, "steps": opts.density_steps},
+            DensityResult,
+            lambda: slq(op, runs=opts.density_runs, steps=opts.density_steps, seed=opts.seed, quiet=quiet),
+        )
+    if opts.per_layer_by is not None:
+        if by_pyhessian:
+            notes.append("per-layer: landscape (PyHessian has no per-layer routine)")
+        layers = stage(
+            "per_layer",
+            {"group_by": opts.per_layer_by},
+            PerLayerResult,
+            lambda: per_layer(
+                objective,
+                group_by=opts.per_layer_by,
+                seed=opts.seed,
+                mode=opts.mode,
+                quiet=quiet,
+                allow_nondeterministic=True,
+            ),
+        )
+    return dens, layers
 
 
 def _measures(objective: Objective, opts: SharpnessOptions, eig: EigenResult, stage: Stage) -> dict[str, Any]:
