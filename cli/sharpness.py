@@ -198,9 +198,14 @@ def sharpness(
 
     Batch norm uses running statistics (the Hessian of the evaluation-mode training loss). Under
     torchrun every rank takes a shard of the data and every product is all-reduced. With -o DIR each
-    finished stage (eigenvalues, trace, density, per layer, per batch, each measure) is kept in DIR, so rerunning
-    an interrupted command reuses the stages whose checkpoint, data and settings match. A result in
-    DIR made with other settings is never replaced without --overwrite.
+    finished stage (eigenvalues, trace, density, per layer, per batch, each --measure) is kept in DIR,
+    so rerunning an interrupted command reuses the stages whose checkpoint, data and settings match. A
+    result in DIR made with other settings is never replaced without --overwrite.
+
+    \b
+    --measure adds sharpness beyond the spectrum (sharpness.json "measures", a table row each with
+    value +- standard error); overlap (top-5 eigenspace) reuses the eigenvectors of --which LA with
+    --top-k >= 5 instead of running Lanczos again.
 
     \b
     Eigenvalues are listed most-wanted first: --which LA descending, SA ascending (most negative
