@@ -17,15 +17,33 @@ from landscape.cli.common import (
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
+from landscape.hessian import SharpnessOptions, SharpnessResult
+from landscape.hessian import sharpness as compute_sharpness
 from landscape.hessian.distributed import shard_from_environment
-from landscape.hessian.sharpness import SharpnessResult
-from landscape.hessian.sharpness import sharpness as compute_sharpness
-from landscape.io.atomic import atomic_path, atomic_save_npz, atomic_write_json
+from landscape.hessian.krylov import WHICH
+from landscape.hessian.layer_blocks import GROUP_BY
+from landscape.hessian.operator import HVP_MODES
+from landscape.hessian.sharpness_options import BACKENDS
+from landscape.hessian.trace_estimation import TRACE_METHODS
+from landscape.io.atomic import atomic_save_npz, atomic_write_json
 from landscape.io.loading import objective_from_checkpoint
+from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
+from landscape.measures.options import PERTURB_NORMS
 from landscape.runs import weights_digest
 
 STAGE_FOLDER = ".sharpness-stages"
 DENSITY_FILES = ("density.npz", "density.png")
+
+
+try:
+    from landscape.io.atomic import save_figure
+except ImportError:  # engineer A's shared helper (issue 9) is not on this branch yet: the same, inline
+    from landscape.io.atomic import atomic_path
+
+    def save_figure(fig: Any, path: Path) -> Path:
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
+        return path
 
 
 def _fmt(v: float | None) -> str:
@@ -40,7 +58,7 @@ def _fmt(v: float | None) -> str:
     "--which",
     default="LA",
     show_default=True,
-    type=click.Choice(["LA", "SA", "LM"]),
+    type=click.Choice(WHICH),
     help="LA largest, SA smallest (negative curvature), LM largest magnitude.",
 )
 @click.option("--tol", default=1e-6, show_default=True, type=float, help="Relative Ritz residual tolerance.")
@@ -50,7 +68,7 @@ def _fmt(v: float | None) -> str:
     "--trace-method",
     default="hutch++",
     show_default=True,
-    type=click.Choice(["hutch++", "hutchinson", "xtrace"]),
+    type=click.Choice(TRACE_METHODS),
     help="Trace estimator.",
 )
 @click.option(
@@ -69,24 +87,52 @@ def _fmt(v: float | None) -> str:
     "--per-layer-by",
     default="param",
     show_default=True,
-    type=click.Choice(["param", "module"]),
+    type=click.Choice(GROUP_BY),
     help="Group of --per-layer: each tensor or each module.",
 )
 @click.option(
     "--per-batch", default=None, type=int, metavar="B", help="Top-5 of each of the first B batches."
 )
 @click.option(
+    "--measure",
+    "measure",
+    default=None,
+    metavar="NAME[,NAME...]",
+    help=f"Sharpness measures beyond the spectrum: {', '.join(MEASURE_NAMES)}.",
+)
+@click.option(
+    "--rho", default=0.05, show_default=True, type=float, help="Radius of worst/average (measures)."
+)
+@click.option(
+    "--perturb-norm",
+    default="l2",
+    show_default=True,
+    type=click.Choice(PERTURB_NORMS),
+    help="Norm of the worst-case constraint.",
+)
+@click.option("--adaptive", is_flag=True, help="Perturbations in units of |w| (Kwon et al. 2021).")
+@click.option(
+    "--m", "m", default=None, type=int, help="Batch size of m-sharpness (default: the whole sample)."
+)
+@click.option("--steps", default=20, show_default=True, type=int, help="Ascent steps of worst and keskar.")
+@click.option("--restarts", default=1, show_default=True, type=int, help="Random starts of the ascent.")
+@click.option(
+    "--mc-samples", default=64, show_default=True, type=int, help="Monte Carlo draws of average, pac-bayes."
+)
+@click.option("--eps", default=None, type=float, help="random-max scale (0.01) or keskar box (1e-3).")
+@click.option("--layer", default=None, help="Linear layer of relative-flatness (module name).")
+@click.option(
     "--backend",
     default="landscape",
     show_default=True,
-    type=click.Choice(["landscape", "pyhessian"]),
+    type=click.Choice(BACKENDS),
     help="Run the same quantities through PyHessian to check against it.",
 )
 @click.option(
     "--hvp-mode",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "rev-rev", "fwd-rev"]),
+    type=click.Choice(HVP_MODES),
     help="Hessian-vector product: reverse-over-reverse or forward-over-reverse.",
 )
 @click.option(
@@ -126,6 +172,16 @@ def sharpness(
     per_layer: bool,
     per_layer_by: str,
     per_batch: int | None,
+    measure: str | None,
+    rho: float,
+    perturb_norm: str,
+    adaptive: bool,
+    m: int | None,
+    steps: int,
+    restarts: int,
+    mc_samples: int,
+    eps: float | None,
+    layer: str | None,
     backend: str,
     hvp_mode: str,
     cache_graphs: bool,
@@ -142,9 +198,14 @@ def sharpness(
 
     Batch norm uses running statistics (the Hessian of the evaluation-mode training loss). Under
     torchrun every rank takes a shard of the data and every product is all-reduced. With -o DIR each
-    finished stage (eigenvalues, trace, density, per layer, per batch) is kept in DIR, so rerunning
-    an interrupted command reuses the stages whose checkpoint, data and settings match. A result in
-    DIR made with other settings is never replaced without --overwrite.
+    finished stage (eigenvalues, trace, density, per layer, per batch, each --measure) is kept in DIR,
+    so rerunning an interrupted command reuses the stages whose checkpoint, data and settings match. A
+    result in DIR made with other settings is never replaced without --overwrite.
+
+    \b
+    --measure adds sharpness beyond the spectrum (sharpness.json "measures", a table row each with
+    value +- standard error); overlap (top-5 eigenspace) reuses the eigenvectors of --which LA with
+    --top-k >= 5 instead of running Lanczos again.
 
     \b
     Eigenvalues are listed most-wanted first: --which LA descending, SA ascending (most negative
@@ -156,6 +217,7 @@ def sharpness(
       landscape sharpness ckpt.pt --which SA --top-k 3 --json
       landscape sharpness ckpt.pt --trace --trace-rtol 0.01 --density -o out/
       landscape sharpness ckpt.pt --per-batch 10 --batch-size 128
+      landscape sharpness ckpt.pt --measure worst,average --adaptive --rho 0.05 -o out/
       landscape sharpness ckpt.pt --backend pyhessian --trace --trace-method hutchinson
       torchrun --nproc-per-node 2 -m landscape sharpness ckpt.pt --device cpu
     """
@@ -170,38 +232,7 @@ def sharpness(
         bn_mode=bn_mode,
         shard=shard,
     )
-    digest = weights_digest(ckpt.state_dict)
-    # what the result depends on; device, output and progress options are left out
-    settings: dict[str, Any] = {
-        "checkpoint_digest": digest,
-        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
-        "data": spec.to_dict(),
-        "batch_size": source["batch_size"],
-        "dtype": str(source["dtype"]),
-        "bn_mode": bn_mode,
-        "top_k": top_k,
-        "which": which,
-        "tol": tol,
-        "max_matvecs": max_matvecs,
-        "trace": {"method": trace_method, "matvecs": trace_matvecs, "rtol": trace_rtol}
-        if with_trace or trace_rtol is not None
-        else None,
-        "density": {"runs": density_runs, "steps": density_steps} if density else None,
-        "per_layer": per_layer_by if per_layer else None,
-        "per_batch": per_batch,
-        "backend": backend,
-        "hvp_mode": hvp_mode,
-        "seed": seed,
-        "allow_nondeterministic": allow_nondeterministic,
-    }
-    if out is not None:
-        check_replaceable(out / "sharpness.json", settings, companions=DENSITY_FILES, overwrite=overwrite)
-    quiet = quiet or as_json or (shard is not None and shard[0] != 0)
-    # With -o, finished stages are kept so an interrupted run resumes (one process only: under
-    # torchrun every rank must take part in every product).
-    stage_dir = out / STAGE_FOLDER if out is not None and (shard is None or shard[1] == 1) else None
-    result = compute_sharpness(
-        objective,
+    options = SharpnessOptions(
         top_k=top_k,
         which=which,
         tol=tol,
@@ -215,14 +246,33 @@ def sharpness(
         density_steps=density_steps,
         per_layer_by=per_layer_by if per_layer else None,
         per_batch=per_batch,
+        measures=tuple(parse_measure_names(measure)) if measure is not None else (),
+        measure_options=MeasureOptions(
+            rho=rho,
+            perturb_norm=perturb_norm,
+            adaptive=adaptive,
+            m=m,
+            steps=steps,
+            restarts=restarts,
+            mc_samples=mc_samples,
+            eps=eps,
+            layer=layer,
+        ),
         backend=backend,
         mode=hvp_mode,
-        cache_graphs=cache_graphs,
         seed=seed,
         allow_nondeterministic=allow_nondeterministic,
-        resume_dir=stage_dir,
-        quiet=quiet,
+        cache_graphs=cache_graphs,
     )
+    digest = weights_digest(ckpt.state_dict)
+    settings = _settings(options, digest, ckpt, spec, source, bn_mode)
+    if out is not None:
+        check_replaceable(out / "sharpness.json", settings, companions=DENSITY_FILES, overwrite=overwrite)
+    quiet = quiet or as_json or (shard is not None and shard[0] != 0)
+    # With -o, finished stages are kept so an interrupted run resumes (one process only: under
+    # torchrun every rank must take part in every product).
+    stage_dir = out / STAGE_FOLDER if out is not None and (shard is None or shard[1] == 1) else None
+    result = compute_sharpness(objective, options, resume_dir=stage_dir, quiet=quiet)
     if shard is not None and shard[0] != 0:
         return  # rank 0 reports
     doc = {
@@ -248,6 +298,47 @@ def sharpness(
         _print_table(result, out)
 
 
+def _settings(
+    options: SharpnessOptions, digest: str, ckpt: Any, spec: Any, source: dict[str, Any], bn_mode: str
+) -> dict[str, Any]:
+    """What the result depends on (device, output and progress options left out): a result in -o DIR
+    made with other settings is not replaced without --overwrite."""
+    settings: dict[str, Any] = {
+        "checkpoint_digest": digest,
+        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
+        "data": spec.to_dict(),
+        "batch_size": source["batch_size"],
+        "dtype": str(source["dtype"]),
+        "bn_mode": bn_mode,
+        "top_k": options.top_k,
+        "which": options.which,
+        "tol": options.tol,
+        "max_matvecs": options.max_matvecs,
+        "trace": {
+            "method": options.trace_method,
+            "matvecs": options.trace_matvecs,
+            "rtol": options.trace_rtol,
+        }
+        if options.wants_trace
+        else None,
+        "density": {"runs": options.density_runs, "steps": options.density_steps}
+        if options.density
+        else None,
+        "per_layer": options.per_layer_by,
+        "per_batch": options.per_batch,
+        "backend": options.backend,
+        "hvp_mode": options.mode,
+        "seed": options.seed,
+        "allow_nondeterministic": options.allow_nondeterministic,
+    }
+    if options.measures:  # absent otherwise, so results written before measures existed still match
+        settings["measures"] = {
+            "names": list(options.measures),
+            "options": options.measure_settings.to_dict(),
+        }
+    return settings
+
+
 def _write_density(out: Path, result: SharpnessResult) -> None:
     from landscape.plot.spectrum import plot_density
 
@@ -258,8 +349,7 @@ def _write_density(out: Path, result: SharpnessResult) -> None:
     )
     marked = {"LA": "largest eigenvalues", "SA": "smallest eigenvalues", "LM": "largest |eigenvalues|"}
     fig = plot_density(d, eigenvalues=result.eigenvalues, eigenvalues_label=marked[result.which])
-    with atomic_path(out / "density.png", suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    save_figure(fig, out / "density.png")
 
 
 def _print_table(r: SharpnessResult, out: Path | None) -> None:
@@ -284,6 +374,9 @@ def _print_table(r: SharpnessResult, out: Path | None) -> None:
                 f"mean positive {_fmt(b.mean_positive)}, max {_fmt(b.max)}, negative {b.percent_negative:.1f}%",
             )
         )
+    for name, m in (r.measures or {}).items():
+        spread = "" if m.stderr is None else f" +- {_fmt(m.stderr)}"
+        rows.append((f"measure {name}", f"{_fmt(m.value)}{spread}"))
     if r.per_layer is not None:
         for e in r.per_layer.layers:
             rows.append(

@@ -1,13 +1,25 @@
 """Hessian spectra of an objective: HVP operator, Lanczos, power iteration, trace, density.
 
 Algorithms are plain functions over a linear operator (anything with ``.shape`` and ``@``);
-:class:`HessianOperator` turns an :class:`~landscape.objective.Objective` into one.
+:class:`HessianOperator` turns an :class:`~landscape.objective.Objective` into one. Modules are named
+for what they hold, never for a function they export, so ``import landscape.hessian.krylov`` always
+gives the module:
+
+* ``operator``: :class:`HessianOperator` (HVPs over the data); ``krylov``: :func:`lanczos`;
+  ``power``: :func:`power_iteration`; ``eigen``: :func:`top_eigenpairs`.
+* ``trace_estimation``: :func:`trace` by name, over ``trace_hutchinson``, ``trace_hutchpp`` and
+  ``trace_xtrace`` (one estimator each; ``trace_common`` holds what they share).
+* ``spectral_density``: :func:`slq`; ``layer_blocks``: :func:`per_layer`; ``per_batch``:
+  :func:`per_batch_protocol`.
+* ``sharpness_pipeline``: :func:`sharpness` with :class:`SharpnessOptions` (``sharpness_options``)
+  and :class:`SharpnessResult` (``sharpness_result``); ``pyhessian_backend``; ``stages`` (resume).
 """
 
 from landscape.hessian.eigen import top_eigenpairs
-from landscape.hessian.lanczos import lanczos
+from landscape.hessian.krylov import lanczos
+from landscape.hessian.layer_blocks import per_layer
 from landscape.hessian.operator import HessianOperator
-from landscape.hessian.per_layer import per_layer
+from landscape.hessian.per_batch import per_batch_protocol
 from landscape.hessian.power import power_iteration
 from landscape.hessian.results import (
     DensityResult,
@@ -17,9 +29,14 @@ from landscape.hessian.results import (
     PerLayerResult,
     TraceResult,
 )
-from landscape.hessian.sharpness import SharpnessResult, per_batch_protocol, sharpness
-from landscape.hessian.slq import slq
-from landscape.hessian.trace import hutchinson, hutchpp, trace, xtrace
+from landscape.hessian.sharpness_options import SharpnessOptions
+from landscape.hessian.sharpness_pipeline import sharpness
+from landscape.hessian.sharpness_result import SharpnessResult
+from landscape.hessian.spectral_density import slq
+from landscape.hessian.trace_estimation import trace
+from landscape.hessian.trace_hutchinson import hutchinson
+from landscape.hessian.trace_hutchpp import hutchpp
+from landscape.hessian.trace_xtrace import xtrace
 
 __all__ = [
     "DensityResult",
@@ -28,6 +45,7 @@ __all__ = [
     "LayerEntry",
     "PerBatchResult",
     "PerLayerResult",
+    "SharpnessOptions",
     "SharpnessResult",
     "TraceResult",
     "hutchinson",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from landscape.hessian.lanczos import lanczos
+from landscape.hessian.krylov import lanczos
 from landscape.hessian.operator import HessianOperator
 from landscape.hessian.results import EigenResult
 from landscape.objective import Objective

@@ -274,8 +274,3 @@ def operator_info(op: Any) -> tuple[int, torch.dtype, torch.device]:
         dtype = torch.float64
     device = getattr(op, "device", torch.device("cpu"))
     return int(shape[0]), dtype, torch.device(device)
-
-
-def matvec_count(op: Any) -> int | None:
-    """The operator's own matvec counter when it has one."""
-    return getattr(op, "matvecs", None)

@@ -1,6 +1,6 @@
 """Resume ``sharpness`` after an interruption: each finished stage is kept on disk with its key.
 
-A stage (eigenvalues, trace, density, per layer, per batch) is saved as soon as it finishes, under a
+A stage (eigenvalues, trace, density, per layer, per batch, each measure) is saved as soon as it finishes, under a
 key made of the model's state, the data, the numerical settings and the stage's own options. On a
 rerun a stage whose key matches is read back instead of recomputed; any difference (another
 checkpoint, ``--samples``, seed, dtype, tolerance, ...) recomputes it. The result file is written
@@ -10,7 +10,6 @@ before its key, so a key on disk always names a complete result.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +19,7 @@ from landscape.io.atomic import atomic_write_json
 from landscape.io.digest import data_digest, model_digest, settings_digest
 from landscape.objective import Objective
 
-R = TypeVar("R", bound=SavedResult)
+R = TypeVar("R")
 
 
 class StageCache:
@@ -54,16 +53,26 @@ class StageCache:
         if key_file.is_file() and result_file.is_file():
             try:
                 if json.loads(key_file.read_text()).get("key") == key:
-                    result = cls.load(result_file)
+                    result = _load(cls, result_file)
                     self.reused.append(name)
                     return result
             except Exception:  # a damaged stage file is recomputed, never trusted
                 pass
         result = compute()
-        result.save(result_file)
+        _save(result, result_file)
         atomic_write_json(key_file, {"key": key, "stage": name})
         return result
 
-    def clear(self) -> None:
-        """Remove the stage folder (once the whole result is written)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+
+def _save(result: Any, path: Path) -> None:
+    """A :class:`SavedResult` saves itself (JSON + NPZ); other results (a measure) as their ``to_dict``."""
+    if isinstance(result, SavedResult):
+        result.save(path)
+    else:
+        atomic_write_json(path, result.to_dict())
+
+
+def _load(cls: type[R], path: Path) -> R:
+    if issubclass(cls, SavedResult):
+        return cls.load(path)  # type: ignore[return-value]
+    return cls.from_dict(json.loads(path.read_text()))  # type: ignore[attr-defined]

@@ -243,7 +243,7 @@ def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, m
 
     from landscape.cli.sharpness import STAGE_FOLDER
 
-    sharpness_module = importlib.import_module("landscape.hessian.sharpness")
+    sharpness_module = importlib.import_module("landscape.hessian.sharpness_pipeline")
     out = tmp_path / "out"
     args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *DENSITY, "--json", "-o", str(out)]
 
@@ -258,3 +258,65 @@ def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, m
     assert code == 0, stderr
     assert json.loads(stdout)["notes"] == ["stages read back from an interrupted run: eigen"]
     assert (out / "density.npz").is_file() and not (out / STAGE_FOLDER).exists()
+
+
+MEASURE = ["--measure", "average,overlap", "--mc-samples", "4", "--rho", "0.02"]
+
+
+def test_measures_in_the_json_and_the_table(cnn_checkpoint, tmp_path) -> None:
+    from landscape.measures import MeasureOptions, compute_measures
+
+    out = tmp_path / "out"
+    base = ["sharpness", str(cnn_checkpoint), *BASE, "--top-k", "5", *MEASURE]
+    code, stdout, stderr = _run([*base, "--json", "-o", str(out)])
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert list(doc["measures"]) == ["average", "overlap"]
+    assert doc["settings"]["measures"]["names"] == ["average", "overlap"]
+    assert doc["settings"]["measures"]["options"]["rho"] == 0.02
+    obj, _, _ = objective_from_checkpoint(
+        cnn_checkpoint, samples=48, batch_size=20, device="cpu", dtype=torch.float64
+    )
+    ref = compute_measures(obj, ["average", "overlap"], MeasureOptions(mc_samples=4, rho=0.02, seed=0))
+    average = doc["measures"]["average"]
+    assert average["value"] == pytest.approx(ref["average"].value, rel=1e-10)
+    assert average["stderr"] == pytest.approx(ref["average"].stderr, rel=1e-10)
+    assert average["settings"]["rho"] == 0.02 and average["seed"] == 0
+    overlap = doc["measures"]["overlap"]
+    assert overlap["cost"]["hvps"] == 0  # the eigen stage's vectors, not a Lanczos run of its own
+    assert overlap["value"] == pytest.approx(ref["overlap"].value, rel=1e-4)  # its own Lanczos (tol 1e-6)
+    code, table, stderr = _run(base)
+    assert code == 0, stderr
+    row = next(line for line in table.splitlines() if "measure average" in line)
+    assert f"{average['value']:.6g} +- {average['stderr']:.6g}" in row
+    assert "measure overlap" in table
+
+
+def test_measures_resume_per_measure_and_decide_replacement(cnn_checkpoint, tmp_path, monkeypatch) -> None:
+    import landscape.measures
+
+    out = tmp_path / "out"
+    args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "5", *MEASURE, "--json", "-o", str(out)]
+    real = landscape.measures.compute_measures
+
+    def killed_at_overlap(objective, names, *a, **k):
+        if list(names) == ["overlap"]:
+            raise KeyboardInterrupt
+        return real(objective, names, *a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(landscape.measures, "compute_measures", killed_at_overlap)
+        assert _run(args)[0] == 130
+    code, stdout, stderr = _run(args)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["notes"] == ["stages read back from an interrupted run: eigen, measure-average"]
+    assert doc["measures"]["overlap"]["cost"]["hvps"] > 0  # eigen was read back: no vectors to reuse
+    code, _, stderr = _run([*args[:-3], "--rho", "0.03", "--json", "-o", str(out)])
+    assert code == 1 and "differs in: measures" in stderr and "--overwrite" in stderr
+
+
+def test_an_unknown_measure_is_one_line(cnn_checkpoint) -> None:
+    code, _, stderr = _run(["sharpness", str(cnn_checkpoint), *SMALL, "--measure", "worst,sharpest"])
+    assert code == 1 and stderr.count("\n") == 1
+    assert "measure 'sharpest' is not known; choose from worst, average" in stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hessian_helpers import dense_hessian, digits, make_cnn, make_mlp
 
 from landscape.objective import Objective
+from landscape.testing import dense_hessian, digits, make_cnn, make_mlp
 
 torch.set_num_threads(1)  # tiny problems: threads only contend with the other test workers
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from hessian_helpers import digits, make_mlp
 
 from landscape.hessian import HessianOperator, sharpness, top_eigenpairs
 from landscape.objective import Objective
+from landscape.testing import digits, make_mlp
 
 WORLD = 2
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hessian_helpers import dense_hessian, digits, make_cnn, make_mlp
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from landscape.errors import ConfigError, NonDeterministicDataError
 from landscape.hessian import HessianOperator
 from landscape.objective import Objective
+from landscape.testing import dense_hessian, digits, make_cnn, make_mlp
 
 
 @pytest.mark.parametrize("mode", ["rev-rev", "fwd-rev"], ids=["rev-rev", "fwd-rev"])

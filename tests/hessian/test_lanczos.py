@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import spectrum_matrix
 
 from landscape.errors import ConfigError
 from landscape.hessian import lanczos, top_eigenpairs
+from landscape.testing import spectrum_matrix
 
 
 def _expected(evals: np.ndarray, k: int, which: str) -> np.ndarray:

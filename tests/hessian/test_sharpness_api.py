@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import dense_hessian, digits, make_cnn, make_mlp
 
 from landscape.errors import ConfigError
 from landscape.hessian import (
@@ -18,6 +17,7 @@ from landscape.hessian import (
 )
 from landscape.hessian.operator import HessianOperator
 from landscape.objective import Objective
+from landscape.testing import dense_hessian, digits, make_cnn, make_mlp
 
 
 def _blocks(obj: Objective, H: torch.Tensor, groups: list[list[int]]) -> list[torch.Tensor]:

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import digits, make_cnn
 
 from landscape.hessian import sharpness
 from landscape.objective import Objective
+from landscape.testing import digits, make_cnn
 
 # the module, not the function of the same name that landscape.hessian exports
-sharpness_module = importlib.import_module("landscape.hessian.sharpness")
+sharpness_module = importlib.import_module("landscape.hessian.sharpness_pipeline")
 OPTIONS = dict(
     top_k=3, tol=1e-9, with_trace=True, trace_matvecs=12, density=True, density_runs=2, density_steps=8
 )

@@ -6,12 +6,12 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import spectrum_matrix
 
 from landscape.errors import ConfigError
 from landscape.hessian.results import DensityResult
-from landscape.hessian.slq import lanczos_quadrature, slq
+from landscape.hessian.spectral_density import lanczos_quadrature, slq
 from landscape.plot.spectrum import plot_density, plot_eigenvalues
+from landscape.testing import spectrum_matrix
 
 matplotlib.use("Agg")
 
@@ -89,9 +89,14 @@ def test_density_roundtrip_and_figure(tmp_path) -> None:
 def test_plot_eigenvalues_by_index() -> None:
     from landscape.hessian import lanczos
 
-    A, _ = _matrix(60)
+    A, lam = _matrix(60)
     fig = plot_eigenvalues(lanczos(A, 3))
     assert len(fig.axes[0].lines) == 2  # points + the zero line
+    points, zero = fig.axes[0].lines
+    np.testing.assert_array_equal(points.get_xdata(), [1, 2, 3])  # by index, from 1
+    # the plotted values are the three largest eigenvalues of the matrix, most wanted first
+    np.testing.assert_allclose(points.get_ydata(), [8.0, 5.0, 4.0], rtol=1e-8)
+    np.testing.assert_array_equal(zero.get_ydata(), [0.0, 0.0])
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hessian_helpers import spectrum_matrix
 
 from landscape.errors import ConfigError
+from landscape.hessian import hutchinson, hutchpp, trace, xtrace
 from landscape.hessian.operator import rademacher
 from landscape.hessian.power import power_iteration
 from landscape.hessian.results import TraceResult
-from landscape.hessian.trace import hutchinson, hutchpp, trace, xtrace, xtrace_estimates
+from landscape.hessian.trace_xtrace import xtrace_estimates
+from landscape.testing import spectrum_matrix
 
 
 def _dense(seed: int = 0, n: int = 80) -> torch.Tensor:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from landscape.errors import ConfigError
-from landscape.hessian.lanczos import _orthogonalize
+from landscape.hessian.krylov import orthogonalize
 from landscape.hessian.operator import operator_info, rademacher
 from landscape.hessian.results import DensityResult
 from landscape.progress import Progress
@@ -46,7 +46,7 @@ def lanczos_quadrature(op: Any, v: torch.Tensor, steps: int) -> tuple[np.ndarray
     beta: list[float] = []
     for j in range(steps):
         w = (op @ V[:, j]).to(device=device, dtype=dtype).clone()
-        h = _orthogonalize(V[:, : j + 1], w)
+        h = orthogonalize(V[:, : j + 1], w)
         alpha.append(float(h[j]))
         b = float(torch.linalg.vector_norm(w))
         scale = max(abs(a) for a in alpha) + max(beta, default=0.0)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from landscape.errors import check_choice
-from landscape.hessian.lanczos import lanczos
+from landscape.hessian.krylov import lanczos
 from landscape.hessian.operator import HessianOperator, rademacher
 from landscape.hessian.results import LayerEntry, PerLayerResult
 from landscape.objective import Objective

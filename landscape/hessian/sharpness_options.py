@@ -1,0 +1,170 @@
+"""Every setting of ``sharpness`` in one dataclass, shared by the CLI and both backends.
+
+One :class:`SharpnessOptions` travels from the caller (the CLI maps its flags onto these fields) to the
+landscape backend, the PyHessian adapter and the stage cache; :meth:`SharpnessOptions.validate` refuses
+impossible combinations before any Hessian-vector product is spent, naming the Python parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from landscape.errors import ConfigError, check_choice, check_positive
+from landscape.hessian.krylov import WHICH
+from landscape.hessian.layer_blocks import GROUP_BY
+from landscape.hessian.trace_estimation import MIN_MATVECS, TRACE_METHODS
+
+if TYPE_CHECKING:  # the measures import this package: load them only when asked for
+    from landscape.measures.options import MeasureOptions
+
+BACKENDS = ("landscape", "pyhessian")
+
+
+@dataclass
+class SharpnessOptions:
+    """What ``sharpness`` computes and how (every field is a keyword of :func:`sharpness` too).
+
+    Attributes:
+        top_k: number of eigenvalues.
+        which: ``'LA'``, ``'SA'`` or ``'LM'`` (Lanczos; PyHessian's power iteration is always ``LM``).
+        tol: Lanczos relative Ritz residual tolerance (PyHessian: its relative-change tolerance).
+        max_matvecs: Lanczos budget (PyHessian: ``maxIter`` per eigenvalue, default 100).
+        with_trace: estimate ``tr(H)`` (implied by ``trace_rtol``).
+        trace_method: ``'hutch++'``, ``'hutchinson'`` or ``'xtrace'``.
+        trace_matvecs: products of a fixed-budget trace (sketch size with ``trace_rtol``).
+        trace_rtol: stop the trace at this relative standard error (up to ``trace_max_matvecs``).
+        trace_max_matvecs: trace budget in ``trace_rtol`` mode.
+        density: add the SLQ spectral density (``density_runs`` runs of ``density_steps`` steps).
+        density_runs: SLQ runs.
+        density_steps: Lanczos steps per SLQ run.
+        per_layer_by: ``'param'`` or ``'module'`` to add per-layer top eigenvalue and trace.
+        per_batch: run the per-batch protocol on the first ``per_batch`` batches.
+        per_batch_which: ``which`` of the per-batch protocol (``'LM'``: what power iteration finds;
+            the only choice with ``backend='pyhessian'``).
+        measures: sharpness measures beyond the spectrum (:data:`landscape.measures.MEASURE_NAMES`).
+        measure_options: their settings (``None``: the defaults; its ``seed`` is replaced by ``seed``).
+        backend: ``'landscape'`` or ``'pyhessian'``.
+        mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
+        seed: seed of every random draw.
+        allow_nondeterministic: skip the determinism check of loader data.
+        cache_graphs: keep every batch's gradient graph between products (rev-rev; faster when
+            the activations of the whole sample fit in memory).
+    """
+
+    top_k: int = 5
+    which: str = "LA"
+    tol: float = 1e-6
+    max_matvecs: int | None = None
+    with_trace: bool = False
+    trace_method: str = "hutch++"
+    trace_matvecs: int = 99
+    trace_rtol: float | None = None
+    trace_max_matvecs: int = 3000
+    density: bool = False
+    density_runs: int = 4
+    density_steps: int = 40
+    per_layer_by: str | None = None
+    per_batch: int | None = None
+    per_batch_which: str = "LM"
+    measures: tuple[str, ...] = ()
+    measure_options: MeasureOptions | None = None
+    backend: str = "landscape"
+    mode: str = "auto"
+    seed: int = 0
+    allow_nondeterministic: bool = False
+    cache_graphs: bool = False
+
+    @property
+    def wants_trace(self) -> bool:
+        """The trace is estimated when asked for, or when a target accuracy is given."""
+        return self.with_trace or self.trace_rtol is not None
+
+    @property
+    def measure_settings(self) -> MeasureOptions:
+        """:attr:`measure_options` (or the defaults) drawing from the run's ``seed``."""
+        from landscape.measures.options import MeasureOptions
+
+        return replace(self.measure_options or MeasureOptions(), seed=self.seed)
+
+    def with_overrides(self, **overrides: Any) -> SharpnessOptions:
+        """A copy with ``overrides`` applied.
+
+        Raises:
+            ConfigError: a name that is not a field.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown sharpness options {unknown}; valid: {sorted(known)}")
+        return replace(self, **overrides)
+
+    def validate(self, num_params: int) -> None:
+        """Refuse impossible settings before any product is spent, naming the parameter.
+
+        Raises:
+            ConfigError: the first bad field, its value and what would be valid.
+        """
+        check_choice("which", self.which, WHICH)
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("trace_method", self.trace_method, TRACE_METHODS)
+        check_choice("per_batch_which", self.per_batch_which, WHICH)
+        check_positive("top_k", self.top_k)
+        check_positive("tol", self.tol)
+        if self.per_layer_by is not None:
+            check_choice("per_layer", self.per_layer_by, GROUP_BY)
+        if self.trace_rtol is not None:
+            check_positive("trace_rtol", self.trace_rtol)
+        self._check_budgets(num_params)
+        if self.measures:
+            from landscape.measures.dispatch import parse_measure_names
+
+            parse_measure_names(self.measures)
+            self.measure_settings.validate()
+        if self.backend == "pyhessian":
+            self._check_pyhessian()
+
+    def _check_budgets(self, n: int) -> None:
+        if self.top_k > n:
+            raise ConfigError(
+                f"top_k={self.top_k!r} is more than the {n} parameters of the model; use top_k <= {n}"
+            )
+        if self.max_matvecs is not None and self.max_matvecs < self.top_k:
+            raise ConfigError(f"max_matvecs={self.max_matvecs!r} must be at least top_k={self.top_k}")
+        if self.wants_trace:
+            need = MIN_MATVECS[self.trace_method]
+            if self.trace_matvecs < need:
+                raise ConfigError(
+                    f"trace_matvecs={self.trace_matvecs!r} is too small for "
+                    f"trace_method={self.trace_method!r}; it needs at least {need}"
+                )
+            if self.trace_method == "xtrace" and self.trace_rtol is not None:
+                raise ConfigError(
+                    "trace_rtol is not available with trace_method='xtrace' (a fixed budget); "
+                    "use trace_method='hutch++' or 'hutchinson'"
+                )
+        if self.density:
+            check_positive("density_runs", self.density_runs)
+            check_positive("density_steps", self.density_steps)
+        if self.per_batch is not None:
+            check_positive("per_batch", self.per_batch)
+
+    def _check_pyhessian(self) -> None:
+        if self.which == "SA":
+            raise ConfigError(
+                "which='SA' is not available with backend='pyhessian' (power iteration finds the "
+                "largest-magnitude eigenvalues); use backend='landscape' or which='LM'"
+            )
+        if self.per_batch is not None and self.per_batch_which != "LM":
+            raise ConfigError(
+                f"per_batch_which={self.per_batch_which!r} is not available with backend='pyhessian' "
+                "(power iteration finds the largest-magnitude eigenvalues); use per_batch_which='LM' "
+                "or backend='landscape'"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (``measures`` as a list, ``measure_options`` as a dictionary)."""
+        d = asdict(self)
+        d["measures"] = list(self.measures)
+        d["measure_options"] = self.measure_settings.to_dict() if self.measures else None
+        return d
