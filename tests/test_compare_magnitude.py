@@ -15,7 +15,7 @@ from landscape.errors import ResultFileError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.runs import Comparison, compare_runs, summarize_run
-from landscape.train import TrainConfig, train
+from landscape.training import TrainConfig, train
 
 
 def _config(opt, seed=3):

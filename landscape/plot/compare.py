@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from landscape.runs import Comparison
+from landscape.runs.compare import Comparison
 
 _TITLES = {
     "frac_larger": "fraction of |g_SAM,i| > |g_SGD,i|",

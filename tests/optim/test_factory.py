@@ -149,14 +149,17 @@ def test_every_optimizer_steps_on_cuda_like_cpu(name, digits, mlp_factory):
 
 
 def test_newton_summary_factory_fills_the_seed_example_settings():
-    from landscape.optim.factory import NEWTON_SUMMARY_DEFAULTS
-
+    """Unset options take the values of the grnewt minimal example (seed document 002):
+    ``dct_nesterov={'use': True, 'damping_int': 10.}``, ``period_hg=10``, ``mom_lrs=.5``,
+    ``remove_negative=True``, with the canonical partition (one group per tensor)."""
+    seed_example = {"damping_int": 10.0, "period_hg": 10, "mom_lrs": 0.5, "remove_negative": True}
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64))]
     opt = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader)
-    group = opt.param_groups[0]
-    for key, value in NEWTON_SUMMARY_DEFAULTS.items():
-        assert group.get(key, getattr(opt, key, None)) == value, key
+    assert len(opt.param_groups) == 2  # canonical: the weight and the bias
+    for group in opt.param_groups:
+        for key, value in seed_example.items():
+            assert group.get(key, getattr(opt, key, None)) == value, key
     mine = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader, period_hg=3)
     assert mine.param_groups[0].get("period_hg", getattr(mine, "period_hg", None)) == 3
 
