@@ -353,3 +353,60 @@ def test_only_a_missing_test_split_is_tolerated(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="test_batch"):
         train(_tiny(), tmp_path / "broken", quiet=True)
     assert not (tmp_path / "broken").exists()
+
+
+# -- the caller's config, hooks --------------------------------------------------------------------
+def test_train_leaves_the_callers_config_as_given(tmp_path):
+    import copy
+
+    config = _tiny("sgd-hess", seed=4)
+    given = copy.deepcopy(config)
+    train(config, tmp_path / "run", quiet=True)
+    assert config == given  # rho, options and model sizes were resolved in a copy
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["rho"] == 0.05 and saved["optimizer_kwargs"] == {"hessian_period": 1, "seed": 4}
+    assert saved["model"]["kwargs"] == {"width": 2, "in_channels": 1, "num_classes": 10}
+
+
+def test_step_and_epoch_hooks_see_each_logged_row(tmp_path):
+    steps, epochs = [], []
+    res = train(
+        _tiny("sam", epochs=2),
+        tmp_path / "run",
+        quiet=True,
+        step_hooks=[lambda s: steps.append((s.epoch, s.step, s.loss, dict(s.row), s.optimizer))],
+        epoch_hooks=[lambda e: epochs.append((e.epoch, e.step, dict(e.metrics), e.folder.path))],
+    )
+    with open(tmp_path / "run" / "steps.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    assert len(steps) == len(logged) == res.steps_done == 4
+    for (epoch, step, loss, row, optimizer), line in zip(steps, logged):
+        assert (epoch, step) == (int(line["epoch"]), int(line["step"])) == (row["epoch"], row["step"])
+        assert loss == row["loss"] == float(line["loss"])
+        assert float(line["frac_larger"]) == row["frac_larger"]
+        assert optimizer.__class__.__name__ == "SAM"
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        metrics = list(csv.DictReader(fh))[1:]  # epoch 0 is the initialization, before any hook
+    assert [(e, s) for e, s, _, _ in epochs] == [(1, 2), (2, 4)]
+    for (_, _, m, path), line in zip(epochs, metrics):
+        assert m["train_loss"] == float(line["train_loss"]) and path == tmp_path / "run"
+
+
+def test_cli_names_flags_where_the_library_names_parameters():
+    from landscape.cli.train import to_flags
+
+    cases = {
+        "the loss became nan at epoch 1, step 3; lower lr (now 0.05) or rho": (
+            "the loss became nan at epoch 1, step 3; lower --lr (now 0.05) or --rho"
+        ),
+        "'/runs/lr' holds a run with other settings (lr differ); use another out_dir or pass overwrite=True": (
+            "'/runs/lr' holds a run with other settings (lr differ); use another -o/--out or pass --overwrite"
+        ),
+        "out_dir='/x' exists and is not a directory": "-o/--out '/x' exists and is not a directory",
+        "device='tpu' is not valid": "--device='tpu' is not valid",
+        "--device='tpu' is not valid": "--device='tpu' is not valid",
+        "optimizer='adagrad' is not valid; choose one of 'sgd'": "--optimizer adagrad is not valid; choose one of 'sgd'",
+        "small_batch_size=0 must be an integer >= 1": "small_batch_size=0 must be an integer >= 1",
+    }
+    for message, expected in cases.items():
+        assert to_flags(message) == expected
