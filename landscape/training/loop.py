@@ -214,8 +214,10 @@ def _prepare(
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device=dev, dtype=dtype)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss()  # recipes (label smoothing) choose the loss here
     optimizer = _build_optimizer(cfg, model, train_ds, loss_fn, user_options=config.optimizer_kwargs)
+    # A learning-rate schedule is built here from the config and stepped by a step hook; its state
+    # then goes into state.pt with the optimizer's, so that a resumed run stays bit-identical.
     batches = SeededBatches(train_ds, dev, dtype)
     small, large = step_batch_sizes(optimizer, cfg.batch_size)
     steps_per_epoch = batches.n // (small + large)
