@@ -98,6 +98,11 @@ def compare_magnitude(
     if as_json:
         echo_json(comparison.to_dict())
         return
+    _echo_table(comparison)
+
+
+def _echo_table(comparison: Comparison) -> None:
+    """The comparison as an aligned text table on stdout."""
     header = (
         "run",
         "optimizer",
@@ -108,20 +113,19 @@ def compare_magnitude(
         "frac>_late",
         "ratio_mean",
     )
-    rows = []
-    for r in comparison.runs:
-        rows.append(
-            (
-                r.name,
-                r.optimizer,
-                f"{r.test_accuracy:.4f}",
-                f"{r.train_loss:.4g}",
-                "" if r.lambda_max is None else f"{r.lambda_max:.5g}",
-                _fmt(r.stats_early.get("frac_larger")),
-                _fmt(r.stats_late.get("frac_larger")),
-                _fmt(r.stats_mean.get("grad_norm_ratio")),
-            )
+    rows = [
+        (
+            r.name,
+            r.optimizer,
+            f"{r.test_accuracy:.4f}",
+            f"{r.train_loss:.4g}",
+            "" if r.lambda_max is None else f"{r.lambda_max:.5g}",
+            _fmt(r.stats_early.get("frac_larger")),
+            _fmt(r.stats_late.get("frac_larger")),
+            _fmt(r.stats_mean.get("grad_norm_ratio")),
         )
+        for r in comparison.runs
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for row in rows:

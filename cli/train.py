@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
 
 from landscape.cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
+from landscape.device import DTYPES
+from landscape.errors import LandscapeError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
+from landscape.optim.decompose import DECOMPOSITIONS
 from landscape.optim.factory import OPTIMIZER_NAMES
-from landscape.train import TrainConfig
-from landscape.train import train as run_training
+from landscape.training import TrainConfig
+from landscape.training import train as run_training
+
+# Library messages name TrainConfig fields and train() parameters; here they are these flags.
+_VALUE_FLAGS = {  # "name=value" -> "--flag=value"
+    "lr": "--lr",
+    "momentum": "--momentum",
+    "weight_decay": "--weight-decay",
+    "rho": "--rho",
+    "batch_size": "--batch-size",
+    "epochs": "--epochs",
+    "save_every": "--save-every",
+    "seed": "--seed",
+    "device": "--device",
+    "dtype": "--dtype",
+}
+_WORD_FLAGS = {  # the bare name, where a message says what to change ("lower batch_size")
+    "lr": "--lr",
+    "rho": "--rho",
+    "batch_size": "--batch-size",
+    "optimizer_kwargs": "--opt-kwargs",
+    "out_dir": "-o/--out",
+}
+_NAME = r"(?<![-\w.])"  # a name starts here: not inside a word, a path or a flag
+_REWRITES = (
+    (re.compile(_NAME + r"overwrite=True\b"), "--overwrite"),
+    (re.compile(_NAME + r"out_dir="), "-o/--out "),
+    (re.compile(_NAME + r"data="), "--data "),
+    (re.compile(_NAME + r"optimizer_kwargs="), "--opt-kwargs "),
+    (re.compile(_NAME + r"optimizer='([^']*)'"), r"--optimizer \1"),
+    (re.compile(_NAME + "(" + "|".join(_VALUE_FLAGS) + ")="), lambda m: _VALUE_FLAGS[m.group(1)] + "="),
+    (
+        re.compile(r"\b(lower|or|in|another) (" + "|".join(_WORD_FLAGS) + r")\b(?!=)"),
+        lambda m: f"{m.group(1)} {_WORD_FLAGS[m.group(2)]}",
+    ),
+)
+
+
+def to_flags(message: str) -> str:
+    """``batch_size=0 must be > 0`` -> ``--batch-size=0 must be > 0``; ``overwrite=True`` -> ``--overwrite``."""
+    for pattern, replacement in _REWRITES:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 @click.command()
@@ -39,7 +84,7 @@ from landscape.train import train as run_training
 @click.option(
     "--decomposition",
     default=None,
-    type=click.Choice(["global", "elementwise"]),
+    type=click.Choice(DECOMPOSITIONS),
     help="sam-direction / sam-magnitude: unit vector and norm (global) or sign and |.| per coordinate.",
 )
 @click.option(
@@ -57,7 +102,7 @@ from landscape.train import train as run_training
 @click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps", help="Device."
 )
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(list(DTYPES)))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option(
     "--overwrite", is_flag=True, help="Start over even if the folder holds a run with other settings."
@@ -120,9 +165,12 @@ def train(
         seed=seed,
         save_every=save_every,
     )
-    result = run_training(
-        config, out, device=device, dtype=dtype_from_option(dtype), overwrite=overwrite, quiet=quiet
-    )
+    try:
+        result = run_training(
+            config, out, device=device, dtype=dtype_from_option(dtype), overwrite=overwrite, quiet=quiet
+        )
+    except LandscapeError as exc:
+        raise type(exc)(to_flags(str(exc))) from None
     summary = {
         "out": str(result.out_dir),
         "final_checkpoint": str(result.final_checkpoint),

@@ -4,7 +4,6 @@ Hessian spectra (Lanczos top-k, Hutchinson/Hutch++ trace, SLQ density, per layer
 loss surfaces (Li et al. 2018), the SAM family of optimizers and the direction-vs-magnitude study.
 """
 
-from landscape.decompose import combine_direction_magnitude, magnitude_statistics, summarize_statistics
 from landscape.errors import (
     CheckpointError,
     ConfigError,
@@ -59,6 +58,7 @@ from landscape.optim import (
     nesterov_lrs,
     partition,
 )
+from landscape.optim.decompose import combine_direction_magnitude, magnitude_statistics, summarize_statistics
 from landscape.optim.factory import (
     OPTIMIZER_NAMES,
     evaluation_mode,
@@ -78,7 +78,7 @@ from landscape.surface import (
     random_directions,
     surface_from_checkpoint,
 )
-from landscape.train import TrainConfig, TrainResult
+from landscape.training import TrainConfig, TrainResult
 
 __version__ = "0.1.0"
 

@@ -191,7 +191,7 @@ def plan_runs(settings: DemoSettings) -> list[RunPoint]:
 def _train_config(point: RunPoint, settings: DemoSettings) -> Any:
     from landscape.io.data import DataSpec
     from landscape.io.models import ModelSpec
-    from landscape.train import TrainConfig
+    from landscape.training import TrainConfig
 
     return TrainConfig(
         model=ModelSpec.from_dict(settings.model),
@@ -213,7 +213,7 @@ def train_runs(
     points: Sequence[RunPoint], root: Path, settings: DemoSettings, *, device: str = "auto", log: Log = print
 ) -> list[Path]:
     """Train every point into ``root/<name>`` (finished runs are skipped, interrupted ones resumed)."""
-    from landscape.train import train
+    from landscape.training import train
 
     dirs = []
     for i, point in enumerate(points, 1):

@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from landscape.cli.main import cli
-from landscape.errors import ResultFileError
+from landscape.errors import ConfigError, ResultFileError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.runs import Comparison, compare_runs, summarize_run
-from landscape.train import TrainConfig, train
+from landscape.training import TrainConfig, train
 
 
 def _config(opt, seed=3):
@@ -221,3 +221,57 @@ def test_damaged_run_folders_give_one_line_errors(runs_dir, tmp_path):
     (run / "metrics.csv").write_text("")
     r = CliRunner().invoke(cli, ["compare-magnitude", str(tmp_path / "runs")])
     assert r.exit_code == 1 and "empty metrics.csv" in r.output
+
+
+# -- figures draw the comparison's numbers, into the caller's axes --------------------------------
+def test_plot_functions_draw_the_numbers_into_a_given_ax(runs_dir):
+    from matplotlib.figure import Figure
+
+    from landscape.plot.compare import PANELS, plot_comparison, plot_final_values, plot_statistic_by_epoch
+
+    comparison = compare_runs(runs_dir)
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_statistic_by_epoch(comparison, "cosine", ax=ax) is fig
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert sorted(lines) == ["sam", "sam-magnitude"]  # SGD logs no SAM statistics
+    for run in comparison.runs:
+        if run.name in lines:
+            assert list(lines[run.name].get_xdata()) == run.epoch_stats["epoch"] == [1.0, 2.0]
+            assert list(lines[run.name].get_ydata()) == run.epoch_stats["cosine"]
+
+    fig2 = Figure()
+    ax2 = fig2.add_subplot()
+    assert plot_final_values(comparison, "test_accuracy", ax=ax2) is fig2
+    heights = [bar.get_height() for bar in ax2.patches]
+    assert heights == [r.test_accuracy for r in comparison.runs]
+    assert [t.get_text() for t in ax2.get_xticklabels()] == ["sam", "sam-magnitude", "sgd"]
+
+    fig3 = Figure()
+    ax3 = fig3.add_subplot()
+    assert plot_comparison(comparison, ax=ax3, panel="lambda_max") is fig3
+    assert [t.get_text() for t in ax3.texts] == ["n/a"] * 3  # no sharpness computed: no bar pretends a value
+    whole = plot_comparison(comparison)
+    assert [a.get_title() for a in whole.axes] == [
+        "fraction of |g_SAM,i| > |g_SGD,i|",
+        "||g_SAM|| / ||g_SGD||",
+        "cos(g_SAM, g_SGD)",
+        "test accuracy",
+        "train loss",
+        "lambda_max (Hessian)",
+    ]
+    assert len(PANELS) == 6
+    with pytest.raises(ConfigError, match="panel='loss' is not valid"):
+        plot_comparison(comparison, ax=ax3, panel="loss")
+
+
+def test_comparison_csv_quotes_a_run_name_with_a_comma(runs_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(runs_dir / "sam", tmp_path / "runs" / "sam, rho=0.05")
+    comparison = compare_runs(tmp_path / "runs")
+    paths = comparison.save(tmp_path / "out")
+    table = pd.read_csv(paths["csv"])
+    assert table["run"].tolist() == ["sam, rho=0.05"]
+    assert table["test_accuracy"].tolist() == [comparison.runs[0].test_accuracy]
+    assert table.columns.tolist() == list(comparison.runs[0].row())

@@ -15,7 +15,7 @@ from landscape.io.checkpoints import load_checkpoint, load_model
 from landscape.io.data import DataSpec, load_dataset
 from landscape.io.models import ModelSpec
 from landscape.objective import Evaluation, Objective
-from landscape.train import TrainConfig, train
+from landscape.training import TrainConfig, train
 
 TINY = {"model": ModelSpec("cnn", {"width": 2}), "data": DataSpec("digits", subset=32, seed=1)}
 
@@ -127,14 +127,14 @@ def test_other_settings_are_refused_unless_overwrite(tmp_path):
 def test_damaged_resume_state_is_a_clear_error(tmp_path):
     train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
     (tmp_path / "run" / "state.pt").write_bytes(b"garbage")
-    with pytest.raises(ResultFileError, match="cannot resume from .*--overwrite"):
+    with pytest.raises(ResultFileError, match="cannot resume from .*overwrite=True"):
         train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
 
 
 def test_bad_settings():
-    with pytest.raises(ConfigError, match="--optimizer='adagrad' is not valid"):
+    with pytest.raises(ConfigError, match="^optimizer='adagrad' is not valid"):
         _config("adagrad").validate()
-    with pytest.raises(ConfigError, match="--momentum=1.0"):
+    with pytest.raises(ConfigError, match=r"^momentum=1\.0"):
         _config("sgd", momentum=1.0).validate()
 
 
@@ -284,9 +284,9 @@ def _empty_tensor_file(tmp_path):
     [
         pytest.param({"model": ModelSpec("cnn", {"widht": 2})}, "ModelError", "widht", id="model-kwargs"),
         pytest.param(
-            {"optimizer_kwargs": {"nesterov": True}}, "ConfigError", "--opt-kwargs", id="opt-kwargs"
+            {"optimizer_kwargs": {"nesterov": True}}, "ConfigError", "^optimizer_kwargs=", id="opt-kwargs"
         ),
-        pytest.param({"rho": -0.05}, "ConfigError", "--rho=-0.05", id="negative-rho"),
+        pytest.param({"rho": -0.05}, "ConfigError", "^rho=-0.05", id="negative-rho"),
         pytest.param({"data": DataSpec("digits", subset=1)}, "ConfigError", "1 example", id="one-sample"),
         pytest.param({"device": "cuda"}, "ConfigError", "CUDA", id="device-cuda"),
         pytest.param({"data": "EMPTY"}, "DataError", "no training examples", id="empty-data"),
@@ -315,7 +315,7 @@ def test_failed_validation_leaves_an_existing_run_untouched(tmp_path):
     out = tmp_path / "run"
     train(_tiny("sam"), out, quiet=True)
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(ConfigError, match="--rho=-0.05"):
+    with pytest.raises(ConfigError, match="^rho=-0.05"):
         train(_tiny("sam", rho=-0.05), out, quiet=True, overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
@@ -331,16 +331,16 @@ def test_a_tensor_file_has_no_test_split(tmp_path):
 
 
 def test_only_a_missing_test_split_is_tolerated(tmp_path, monkeypatch):
-    import landscape.train as train_module
+    import landscape.training.batches as batches_module
 
-    real = train_module.load_dataset
+    real = batches_module.load_dataset
 
     def one_split(spec):
         if spec.split == "test":
             raise NoSplitError("dataset factory 'pkg:f' takes no 'split' parameter")
         return real(spec)
 
-    monkeypatch.setattr(train_module, "load_dataset", one_split)
+    monkeypatch.setattr(batches_module, "load_dataset", one_split)
     res = train(_tiny(), tmp_path / "one", quiet=True)
     assert res.final_metrics["test_accuracy"] != res.final_metrics["test_accuracy"]
 
@@ -349,7 +349,64 @@ def test_only_a_missing_test_split_is_tolerated(tmp_path, monkeypatch):
             raise DataError("cifar10: missing file '/data/test_batch'")
         return real(spec)
 
-    monkeypatch.setattr(train_module, "load_dataset", broken)
+    monkeypatch.setattr(batches_module, "load_dataset", broken)
     with pytest.raises(DataError, match="test_batch"):
         train(_tiny(), tmp_path / "broken", quiet=True)
     assert not (tmp_path / "broken").exists()
+
+
+# -- the caller's config, hooks --------------------------------------------------------------------
+def test_train_leaves_the_callers_config_as_given(tmp_path):
+    import copy
+
+    config = _tiny("sgd-hess", seed=4)
+    given = copy.deepcopy(config)
+    train(config, tmp_path / "run", quiet=True)
+    assert config == given  # rho, options and model sizes were resolved in a copy
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["rho"] == 0.05 and saved["optimizer_kwargs"] == {"hessian_period": 1, "seed": 4}
+    assert saved["model"]["kwargs"] == {"width": 2, "in_channels": 1, "num_classes": 10}
+
+
+def test_step_and_epoch_hooks_see_each_logged_row(tmp_path):
+    steps, epochs = [], []
+    res = train(
+        _tiny("sam", epochs=2),
+        tmp_path / "run",
+        quiet=True,
+        step_hooks=[lambda s: steps.append((s.epoch, s.step, s.loss, dict(s.row), s.optimizer))],
+        epoch_hooks=[lambda e: epochs.append((e.epoch, e.step, dict(e.metrics), e.folder.path))],
+    )
+    with open(tmp_path / "run" / "steps.csv") as fh:
+        logged = list(csv.DictReader(fh))
+    assert len(steps) == len(logged) == res.steps_done == 4
+    for (epoch, step, loss, row, optimizer), line in zip(steps, logged):
+        assert (epoch, step) == (int(line["epoch"]), int(line["step"])) == (row["epoch"], row["step"])
+        assert loss == row["loss"] == float(line["loss"])
+        assert float(line["frac_larger"]) == row["frac_larger"]
+        assert optimizer.__class__.__name__ == "SAM"
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        metrics = list(csv.DictReader(fh))[1:]  # epoch 0 is the initialization, before any hook
+    assert [(e, s) for e, s, _, _ in epochs] == [(1, 2), (2, 4)]
+    for (_, _, m, path), line in zip(epochs, metrics):
+        assert m["train_loss"] == float(line["train_loss"]) and path == tmp_path / "run"
+
+
+def test_cli_names_flags_where_the_library_names_parameters():
+    from landscape.cli.train import to_flags
+
+    cases = {
+        "the loss became nan at epoch 1, step 3; lower lr (now 0.05) or rho": (
+            "the loss became nan at epoch 1, step 3; lower --lr (now 0.05) or --rho"
+        ),
+        "'/runs/lr' holds a run with other settings (lr differ); use another out_dir or pass overwrite=True": (
+            "'/runs/lr' holds a run with other settings (lr differ); use another -o/--out or pass --overwrite"
+        ),
+        "out_dir='/x' exists and is not a directory": "-o/--out '/x' exists and is not a directory",
+        "device='tpu' is not valid": "--device='tpu' is not valid",
+        "--device='tpu' is not valid": "--device='tpu' is not valid",
+        "optimizer='adagrad' is not valid; choose one of 'sgd'": "--optimizer adagrad is not valid; choose one of 'sgd'",
+        "small_batch_size=0 must be an integer >= 1": "small_batch_size=0 must be an integer >= 1",
+    }
+    for message, expected in cases.items():
+        assert to_flags(message) == expected

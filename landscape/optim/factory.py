@@ -39,8 +39,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset, Subset
 
 from landscape.errors import ConfigError, check_choice, check_positive
+from landscape.io.data import analysis_loader
 from landscape.optim.minmin import MinMinOptimizer
 from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
 from landscape.optim.newton import NewtonSummary, partition
@@ -81,6 +83,10 @@ NEWTON_SUMMARY_DEFAULTS: dict[str, Any] = {
     "mom_lrs": 0.5,
     "remove_negative": True,
 }
+
+#: Newton-summary in a training run: H-bar, g-bar and D come from one fixed batch of the first
+#: ``NEWTON_HG_SAMPLES`` training examples.
+NEWTON_HG_SAMPLES = 512
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -278,6 +284,60 @@ def make_optimizer(
         return loss_fn(model(_to(x, device)), _to(target, device))
 
     return _build(NewtonSummary, name, groups, full_loss, hg_loader, damping=lr, momentum=momentum, **kwargs)
+
+
+def run_option_defaults(name: str, *, seed: int) -> dict[str, Any]:
+    """Options of ``name`` that a training run takes from its own settings when they are not given.
+
+    ``sgd-hess`` draws its Rademacher probes from the run's ``seed``, so a run is reproduced from its
+    ``config.json`` alone. These are hyperparameters: pass them to :func:`resolve_options` (under the
+    user's options) so that the run records them.
+
+    Args:
+        name: one of ``OPTIMIZER_NAMES``.
+        seed: the run's seed.
+
+    Returns:
+        A new dict (empty for the methods that need nothing from the run).
+    """
+    check_choice("optimizer", name, OPTIMIZER_NAMES)
+    return {"seed": seed} if name == "sgd-hess" else {}
+
+
+def run_arguments(name: str, *, train_data: Dataset, loss_fn: LossFn) -> dict[str, Any]:
+    """Objects (not hyperparameters, never recorded) that ``name`` needs from the training run.
+
+    ``newton-summary`` needs the loss and a fixed loader for ``H-bar``, ``g-bar`` and ``D``: one batch
+    of the first ``NEWTON_HG_SAMPLES`` training examples, in order (Wolinski 2023, arXiv 2312.03885,
+    computes them on a separate fixed loader ``hg_loader``).
+
+    Args:
+        name: one of ``OPTIMIZER_NAMES``.
+        train_data: the training set.
+        loss_fn: ``loss_fn(model(x), y) -> scalar``, the training loss.
+
+    Returns:
+        Keyword arguments for :func:`make_optimizer` (empty for the other methods).
+    """
+    check_choice("optimizer", name, OPTIMIZER_NAMES)
+    if name != "newton-summary":
+        return {}
+    first = list(range(min(len(train_data), NEWTON_HG_SAMPLES)))  # type: ignore[arg-type]
+    return {"loss_fn": loss_fn, "hg_loader": analysis_loader(Subset(train_data, first), NEWTON_HG_SAMPLES)}
+
+
+def step_batch_sizes(optimizer: torch.optim.Optimizer, batch_size: int) -> tuple[int, int]:
+    """``(small, large)``: the examples one step of ``optimizer`` takes from the training set.
+
+    Min-Min takes two disjoint batches, ``small_batch_size`` then ``large_batch_size`` (default
+    ``batch_size`` and ``4 * batch_size`` for an optimizer without those attributes); every other
+    optimizer takes one batch of ``batch_size`` (``large = 0``).
+    """
+    if not needs_two_batches(optimizer):
+        return batch_size, 0
+    small = int(getattr(optimizer, "small_batch_size", batch_size))
+    large = int(getattr(optimizer, "large_batch_size", 4 * batch_size))
+    return small, large
 
 
 def _to(x: Any, device: torch.device) -> Any:

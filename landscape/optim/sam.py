@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from landscape.decompose import DECOMPOSITIONS, combine_direction_magnitude, magnitude_statistics
 from landscape.errors import ConfigError, check_choice, check_positive
 from landscape.optim._common import (
     Closure,
@@ -31,6 +30,7 @@ from landscape.optim._common import (
     require_closure,
     strip_state,
 )
+from landscape.optim.decompose import DECOMPOSITIONS, combine_direction_magnitude, magnitude_statistics
 
 _TRANSIENT = ("old_p", "sgd_grad", "sam_grad")
 
@@ -51,7 +51,7 @@ class SAM(torch.optim.Optimizer):
 
     Attributes:
         last_stats: after each completed step, ``{"grad_norm_ratio", "cosine", "frac_larger"}`` of
-            ``g_SAM`` against ``g_SGD`` (see ``landscape.decompose``), or ``None``.
+            ``g_SAM`` against ``g_SGD`` (see ``landscape.optim.decompose``), or ``None``.
     """
 
     def __init__(

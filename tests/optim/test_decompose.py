@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from landscape.decompose import (
+from landscape.errors import ConfigError
+from landscape.optim.decompose import (
     combine_direction_magnitude,
     magnitude_statistics,
     sam_direction_update,
     sam_magnitude_update,
     summarize_statistics,
 )
-from landscape.errors import ConfigError
 
 A = [torch.tensor([3.0, -4.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64)]
 B = [torch.tensor([1.0, 0.5], dtype=torch.float64), torch.tensor([-2.0], dtype=torch.float64)]

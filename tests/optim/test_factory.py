@@ -149,14 +149,17 @@ def test_every_optimizer_steps_on_cuda_like_cpu(name, digits, mlp_factory):
 
 
 def test_newton_summary_factory_fills_the_seed_example_settings():
-    from landscape.optim.factory import NEWTON_SUMMARY_DEFAULTS
-
+    """Unset options take the values of the grnewt minimal example (seed document 002):
+    ``dct_nesterov={'use': True, 'damping_int': 10.}``, ``period_hg=10``, ``mom_lrs=.5``,
+    ``remove_negative=True``, with the canonical partition (one group per tensor)."""
+    seed_example = {"damping_int": 10.0, "period_hg": 10, "mom_lrs": 0.5, "remove_negative": True}
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64))]
     opt = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader)
-    group = opt.param_groups[0]
-    for key, value in NEWTON_SUMMARY_DEFAULTS.items():
-        assert group.get(key, getattr(opt, key, None)) == value, key
+    assert len(opt.param_groups) == 2  # canonical: the weight and the bias
+    for group in opt.param_groups:
+        for key, value in seed_example.items():
+            assert group.get(key, getattr(opt, key, None)) == value, key
     mine = make_optimizer("newton-summary", model, lr=0.1, loss_fn=LOSS, hg_loader=loader, period_hg=3)
     assert mine.param_groups[0].get("period_hg", getattr(mine, "period_hg", None)) == 3
 
@@ -210,3 +213,33 @@ def test_resolve_options_keeps_what_is_given_and_leaves_torch_defaults_alone():
     assert options["damping_int"] == 10.0
     with pytest.raises(ConfigError, match="optimizer='lbfgs' is not valid"):
         resolve_options("lbfgs")
+
+
+def test_run_helpers_give_what_a_training_run_passes():
+    from torch.utils.data import TensorDataset
+
+    from landscape.optim.factory import (
+        NEWTON_HG_SAMPLES,
+        run_arguments,
+        run_option_defaults,
+        step_batch_sizes,
+    )
+
+    assert run_option_defaults("sgd-hess", seed=7) == {"seed": 7}
+    assert all(run_option_defaults(n, seed=7) == {} for n in OPTIMIZER_NAMES if n != "sgd-hess")
+    x = torch.arange(600.0).view(600, 1)
+    data = TensorDataset(x, torch.zeros(600, dtype=torch.int64))
+    assert run_arguments("sam", train_data=data, loss_fn=LOSS) == {}
+    extra = run_arguments("newton-summary", train_data=data, loss_fn=LOSS)
+    assert extra["loss_fn"] is LOSS
+    batches = list(extra["hg_loader"])
+    assert NEWTON_HG_SAMPLES == 512 and len(batches) == 1  # one fixed batch, the same every pass
+    assert torch.equal(batches[0][0], x[:512])
+    assert torch.equal(list(extra["hg_loader"])[0][0], x[:512])
+    with pytest.raises(ConfigError, match="optimizer='lbfgs'"):
+        run_option_defaults("lbfgs", seed=0)
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert step_batch_sizes(make_optimizer("sam", model, lr=0.1), 16) == (16, 0)
+    minmin = make_optimizer("minmin", model, lr=0.1, small_batch_size=8, large_batch_size=24)
+    assert step_batch_sizes(minmin, 16) == (8, 24)

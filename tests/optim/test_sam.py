@@ -191,14 +191,26 @@ def test_step_without_closure_is_a_clear_error(quadratic):
         opt.step()
 
 
-def test_zero_gradient_gives_no_nan(quadratic):
-    q = quadratic
-    w_star = torch.linalg.solve(q.A, q.b)
-    params = [nn.Parameter(w_star[:3].clone()), nn.Parameter(w_star[3:].clone())]
-    opt = SAM(params, torch.optim.SGD, rho=0.1, lr=0.1)
-    opt.step(q.closure_for(params))
-    assert torch.isfinite(q.flat(params)).all()
-    assert math.isnan(opt.last_stats["grad_norm_ratio"]) or opt.last_stats["grad_norm_ratio"] >= 0
+@pytest.mark.parametrize("adaptive", [False, True], ids=["sam", "asam"])
+def test_zero_gradient_gives_no_nan(adaptive):
+    """At an exact stationary point (gradient exactly 0) the ascent ``rho * g / ||g||`` must be 0, not
+    0/0: the weights stay exactly where they are. The statistics follow their definitions: the ratio
+    and cosine divide by ``||g_SGD|| = 0`` (NaN by definition), no coordinate has ``|0| > |0|``."""
+    centre = [torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64), torch.tensor([3.0], dtype=torch.float64)]
+    params = [nn.Parameter(c.clone()) for c in centre]
+    opt = SAM(params, torch.optim.SGD, rho=0.1, adaptive=adaptive, lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        loss = sum(((p - c) ** 2).sum() for p, c in zip(params, centre))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    for p, c in zip(params, centre):
+        assert torch.equal(p.detach(), c)
+    assert math.isnan(opt.last_stats["grad_norm_ratio"]) and math.isnan(opt.last_stats["cosine"])
+    assert opt.last_stats["frac_larger"] == 0.0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,0 +1,126 @@
+"""Direction vs magnitude across runs: read run folders side by side (``landscape compare-magnitude``).
+
+For each run made by ``landscape train`` (SGD, SAM, SAM-direction, SAM-magnitude, ...), collect the
+final train/test loss and accuracy, the per-step statistics of SAM's update against SGD's
+(``||g_SAM|| / ||g_SGD||``, their cosine, and the fraction of coordinates with ``|g_SAM_i| > |g_SGD_i|``,
+as in the empirical SAM study, Luong 2024) early and late in training, and optionally the sharpness
+``lambda_max`` of the final checkpoint on a fixed sample of the training set (Lanczos).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from landscape.errors import ResultFileError, check_positive
+from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.io.tables import csv_text
+from landscape.runs.folder import is_run_dir, summarize_run
+from landscape.runs.sharpness import compute_lambda_max, use_stored_sharpness
+from landscape.runs.summary import EARLY_LATE_FRACTION, RunSummary
+
+
+@dataclass
+class Comparison:
+    """All runs under a folder, ready to save and draw."""
+
+    root: str
+    runs: list[RunSummary]
+    early_late_fraction: float = EARLY_LATE_FRACTION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "early_late_fraction": self.early_late_fraction,
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Comparison:
+        return cls(
+            root=d["root"],
+            runs=[RunSummary(**r) for r in d["runs"]],
+            early_late_fraction=float(d.get("early_late_fraction", EARLY_LATE_FRACTION)),
+        )
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``comparison.json`` (everything) and ``comparison.csv`` (the table), atomically."""
+        out = Path(out_dir)
+        paths = {"json": out / "comparison.json", "csv": out / "comparison.csv"}
+        atomic_write_json(paths["json"], _finite(self.to_dict()))
+        rows = [r.row() for r in self.runs]
+        atomic_write_text(paths["csv"], csv_text(rows, list(rows[0]) if rows else ["run"]))
+        return paths
+
+    @classmethod
+    def load(cls, path: str | Path) -> Comparison:
+        p = Path(path)
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ResultFileError(
+                f"{str(p)!r} is not a comparison.json written by landscape: {exc}"
+            ) from None
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become ``None`` so the JSON is standard."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def compare_runs(
+    root: str | Path,
+    *,
+    sharpness_samples: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    tol: float = 1e-4,
+    early_late_fraction: float = EARLY_LATE_FRACTION,
+    quiet: bool = True,
+) -> Comparison:
+    """Summarize every run folder directly under ``root`` (or ``root`` itself if it is one).
+
+    Args:
+        root: a folder of run folders.
+        sharpness_samples: if given, compute ``lambda_max`` of each run's ``final.pt`` on this many
+            training examples (fixed seeded subset) by Lanczos with relative residual ``tol``, unless
+            a ``sharpness.json`` in the run holds exactly that (same weights digest, ``which='LA'``,
+            subset, seed, training split, tolerance at least ``tol``). Without it, a ``sharpness.json``
+            left by ``landscape sharpness RUN/final.pt -o RUN`` is used only if it was made from the
+            run's final weights with ``which='LA'`` on its training set; otherwise the cell is empty
+            and ``RunSummary.lambda_max_note`` says why. Where each value came from and its settings
+            are kept in ``lambda_max_source`` and ``lambda_max_settings``.
+        seed: seed of the subset and of the Lanczos start vector.
+        device: where to compute ``lambda_max``.
+        tol: Lanczos tolerance.
+        early_late_fraction: share of steps averaged for the early and late statistics.
+        quiet: no progress bar.
+    """
+    if sharpness_samples is not None:
+        check_positive("sharpness_samples", sharpness_samples)
+    check_positive("tol", tol)
+    base = Path(root)
+    if not base.is_dir():
+        raise ResultFileError(f"runs folder {str(base)!r} does not exist or is not a directory")
+    dirs = [base] if is_run_dir(base) else sorted(d for d in base.iterdir() if d.is_dir() and is_run_dir(d))
+    if not dirs:
+        raise ResultFileError(f"no run folders of 'landscape train' under {str(base)!r}")
+    runs = [summarize_run(d, early_late_fraction=early_late_fraction) for d in dirs]
+    if sharpness_samples is not None:
+        for run in runs:
+            run.lambda_max, run.lambda_max_samples, run.lambda_max_source = None, None, None
+            run.lambda_max_settings = None
+            if use_stored_sharpness(run, Path(run.path), samples=sharpness_samples, seed=seed, tol=tol):
+                continue
+            run.lambda_max_note = None  # recomputed below: the stored file's problem no longer matters
+            compute_lambda_max(run, samples=sharpness_samples, seed=seed, device=device, tol=tol, quiet=quiet)
+    return Comparison(root=str(base), runs=runs, early_late_fraction=early_late_fraction)

@@ -1,0 +1,326 @@
+"""The training loop behind ``landscape train``: runs that the analysis commands read.
+
+The loop is the usual one (the seed documents' Min-Min and MSAM-ScheduleFree loops)::
+
+    for epoch in 1..epochs:
+        for each batch of the epoch's seeded order:
+            loss = training_step(optimizer, model, loss_fn, batch, next_batch)   # any optimizer
+            log the step (loss, lr, SAM-family statistics); run the step hooks
+        with evaluation_mode(optimizer):                                      # MSAM / schedule-free
+            evaluate train and test sets, save the checkpoint
+        run the epoch hooks; write the logs, then the resume state
+
+Every random draw (initialization, the per-epoch order of the examples, dropout, probes) comes from
+``config.seed``; the order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run is
+bit-identical to an uninterrupted one. The run folder and its resume policy are
+:mod:`landscape.training.run_folder`'s; the settings and their resolution :mod:`landscape.training.config`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from landscape.device import dtype_name, resolve_device
+from landscape.errors import ConfigError, DataError
+from landscape.io.checkpoints import save_checkpoint
+from landscape.io.data import load_dataset
+from landscape.io.models import build_model
+from landscape.objective import Objective
+from landscape.optim.factory import (
+    evaluation_mode,
+    make_optimizer,
+    run_arguments,
+    step_batch_sizes,
+    step_statistics,
+    training_step,
+)
+from landscape.progress import Progress
+from landscape.training.batches import SeededBatches, derived_seed, load_test_split
+from landscape.training.config import TrainConfig, checkpoint_hparams, recorded_settings, resolve_config
+from landscape.training.run_folder import RunFolder
+
+
+@dataclass
+class TrainResult:
+    """Where the run is and how it ended."""
+
+    out_dir: Path
+    final_checkpoint: Path
+    epochs_done: int
+    steps_done: int
+    resumed_from_epoch: int
+    final_metrics: dict[str, float]
+
+
+@dataclass
+class StepEnd:
+    """What a step hook sees after each optimizer step.
+
+    ``row`` is the ``steps.csv`` row of the step (epoch, step, loss, lr and the SAM-family statistics).
+    """
+
+    epoch: int
+    step: int
+    loss: float
+    row: dict[str, Any]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+@dataclass
+class EpochEnd:
+    """What an epoch hook sees after an epoch's evaluation, before its logs and resume state are written.
+
+    ``metrics`` is the ``metrics.csv`` row of the epoch; the model holds the evaluated (and saved)
+    parameters only inside ``evaluation_mode(optimizer)``.
+    """
+
+    epoch: int
+    step: int
+    metrics: dict[str, Any]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    folder: RunFolder
+
+
+StepHook = Callable[[StepEnd], None]
+EpochHook = Callable[[EpochEnd], None]
+
+
+@dataclass
+class _Run:
+    """A run whose settings have all been checked: nothing is written before this exists."""
+
+    config: TrainConfig  # resolved
+    settings: dict[str, Any]  # what config.json records
+    folder: RunFolder
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    batches: SeededBatches
+    small: int  # examples of a step's (first) batch
+    large: int  # examples of its second, disjoint batch (Min-Min), else 0
+    steps_per_epoch: int
+    eval_train: Objective
+    eval_test: Objective | None
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+    quiet: bool = False,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    step_hooks: Sequence[StepHook] = (),
+    epoch_hooks: Sequence[EpochHook] = (),
+) -> TrainResult:
+    """Train ``config.model`` on ``config.data`` with ``config.optimizer``; resume if interrupted.
+
+    Everything that can be wrong with the settings (values, device, data, model, optimizer, one
+    step's batch) is checked before ``out_dir`` is created or anything is written in it, so a
+    failed call leaves nothing behind. ``config`` is not changed: the run uses and records a resolved
+    copy (model input size and class count, the method's default ``rho`` and option defaults, see
+    :func:`~landscape.training.config.resolve_config`); ``config.json`` and every checkpoint hold
+    those values.
+
+    Args:
+        config: the run's settings.
+        out_dir: run folder (created). If it holds a run with the same resolved config, training
+            resumes from its last completed epoch; a run with another config is refused unless
+            ``overwrite``.
+        device: ``auto|cpu|cuda[:N]|mps``.
+        dtype: parameter dtype.
+        overwrite: start over even if ``out_dir`` holds another run.
+        quiet: no progress bar.
+        on_epoch: called after each epoch, once its resume state is written, with ``(epoch, metrics)``.
+        step_hooks: called after each optimizer step with a :class:`StepEnd`.
+        epoch_hooks: called after each epoch's evaluation with an :class:`EpochEnd`, before its logs.
+
+    Raises:
+        ConfigError: a bad setting (named by its ``TrainConfig`` field or parameter).
+        DataError: the training data cannot be read or is empty.
+        ModelError: the model cannot be built.
+        ResultFileError: ``out_dir`` holds another run, or a run whose files cannot be resumed.
+    """
+    run = _prepare(config, out_dir, device, dtype)
+    cfg = run.config
+    resume = run.folder.open(run.settings, run.model, run.optimizer, overwrite=overwrite)
+    if resume is None:
+        start_epoch, step, step_rows = 0, 0, []
+        epoch_rows = [_evaluate_and_save(run, 0, 0)]
+        run.folder.write_logs(step_rows, epoch_rows)
+    else:
+        start_epoch, step = resume.epoch, resume.step
+        step_rows, epoch_rows = resume.step_rows, resume.epoch_rows
+
+    run.model.train()
+    total = (cfg.epochs - start_epoch) * run.steps_per_epoch
+    with Progress(total, f"train {cfg.optimizer}", quiet=quiet) as bar:
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            for row in _train_epoch(run, epoch, step):
+                step = row["step"]
+                step_rows.append(row)
+                for step_hook in step_hooks:
+                    step_hook(StepEnd(epoch, step, row["loss"], row, run.model, run.optimizer))
+                bar.update()
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+            metrics = _evaluate_and_save(run, epoch, step)
+            for epoch_hook in epoch_hooks:
+                epoch_hook(EpochEnd(epoch, step, metrics, run.model, run.optimizer, run.folder))
+            epoch_rows.append(metrics)
+            run.folder.write_logs(step_rows, epoch_rows)  # logs first: a crash then replays the epoch
+            run.folder.write_state(epoch, step, run.model, run.optimizer)
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+
+    final_epoch = max(cfg.epochs, start_epoch)
+    final_metrics = {k: float(v) for k, v in epoch_rows[-1].items()} if epoch_rows else {}
+    run.folder.finish(final_epoch, step, final_metrics)
+    return TrainResult(
+        out_dir=run.folder.path,
+        final_checkpoint=run.folder.final,
+        epochs_done=final_epoch,
+        steps_done=step,
+        resumed_from_epoch=start_epoch,
+        final_metrics=final_metrics,
+    )
+
+
+def _prepare(
+    config: TrainConfig, out_dir: str | Path, device: str | torch.device, dtype: torch.dtype
+) -> _Run:
+    """Check every setting and build the run's objects; nothing is written."""
+    config.validate()
+    folder = RunFolder(out_dir)
+    folder.check_place()
+    dev = resolve_device(device)
+    train_ds = load_dataset(config.data)
+    if len(train_ds) == 0:  # type: ignore[arg-type]
+        raise DataError(f"data={config.data.name!r} holds no training examples; give a non-empty dataset")
+    test_ds = load_test_split(config.data)
+    cfg = resolve_config(config, train_ds)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device=dev, dtype=dtype)
+    loss_fn = nn.CrossEntropyLoss()  # recipes (label smoothing) choose the loss here
+    optimizer = _build_optimizer(cfg, model, train_ds, loss_fn, user_options=config.optimizer_kwargs)
+    # A learning-rate schedule is built here from the config and stepped by a step hook; its state
+    # then goes into state.pt with the optimizer's, so that a resumed run stays bit-identical.
+    batches = SeededBatches(train_ds, dev, dtype)
+    small, large = step_batch_sizes(optimizer, cfg.batch_size)
+    steps_per_epoch = batches.n // (small + large)
+    if steps_per_epoch == 0:
+        fix = "lower small_batch_size/large_batch_size in optimizer_kwargs" if large else "lower batch_size"
+        raise ConfigError(
+            f"the training set has {batches.n} example(s), fewer than one step's batch ({small + large}); "
+            f"{fix} or use more data"
+        )
+
+    def objective(ds: Dataset) -> Objective:
+        return Objective(model, ds, batch_size=cfg.eval_batch_size, device=dev, dtype=dtype)
+
+    return _Run(
+        config=cfg,
+        settings=recorded_settings(cfg, dtype_name(dtype)),
+        folder=folder,
+        model=model,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        batches=batches,
+        small=small,
+        large=large,
+        steps_per_epoch=steps_per_epoch,
+        eval_train=objective(train_ds),
+        eval_test=objective(test_ds) if test_ds is not None else None,
+    )
+
+
+def _build_optimizer(
+    cfg: TrainConfig, model: nn.Module, train_ds: Dataset, loss_fn: nn.Module, *, user_options: dict[str, Any]
+) -> torch.optim.Optimizer:
+    """The optimizer of the resolved ``cfg``; a refusal names the options the user gave."""
+    extra = {**run_arguments(cfg.optimizer, train_data=train_ds, loss_fn=loss_fn), **cfg.optimizer_kwargs}
+    try:
+        return make_optimizer(
+            cfg.optimizer,
+            model,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            rho=cfg.rho,
+            **extra,
+        )
+    except ConfigError as exc:
+        if not user_options:
+            raise
+        raise ConfigError(
+            f"optimizer_kwargs={json.dumps(user_options, default=str)} does not fit "
+            f"optimizer={cfg.optimizer!r}: {exc}"
+        ) from None
+
+
+def _train_epoch(run: _Run, epoch: int, step: int) -> Iterator[dict[str, Any]]:
+    """Train one epoch, yielding the ``steps.csv`` row of each step as it is taken."""
+    cfg = run.config
+    torch.manual_seed(derived_seed(cfg.seed, epoch))  # dropout and other stochastic layers
+    order = run.batches.order(cfg.seed, epoch)
+    chunk = run.small + run.large
+    for i in range(run.steps_per_epoch):
+        idx = order[i * chunk : (i + 1) * chunk]
+        batch = run.batches.take(idx[: run.small])
+        next_batch = run.batches.take(idx[run.small :]) if run.large else None
+        loss = training_step(run.optimizer, run.model, run.loss_fn, batch, next_batch)
+        step += 1
+        if not math.isfinite(loss):
+            raise ConfigError(
+                f"the loss became {loss} at epoch {epoch}, step {step}; lower lr (now {cfg.lr}) or rho"
+            )
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": step,
+            "loss": loss,
+            "lr": run.optimizer.param_groups[0]["lr"],
+        }
+        row.update(step_statistics(run.optimizer) or {})
+        yield row
+
+
+def _evaluate_and_save(run: _Run, epoch: int, step: int) -> dict[str, Any]:
+    """Eval-mode train/test metrics of the current weights; the checkpoint of ``epoch`` when it is due."""
+    cfg = run.config
+    with evaluation_mode(run.optimizer):
+        tr = run.eval_train.evaluate()
+        te = run.eval_test.evaluate() if run.eval_test is not None else None
+        metrics = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": tr.loss,
+            "train_accuracy": tr.accuracy,
+            "test_loss": te.loss if te else float("nan"),
+            "test_accuracy": te.accuracy if te else float("nan"),
+        }
+        if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
+            save_checkpoint(
+                run.folder.checkpoint(epoch),
+                run.model,
+                model_spec=cfg.model,
+                data_spec=cfg.data,
+                optimizer={"name": cfg.optimizer, "hparams": checkpoint_hparams(cfg)},
+                step=step,
+                epoch=epoch,
+                metrics={k: v for k, v in metrics.items() if k not in ("epoch", "step")},
+                extra={"seed": cfg.seed},
+            )
+    return metrics
