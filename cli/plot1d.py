@@ -19,13 +19,14 @@ from landscape.cli.surface_common import (
     direction_options,
     evaluation_options,
     is_rank_zero,
+    parse_range,
     report_nonfinite,
     save_figure,
 )
 from landscape.errors import ConfigError
 from landscape.plot.surface import default_title, plot_surface_1d
-from landscape.surface.api import default_surface_name
-from landscape.surface.grid import parse_range
+from landscape.surface.builders import DIR_TYPES_1D
+from landscape.surface.from_checkpoint import default_surface_name
 from landscape.surface.store import Surface
 
 
@@ -41,7 +42,7 @@ from landscape.surface.store import Surface
 @click.option(
     "--dir-type",
     default=None,
-    type=click.Choice(["random", "interpolation", "eigen"]),
+    type=click.Choice(DIR_TYPES_1D),
     help="Direction (default: interpolation with --to, else random).",
 )
 @click.option(
@@ -131,7 +132,7 @@ def plot1d(
                 bn=bn,
                 out=out / f"{stem}.npz",
                 overwrite=overwrite,
-                **source,
+                source=source,
                 eigen_tol=eigen_tol,
                 chunk_size=chunk_size,
                 save_every=save_every,

@@ -19,13 +19,14 @@ from landscape.cli.surface_common import (
     direction_options,
     evaluation_options,
     is_rank_zero,
+    parse_range,
     report_nonfinite,
     save_figure,
 )
 from landscape.errors import ConfigError
-from landscape.plot.surface import default_title, plot_surface_2d, shared_limits
-from landscape.surface.api import default_surface_name
-from landscape.surface.grid import parse_range
+from landscape.plot.surface import KINDS_2D, default_title, plot_surface_2d, shared_limits
+from landscape.surface.builders import DIR_TYPES_2D
+from landscape.surface.from_checkpoint import default_surface_name
 from landscape.surface.store import Surface
 
 DEFAULT_RANGE = "-1:1:51"
@@ -36,7 +37,7 @@ DEFAULT_RANGE = "-1:1:51"
 @click.option(
     "--dir-type",
     default=None,
-    type=click.Choice(["random", "plane", "pca", "eigen"]),
+    type=click.Choice(DIR_TYPES_2D),
     help="Directions (default: plane with --ckpts, pca with --trajectory, else random).",
 )
 @click.option(
@@ -74,7 +75,7 @@ DEFAULT_RANGE = "-1:1:51"
     multiple=True,
     default=("contour",),
     show_default=True,
-    type=click.Choice(["contour", "filled", "heatmap", "surface3d"]),
+    type=click.Choice(KINDS_2D),
     help="Figure kind (repeat for several).",
 )
 @click.option("--levels", default=30, show_default=True, type=int, help="Number of contour levels.")
@@ -171,7 +172,7 @@ def plot2d(
                 bn=bn,
                 out=folders[0] / f"{stems[0]}.npz",
                 overwrite=overwrite,
-                **source,
+                source=source,
                 eigen_tol=eigen_tol,
                 chunk_size=chunk_size,
                 save_every=save_every,

@@ -17,7 +17,7 @@ from landscape.cli.common import (
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
-from landscape.hessian.distributed import shard_from_environment
+from landscape.distributed import process_group
 from landscape.hessian.sharpness import SharpnessResult
 from landscape.hessian.sharpness import sharpness as compute_sharpness
 from landscape.io.atomic import atomic_path, atomic_save_npz, atomic_write_json
@@ -161,8 +161,10 @@ def sharpness(
     """
     check_batch_size(source["batch_size"])
     check_out_folder(out)
-    dev = resolve_device(source["device"])
-    shard = shard_from_environment(dev)
+    # under torchrun: join the group until the command ends, each rank with a shard of the data
+    group = click.get_current_context().with_resource(process_group(source["device"]))
+    dev = resolve_device(group.device)
+    shard = group.shard
     objective, ckpt, spec = objective_from_checkpoint(
         checkpoint,
         **{**source, "device": dev},
