@@ -17,6 +17,7 @@ from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
+    echo_summary,
     evaluation_options,
     is_rank_zero,
     parse_range,
@@ -166,13 +167,4 @@ def plot1d(
     if as_json:
         echo_json(result)
         return
-    for s in surfaces:
-        d = s.to_dict()
-        click.echo(
-            f"points {d['points_done']}/{d['points_total']}"
-            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
-        )
-    if not from_files:
-        click.echo(f"surface  {result['surface']}")
-    for p in figures:
-        click.echo(f"figure   {p}")
+    echo_summary(surfaces, None if from_files else result["surface"], figures)

@@ -17,6 +17,7 @@ from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
+    echo_summary,
     evaluation_options,
     is_rank_zero,
     parse_range,
@@ -193,15 +194,8 @@ def plot2d(
             vmin, vmax = shared_limits(surfaces)
         for s, stem, folder in zip(surfaces, stems, folders):
             for kind in kinds:
-                fig = plot_surface_2d(
-                    s,
-                    kind=kind,
-                    levels=levels,
-                    log=not linear,
-                    vmin=vmin,
-                    vmax=vmax,
-                    title=label or default_title(s),
-                )
+                style: dict[str, Any] = {"levels": levels, "log": not linear, "vmin": vmin, "vmax": vmax}
+                fig = plot_surface_2d(s, kind=kind, title=label or default_title(s), **style)
                 figures += save_figure(fig, folder, f"{stem}_{kind}", formats)
     result = {
         "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
@@ -211,13 +205,4 @@ def plot2d(
     if as_json:
         echo_json(result)
         return
-    for s in surfaces:
-        d = s.to_dict()
-        click.echo(
-            f"points {d['points_done']}/{d['points_total']}"
-            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
-        )
-    if not from_files:
-        click.echo(f"surface  {result['files'][0]}")
-    for p in figures:
-        click.echo(f"figure   {p}")
+    echo_summary(surfaces, None if from_files else result["files"][0], figures)

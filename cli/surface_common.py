@@ -226,3 +226,17 @@ def report_nonfinite(surfaces: Sequence[Surface], paths: Sequence[Path | str]) -
                 "loss; kept in the file, left out of the figures",
                 err=True,
             )
+
+
+def echo_summary(surfaces: Sequence[Surface], surface_file: str | None, figures: Sequence[Path]) -> None:
+    """Points done and the lowest loss of each surface, then the files written (stdout)."""
+    for s in surfaces:
+        d = s.to_dict()
+        click.echo(
+            f"points {d['points_done']}/{d['points_total']}"
+            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
+        )
+    if surface_file is not None:
+        click.echo(f"surface  {surface_file}")
+    for p in figures:
+        click.echo(f"figure   {p}")
