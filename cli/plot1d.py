@@ -17,15 +17,17 @@ from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
+    echo_summary,
     evaluation_options,
     is_rank_zero,
+    parse_range,
     report_nonfinite,
     save_figure,
 )
 from landscape.errors import ConfigError
 from landscape.plot.surface import default_title, plot_surface_1d
-from landscape.surface.api import default_surface_name
-from landscape.surface.grid import parse_range
+from landscape.surface.builders import DIR_TYPES_1D
+from landscape.surface.from_checkpoint import default_surface_name
 from landscape.surface.store import Surface
 
 
@@ -41,7 +43,7 @@ from landscape.surface.store import Surface
 @click.option(
     "--dir-type",
     default=None,
-    type=click.Choice(["random", "interpolation", "eigen"]),
+    type=click.Choice(DIR_TYPES_1D),
     help="Direction (default: interpolation with --to, else random).",
 )
 @click.option(
@@ -131,7 +133,7 @@ def plot1d(
                 bn=bn,
                 out=out / f"{stem}.npz",
                 overwrite=overwrite,
-                **source,
+                source=source,
                 eigen_tol=eigen_tol,
                 chunk_size=chunk_size,
                 save_every=save_every,
@@ -165,13 +167,4 @@ def plot1d(
     if as_json:
         echo_json(result)
         return
-    for s in surfaces:
-        d = s.to_dict()
-        click.echo(
-            f"points {d['points_done']}/{d['points_total']}"
-            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
-        )
-    if not from_files:
-        click.echo(f"surface  {result['surface']}")
-    for p in figures:
-        click.echo(f"figure   {p}")
+    echo_summary(surfaces, None if from_files else result["surface"], figures)

@@ -17,15 +17,17 @@ from landscape.cli.surface_common import (
     check_common_inputs,
     compute_surface_file,
     direction_options,
+    echo_summary,
     evaluation_options,
     is_rank_zero,
+    parse_range,
     report_nonfinite,
     save_figure,
 )
 from landscape.errors import ConfigError
-from landscape.plot.surface import default_title, plot_surface_2d, shared_limits
-from landscape.surface.api import default_surface_name
-from landscape.surface.grid import parse_range
+from landscape.plot.surface import KINDS_2D, default_title, plot_surface_2d, shared_limits
+from landscape.surface.builders import DIR_TYPES_2D
+from landscape.surface.from_checkpoint import default_surface_name
 from landscape.surface.store import Surface
 
 DEFAULT_RANGE = "-1:1:51"
@@ -36,7 +38,7 @@ DEFAULT_RANGE = "-1:1:51"
 @click.option(
     "--dir-type",
     default=None,
-    type=click.Choice(["random", "plane", "pca", "eigen"]),
+    type=click.Choice(DIR_TYPES_2D),
     help="Directions (default: plane with --ckpts, pca with --trajectory, else random).",
 )
 @click.option(
@@ -74,7 +76,7 @@ DEFAULT_RANGE = "-1:1:51"
     multiple=True,
     default=("contour",),
     show_default=True,
-    type=click.Choice(["contour", "filled", "heatmap", "surface3d"]),
+    type=click.Choice(KINDS_2D),
     help="Figure kind (repeat for several).",
 )
 @click.option("--levels", default=30, show_default=True, type=int, help="Number of contour levels.")
@@ -171,7 +173,7 @@ def plot2d(
                 bn=bn,
                 out=folders[0] / f"{stems[0]}.npz",
                 overwrite=overwrite,
-                **source,
+                source=source,
                 eigen_tol=eigen_tol,
                 chunk_size=chunk_size,
                 save_every=save_every,
@@ -192,15 +194,8 @@ def plot2d(
             vmin, vmax = shared_limits(surfaces)
         for s, stem, folder in zip(surfaces, stems, folders):
             for kind in kinds:
-                fig = plot_surface_2d(
-                    s,
-                    kind=kind,
-                    levels=levels,
-                    log=not linear,
-                    vmin=vmin,
-                    vmax=vmax,
-                    title=label or default_title(s),
-                )
+                style: dict[str, Any] = {"levels": levels, "log": not linear, "vmin": vmin, "vmax": vmax}
+                fig = plot_surface_2d(s, kind=kind, title=label or default_title(s), **style)
                 figures += save_figure(fig, folder, f"{stem}_{kind}", formats)
     result = {
         "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
@@ -210,13 +205,4 @@ def plot2d(
     if as_json:
         echo_json(result)
         return
-    for s in surfaces:
-        d = s.to_dict()
-        click.echo(
-            f"points {d['points_done']}/{d['points_total']}"
-            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
-        )
-    if not from_files:
-        click.echo(f"surface  {result['files'][0]}")
-    for p in figures:
-        click.echo(f"figure   {p}")
+    echo_summary(surfaces, None if from_files else result["files"][0], figures)

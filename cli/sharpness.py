@@ -17,9 +17,9 @@ from landscape.cli.common import (
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
+from landscape.distributed import process_group
 from landscape.hessian import SharpnessOptions, SharpnessResult
 from landscape.hessian import sharpness as compute_sharpness
-from landscape.hessian.distributed import shard_from_environment
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
 from landscape.hessian.operator import HVP_MODES
@@ -223,8 +223,10 @@ def sharpness(
     """
     check_batch_size(source["batch_size"])
     check_out_folder(out)
-    dev = resolve_device(source["device"])
-    shard = shard_from_environment(dev)
+    # under torchrun: join the group until the command ends, each rank with a shard of the data
+    group = click.get_current_context().with_resource(process_group(source["device"]))
+    dev = resolve_device(group.device)
+    shard = group.shard
     objective, ckpt, spec = objective_from_checkpoint(
         checkpoint,
         **{**source, "device": dev},

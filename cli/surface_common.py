@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -10,32 +10,85 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from landscape.cli.common import _compose
+from landscape.distributed import environment_rank
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_path
-from landscape.surface.api import surface_from_checkpoint
+from landscape.surface.directions import IGNORES, MODES, NORMS
+from landscape.surface.from_checkpoint import CheckpointSource, surface_from_checkpoint
+from landscape.surface.grid import BN_POLICIES
 from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismatchError
+
+FIGURE_FORMATS = ("png", "pdf")
+FIGURE_DPI = 150
+
+# Library messages name Python parameters; on the command line they are these flags (with the
+# metavar shown where the message gives no value).
+_FLAGS = {
+    "to": ("--to", "CKPT2"),
+    "ckpts": ("--ckpts", "B C"),
+    "trajectory": ("--trajectory", "DIR"),
+    "dir_type": ("--dir-type", ""),
+}
+_PARAM = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|[^\s,;)']+)?")
+
+
+def as_surface_flags(message: str) -> str:
+    """``to= goes with dir_type='interpolation'`` -> ``--to CKPT2 goes with --dir-type interpolation``."""
+
+    def flag(m: re.Match[str]) -> str:
+        name, value = m.group(1), m.group(2)
+        option, metavar = _FLAGS[name]
+        if value is None:
+            return f"{option} {metavar}"
+        return f"{option} {value.strip(chr(39)) if name == 'dir_type' else value}"
+
+    return _PARAM.sub(flag, message)
+
+
+def parse_range(text: str, name: str = "--x") -> np.ndarray:
+    """Parse ``MIN:MAX:NUM`` into ``NUM`` evenly spaced coordinates (both ends included).
+
+    Raises:
+        ConfigError: not three numbers, ``NUM < 1``, or ``MIN > MAX`` (naming the option ``name``).
+    """
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not valid; use MIN:MAX:NUM, e.g. -1:1:51") from None
+    if num < 1:
+        raise ConfigError(f"{name}={text!r}: NUM={num} must be >= 1")
+    if not np.isfinite(lo) or not np.isfinite(hi) or lo > hi:
+        raise ConfigError(f"{name}={text!r}: MIN must be <= MAX and both finite")
+    if num == 1 and lo != hi:
+        raise ConfigError(f"{name}={text!r}: NUM=1 needs MIN == MAX")
+    return np.linspace(lo, hi, num)
+
 
 direction_options = _compose(
     click.option(
         "--norm",
         default="filter",
         show_default=True,
-        type=click.Choice(["filter", "layer", "model", "none"]),
+        type=click.Choice(NORMS),
         help="Normalization of random directions (Li et al. 2018 filter normalization by default).",
     ),
     click.option(
         "--ignore",
         default="biasbn",
         show_default=True,
-        type=click.Choice(["biasbn", "none"]),
+        type=click.Choice(IGNORES),
         help="biasbn: 1-D tensors (biases, norm layers) do not move; none: they move too.",
     ),
     click.option(
         "--mode",
         default=None,
-        type=click.Choice(["weights", "states"]),
+        type=click.Choice(MODES),
         help="states: batch-norm running statistics move too, means linearly and variances "
         "geometrically (v1^(1-alpha) v2^alpha, positive past both ends), so each checkpoint lands on "
         "itself; weights: every point keeps CHECKPOINT's statistics, so alpha = 1 is not the --to "
@@ -48,7 +101,7 @@ evaluation_options = _compose(
         "--bn",
         default="fixed",
         show_default=True,
-        type=click.Choice(["fixed", "recalibrate"]),
+        type=click.Choice(BN_POLICIES),
         help="Batch norm: keep the running statistics, or re-estimate them on the data at each point.",
     ),
     click.option("--overwrite", is_flag=True, help="Replace a surface file computed with other settings."),
@@ -85,7 +138,7 @@ evaluation_options = _compose(
         multiple=True,
         default=("png",),
         show_default=True,
-        type=click.Choice(["png", "pdf"]),
+        type=click.Choice(FIGURE_FORMATS),
         help="Figure format (repeat for both).",
     ),
     click.option(
@@ -100,18 +153,20 @@ evaluation_options = _compose(
 
 def is_rank_zero() -> bool:
     """Only rank 0 of a ``torchrun`` job draws and prints."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return environment_rank() == 0
+
+
+def _save_figure_atomically(fig: Any, path: Path) -> Path:
+    """Stand-in for ``landscape.io.atomic.save_figure(fig, path)`` (engineer A's helper, issue 9)
+    until it lands: the format comes from the suffix, the file appears whole or not at all."""
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=FIGURE_DPI)
+    return path
 
 
 def save_figure(fig: Any, out: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     """Write a figure atomically in every format; returns the paths."""
-    paths = []
-    for fmt in formats:
-        path = out / f"{stem}.{fmt}"
-        with atomic_path(path, suffix=f".{fmt}") as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150)
-        paths.append(path)
-    return paths
+    return [_save_figure_atomically(fig, out / f"{stem}.{fmt}") for fmt in formats]
 
 
 def check_common_inputs(
@@ -131,17 +186,20 @@ def check_common_inputs(
         raise ConfigError(f"--max-points {max_points} must be >= 1, or left out to compute every point")
 
 
-def compute_surface_file(checkpoint: Path, **kwargs: Any) -> Surface:
+def compute_surface_file(checkpoint: Path, *, source: dict[str, Any], **kwargs: Any) -> Surface:
     """``surface_from_checkpoint`` with its errors and interruption said in the command's terms.
 
-    A file made with other settings names ``-o``, ``--name`` and ``--overwrite``; Ctrl-C says how many
-    points were saved (the library saves them before re-raising) and exits 130.
+    Parameter names in library messages become flags; a file made with other settings names ``-o``,
+    ``--name`` and ``--overwrite``; Ctrl-C says how many points were saved (the library saves them
+    before re-raising) and exits 130.
     """
     out = kwargs["out"]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonFiniteLossWarning)  # said once by report_nonfinite
-            return surface_from_checkpoint(checkpoint, **kwargs)
+            return surface_from_checkpoint(checkpoint, source=CheckpointSource(**source), **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(as_surface_flags(str(exc))) from None
     except SurfaceMismatchError as exc:
         raise ConfigError(
             f"{str(exc.path)!r} was computed with other settings (differs in: {', '.join(exc.differences)}); "
@@ -168,3 +226,17 @@ def report_nonfinite(surfaces: Sequence[Surface], paths: Sequence[Path | str]) -
                 "loss; kept in the file, left out of the figures",
                 err=True,
             )
+
+
+def echo_summary(surfaces: Sequence[Surface], surface_file: str | None, figures: Sequence[Path]) -> None:
+    """Points done and the lowest loss of each surface, then the files written (stdout)."""
+    for s in surfaces:
+        d = s.to_dict()
+        click.echo(
+            f"points {d['points_done']}/{d['points_total']}"
+            + (f"  min loss {d['loss_min']:.6g} at {d['loss_min_at']}" if "loss_min" in d else "")
+        )
+    if surface_file is not None:
+        click.echo(f"surface  {surface_file}")
+    for p in figures:
+        click.echo(f"figure   {p}")

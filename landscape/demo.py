@@ -268,18 +268,17 @@ def _surfaces(
     sgd: Path, sam: Path, out: Path, settings: DemoSettings, *, device: str, log: Log
 ) -> dict[str, Path]:
     """2D random-direction surfaces of both solutions and the SGD -> SAM line (resumable files)."""
-    from landscape.surface import surface_from_checkpoint
+    from landscape.surface import CheckpointSource, surface_from_checkpoint
 
     r, n = settings.surface_range, settings.surface_points
     grid = np.linspace(-r, r, n)
-    common = {
-        "split": "train",
-        "samples": settings.sharpness_samples,
-        "batch_size": settings.sharpness_samples,
-        "seed": settings.analysis_seed,
-        "device": device,
-        "quiet": True,
-    }
+    source = CheckpointSource(
+        split="train",
+        samples=settings.sharpness_samples,
+        batch_size=settings.sharpness_samples,
+        device=device,
+    )
+    common = {"source": source, "seed": settings.analysis_seed, "quiet": True}
     paths = {"sgd": out / "surface_sgd.npz", "sam": out / "surface_sam.npz", "line": out / "sgd_to_sam.npz"}
     t0 = time.perf_counter()
     for key, ckpt, label in (("sgd", sgd, "SGD"), ("sam", sam, f"SAM rho={settings.showcase_rho:g}")):

@@ -15,15 +15,7 @@ from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError
 from landscape.hessian.results import DensityResult, EigenResult, PerBatchResult
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        fig = ax.get_figure()
-        assert isinstance(fig, Figure)
-        return fig, ax
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
+from landscape.plot.axes import figure_and_axes
 
 
 def plot_density(
@@ -54,7 +46,7 @@ def plot_density(
     """
     if not floor > 0:
         raise ConfigError(f"floor={floor!r} must be > 0")
-    fig, ax = _axes(ax, (6.0, 4.0))
+    fig, ax = figure_and_axes(ax, (6.0, 4.0))
     ax.semilogy(density.grid, np.maximum(density.density, floor), label=label, **line_kwargs)
     if eigenvalues is not None:
         vals = eigenvalues.eigenvalues if isinstance(eigenvalues, EigenResult) else np.asarray(eigenvalues)
@@ -74,8 +66,16 @@ def plot_density(
 
 
 def plot_eigenvalues(result: PerBatchResult | EigenResult, *, ax: Axes | None = None) -> Figure:
-    """Eigenvalues as points: one column per batch for :class:`PerBatchResult`, else by index."""
-    fig, ax = _axes(ax, (6.0, 3.5))
+    """Eigenvalues as points: one column per batch for :class:`PerBatchResult`, else by index.
+
+    Args:
+        result: per-batch eigenvalues (one column of points per batch) or one run's (by index).
+        ax: draw into these axes (default: a new figure).
+
+    Returns:
+        The figure.
+    """
+    fig, ax = figure_and_axes(ax, (6.0, 3.5))
     if isinstance(result, PerBatchResult):
         ev = np.asarray(result.eigenvalues)
         for b in range(ev.shape[0]):

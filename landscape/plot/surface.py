@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colors, ticker
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError, check_choice
+from landscape.plot.axes import figure_and_axes
 from landscape.surface.store import Surface
 
 KINDS_2D = ("contour", "filled", "heatmap", "surface3d")
@@ -87,6 +89,7 @@ def plot_surface_1d(
     accuracy: bool = True,
     title: str | None = None,
     xlabel: str | None = None,
+    ax: Axes | None = None,
 ) -> Figure:
     """Loss and accuracy along one direction; several surfaces are overlaid with one colour each.
 
@@ -97,6 +100,7 @@ def plot_surface_1d(
         accuracy: draw accuracy (dashed) on a twin right axis.
         title: figure title.
         xlabel: label of the horizontal axis (default from the direction kind).
+        ax: draw into these axes (the accuracy goes on a twin of them); default: a new figure.
 
     Returns:
         The figure.
@@ -109,8 +113,7 @@ def plot_surface_1d(
             raise ConfigError(f"plot_surface_1d needs 1D surfaces, got a {s.ndim}D one; use plot_surface_2d")
     if labels is not None and len(labels) != len(group):
         raise ConfigError(f"{len(labels)} labels for {len(group)} surfaces")
-    fig = Figure(figsize=(6.0, 4.2), layout="constrained")
-    ax = fig.add_subplot()
+    fig, ax = figure_and_axes(ax, (6.0, 4.2))
     ax2 = ax.twinx() if accuracy else None
     for i, s in enumerate(group):
         color = f"C{i % 10}"
@@ -160,6 +163,7 @@ def plot_surface_2d(
     trajectory: bool = True,
     title: str | None = None,
     cmap: str = "viridis",
+    ax: Axes | None = None,
 ) -> Figure:
     """A 2D surface as contour lines, filled contours, a heatmap or a 3D surface.
 
@@ -175,6 +179,8 @@ def plot_surface_2d(
         trajectory: overlay ``extras['path_x'/'path_y']`` and ``extras['points_x'/'points_y']``.
         title: figure title.
         cmap: matplotlib colour map.
+        ax: draw into these axes (3D axes for ``surface3d``: ``fig.add_subplot(projection="3d")``);
+            the colour bar takes room from them. Default: a new figure.
 
     Returns:
         The figure.
@@ -203,16 +209,15 @@ def plot_surface_2d(
     )
     X, Y = np.meshgrid(surface.xs, surface.ys, indexing="ij")
     zc = np.clip(z, lo, hi) if kind in ("filled", "surface3d") else z
-    fig = Figure(figsize=(6.0, 5.0), layout="constrained")
+    projection = "3d" if kind == "surface3d" else None
+    fig, ax = figure_and_axes(ax, (6.0, 5.0), projection)
     if kind == "surface3d":
-        ax = fig.add_subplot(projection="3d")
         art = ax.plot_surface(
             X, Y, np.ma.masked_invalid(zc), cmap=cmap, norm=norm, linewidth=0, antialiased=True
         )
         ax.set_zlabel(quantity)
         _plain_ticks(fig.colorbar(art, ax=ax, shrink=0.7, label=quantity).ax.yaxis)
     else:
-        ax = fig.add_subplot()
         lv = _levels(lo, hi, levels, use_log)
         if kind == "contour":
             art = ax.contour(X, Y, np.ma.masked_invalid(z), levels=lv, cmap=cmap, norm=norm, linewidths=1.0)
@@ -260,14 +265,30 @@ def plot_surfaces_2d(
     *,
     labels: Sequence[str] | None = None,
     shared_scale: bool = True,
+    axes: Sequence[Axes] | None = None,
     **kwargs: Any,
 ) -> list[Figure]:
-    """One figure per surface with a shared colour scale (unless given or ``shared_scale=False``)."""
+    """One figure per surface with a shared colour scale (unless given or ``shared_scale=False``).
+
+    Args:
+        surfaces: 2D surfaces.
+        labels: titles, one per surface (default: ``kwargs['title']`` for every one).
+        shared_scale: one colour scale over all surfaces (:func:`shared_limits`).
+        axes: draw surface ``i`` into ``axes[i]`` (e.g. the panels of one figure); default: a new
+            figure each.
+        **kwargs: passed to :func:`plot_surface_2d`.
+
+    Returns:
+        The figure of each surface (the same figure repeated when ``axes`` share one).
+    """
+    if axes is not None and len(axes) != len(surfaces):
+        raise ConfigError(f"{len(axes)} axes for {len(surfaces)} surfaces; give one axes per surface")
     quantity = kwargs.get("quantity", "loss")
     if shared_scale and kwargs.get("vmin") is None and kwargs.get("vmax") is None:
         kwargs["vmin"], kwargs["vmax"] = shared_limits(surfaces, quantity)
+    title = kwargs.pop("title", None)
     figs = []
     for i, s in enumerate(surfaces):
-        title = labels[i] if labels is not None else kwargs.pop("title", None)
-        figs.append(plot_surface_2d(s, title=title, **{k: v for k, v in kwargs.items() if k != "title"}))
+        ax = axes[i] if axes is not None else None
+        figs.append(plot_surface_2d(s, title=labels[i] if labels is not None else title, ax=ax, **kwargs))
     return figs

@@ -1,13 +1,10 @@
 """Loss surfaces: directions (random normalized, interpolation, plane, PCA, eigen) and grid evaluation."""
 
-from landscape.surface.api import (
-    check_finite_tensors,
-    default_surface_name,
-    init_distributed,
-    run_name,
-    surface_from_checkpoint,
-)
+from landscape.surface.builders import DIR_TYPES_1D, DIR_TYPES_2D, DIRECTION_BUILDERS
 from landscape.surface.directions import (
+    IGNORES,
+    MODES,
+    NORMS,
     Direction,
     direction_dot,
     direction_norm,
@@ -19,11 +16,26 @@ from landscape.surface.directions import (
     snapshot,
     target_tensors,
 )
-from landscape.surface.grid import PointEvaluator, compute_surface, parse_range
+from landscape.surface.from_checkpoint import (
+    CheckpointSource,
+    check_finite_tensors,
+    default_surface_name,
+    run_name,
+    surface_from_checkpoint,
+)
+from landscape.surface.grid import BN_POLICIES, PointEvaluator, compute_surface
 from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismatchError
 from landscape.surface.trajectory import PCAResult, pca_directions, plane_directions, trajectory_files
 
 __all__ = [
+    "BN_POLICIES",
+    "DIRECTION_BUILDERS",
+    "DIR_TYPES_1D",
+    "DIR_TYPES_2D",
+    "IGNORES",
+    "MODES",
+    "NORMS",
+    "CheckpointSource",
     "Direction",
     "NonFiniteLossWarning",
     "PCAResult",
@@ -36,11 +48,9 @@ __all__ = [
     "direction_dot",
     "direction_norm",
     "eigen_directions",
-    "init_distributed",
     "interpolation_direction",
     "is_variance",
     "normalize_direction",
-    "parse_range",
     "pca_directions",
     "plane_directions",
     "random_directions",

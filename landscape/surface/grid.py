@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from landscape.distributed import all_gather_objects, my_share, rank_and_world_size
 from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import data_digest, settings_digest, tensors_digest
 from landscape.objective import Objective
@@ -38,28 +39,6 @@ from landscape.surface.store import NonFiniteLossWarning, Surface, check_resumab
 
 BN_POLICIES = ("fixed", "recalibrate")
 PointCallback = Callable[[int, float, float], None]
-
-
-def parse_range(text: str, name: str = "--x") -> np.ndarray:
-    """Parse ``MIN:MAX:NUM`` into ``NUM`` evenly spaced coordinates (both ends included).
-
-    Raises:
-        ConfigError: not three numbers, ``NUM < 1``, or ``MIN > MAX``.
-    """
-    parts = str(text).split(":")
-    try:
-        if len(parts) != 3:
-            raise ValueError
-        lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is not valid; use MIN:MAX:NUM, e.g. -1:1:51") from None
-    if num < 1:
-        raise ConfigError(f"{name}={text!r}: NUM={num} must be >= 1")
-    if not np.isfinite(lo) or not np.isfinite(hi) or lo > hi:
-        raise ConfigError(f"{name}={text!r}: MIN must be <= MAX and both finite")
-    if num == 1 and lo != hi:
-        raise ConfigError(f"{name}={text!r}: NUM=1 needs MIN == MAX")
-    return np.linspace(lo, hi, num)
 
 
 def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -196,12 +175,113 @@ class PointEvaluator:
         self.restore()
 
 
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
+def surface_fingerprint(
+    objective: Objective,
+    evaluator: PointEvaluator,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    *,
+    bn: str,
+    settings: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The fingerprint of a surface, the settings it is made of, and the metadata to record.
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    The base weights, the directions, the grid, the data, ``bn`` and the objective's policy always
+    enter it; ``settings`` adds the caller's (direction kind, seed...).
+
+    Returns:
+        ``(fingerprint, parts, metadata)``.
+    """
+    described = describe_directions(evaluator.directions, evaluator.base)
+    parts: dict[str, Any] = dict(settings or {})
+    parts.update(
+        {
+            "format": 1,
+            "base": tensors_digest(evaluator.base.items()),
+            "directions": described["digest"],
+            "xs": xs.tolist(),
+            "ys": None if ys is None else ys.tolist(),
+            "data": data_digest(objective),
+            "num_samples": objective.num_samples,
+            "bn": bn,
+            "bn_mode": objective.bn_mode,
+            "dtype": str(objective.dtype),
+            "loss_fn": type(objective.loss_fn).__name__,
+        }
+    )
+    meta = dict(metadata or {})
+    meta.update(
+        {"fingerprint_parts": parts, "objective": objective.metadata(), "bn": bn, "directions": described}
+    )
+    return settings_digest(parts), parts, meta
+
+
+def open_or_resume(
+    path: str | Path | None,
+    xs: np.ndarray,
+    ys: np.ndarray | None,
+    *,
+    fingerprint: str,
+    parts: dict[str, Any],
+    metadata: dict[str, Any],
+    overwrite: bool = False,
+) -> Surface:
+    """The surface file at ``path`` when it has the same fingerprint, else a new empty surface.
+
+    Raises:
+        SurfaceMismatchError: ``path`` holds a surface made with other settings and not ``overwrite``.
+    """
+    if path is not None and Path(path).exists() and not overwrite:
+        surface = Surface.load(path)
+        check_resumable(surface, fingerprint, parts, path)
+        surface.metadata.update(metadata)
+        return surface
+    return Surface.empty(xs, ys, metadata=metadata, fingerprint=fingerprint)
+
+
+def _evaluate_points(
+    surface: Surface,
+    evaluator: PointEvaluator,
+    todo: np.ndarray,
+    *,
+    save: Callable[[], None],
+    chunk_size: int,
+    save_every: float,
+    callback: PointCallback | None,
+    quiet: bool,
+) -> None:
+    """Fill the points ``todo`` of ``surface`` chunk by chunk, each rank its share, saving as it goes."""
+    rank, world = rank_and_world_size()
+    flat_loss, flat_acc, flat_done = (a.reshape(-1) for a in (surface.loss, surface.accuracy, surface.done))
+
+    def record(k: int, loss: float, acc: float) -> None:
+        flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
+        if callback is not None and rank == 0:
+            callback(k, loss, acc)
+
+    last_save = time.monotonic()
+    with Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
+        for start in range(0, len(todo), chunk_size * world):
+            chunk = todo[start : start + chunk_size * world]
+            results: list[tuple[int, float, float]] = []
+            for k in my_share(chunk, rank, world):
+                loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
+                if not np.isfinite(loss):
+                    acc = float("nan")  # the outputs are not numbers: no prediction to score
+                if world == 1:  # kept at once, so an interruption saves every finished point
+                    record(int(k), loss, acc)
+                    bar.update()
+                else:
+                    results.append((int(k), loss, acc))
+            if world > 1:
+                for part in all_gather_objects(results, world):
+                    for k, loss, acc in part:
+                        record(k, loss, acc)
+                bar.update(len(chunk))
+            if save_every <= 0 or time.monotonic() - last_save >= save_every:
+                save()
+                last_save = time.monotonic()
 
 
 def compute_surface(
@@ -262,55 +342,18 @@ def compute_surface(
         raise ConfigError(f"a {ndim}D grid needs {ndim} direction(s), got {len(directions)}")
     if chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size} must be >= 1")
-    rank, world = _dist_info()
+    rank, world = rank_and_world_size()
     if world > 1 and objective.shard is not None:
         raise ConfigError("split either the grid points or the data across ranks, not both (shard=None)")
 
     evaluator = PointEvaluator(objective, directions, bn=bn)
-    described = describe_directions(evaluator.directions, evaluator.base)
-    parts: dict[str, Any] = dict(settings or {})
-    parts.update(
-        {
-            "format": 1,
-            "base": tensors_digest(evaluator.base.items()),
-            "directions": described["digest"],
-            "xs": xs.tolist(),
-            "ys": None if ys is None else ys.tolist(),
-            "data": data_digest(objective),
-            "num_samples": objective.num_samples,
-            "bn": bn,
-            "bn_mode": objective.bn_mode,
-            "dtype": str(objective.dtype),
-            "loss_fn": type(objective.loss_fn).__name__,
-        }
+    fp, parts, meta = surface_fingerprint(
+        objective, evaluator, xs, ys, bn=bn, settings=settings, metadata=metadata
     )
-    fp = settings_digest(parts)
-    meta = dict(metadata or {})
-    meta.update(
-        {
-            "fingerprint_parts": parts,
-            "objective": objective.metadata(),
-            "bn": bn,
-            "directions": described,
-        }
-    )
-
-    surface: Surface | None = None
-    if path is not None and Path(path).exists() and not overwrite:
-        existing = Surface.load(path)
-        check_resumable(existing, fp, parts, path)
-        surface = existing
-    if surface is None:
-        surface = Surface.empty(xs, ys, metadata=meta, fingerprint=fp)
-    else:
-        surface.metadata.update(meta)
+    surface = open_or_resume(path, xs, ys, fingerprint=fp, parts=parts, metadata=meta, overwrite=overwrite)
     if extras:
         surface.extras.update({k: np.asarray(v) for k, v in extras.items()})
-
-    flat_loss = surface.loss.reshape(-1)
-    flat_acc = surface.accuracy.reshape(-1)
-    flat_done = surface.done.reshape(-1)
-    todo = np.flatnonzero(~flat_done)
+    todo = np.flatnonzero(~surface.done.reshape(-1))
     if max_points is not None:
         todo = todo[: max(0, int(max_points))]
 
@@ -318,40 +361,20 @@ def compute_surface(
         if path is not None and rank == 0:
             surface.save(path)
 
-    if path is not None and rank == 0 and not Path(path).exists():
+    if path is not None and not Path(path).exists():
         save()  # an empty file records the settings at once
-    last_save = time.monotonic()
-    step = chunk_size * world
     try:
-        with evaluator, Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
-            for start in range(0, len(todo), step):
-                chunk = todo[start : start + step]
-                mine = chunk[rank::world]
-                results: list[tuple[int, float, float]] = []
-                for k in mine:
-                    loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
-                    if not np.isfinite(loss):
-                        acc = float("nan")  # the outputs are not numbers: no prediction to score
-                    results.append((int(k), loss, acc))
-                    if world == 1:
-                        flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
-                        if callback is not None:
-                            callback(int(k), loss, acc)
-                        bar.update()
-                if world > 1:
-                    import torch.distributed as dist
-
-                    gathered: list[Any] = [None] * world
-                    dist.all_gather_object(gathered, results)
-                    for part in gathered:
-                        for k, loss, acc in part:
-                            flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
-                            if callback is not None and rank == 0:
-                                callback(k, loss, acc)
-                    bar.update(len(chunk))
-                if save_every <= 0 or time.monotonic() - last_save >= save_every:
-                    save()
-                    last_save = time.monotonic()
+        with evaluator:
+            _evaluate_points(
+                surface,
+                evaluator,
+                todo,
+                save=save,
+                chunk_size=chunk_size,
+                save_every=save_every,
+                callback=callback,
+                quiet=quiet,
+            )
     except KeyboardInterrupt:
         save()  # keep every point computed since the last periodic save, then stop as asked
         raise

@@ -57,13 +57,13 @@ def trajectory_files(folder: str | Path) -> list[Path]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise ConfigError(f"--trajectory {str(root)!r} is not a folder of checkpoints")
+        raise ConfigError(f"trajectory={str(root)!r} is not a folder of checkpoints")
     files = sorted(
         (p for p in root.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES), key=_natural_key
     )
     if len(files) < 2:
         raise ConfigError(
-            f"--trajectory {str(root)!r} holds {len(files)} checkpoint(s) "
+            f"trajectory={str(root)!r} holds {len(files)} checkpoint(s) "
             f"({', '.join(CHECKPOINT_SUFFIXES)}); PCA needs at least 2"
         )
     return files

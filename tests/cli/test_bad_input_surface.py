@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from landscape.cli.main import cli
+from landscape.cli.surface_common import as_surface_flags, parse_range
+from landscape.errors import ConfigError
 from landscape.io.checkpoints import save_checkpoint
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec, build_model
@@ -126,3 +129,45 @@ def test_bad_input_is_one_line_naming_value_and_fix(files, tmp_path, case):
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     assert not out.exists(), "a refused command wrote its output folder"
     assert sorted(Path(files["made"]).iterdir()) == made_before
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("1:2", "MIN:MAX:NUM"),
+        ("a:1:3", "MIN:MAX:NUM"),
+        ("1:-1:3", "MIN must be"),
+        ("0:1:0", "NUM=0"),
+        ("0:1:1", "NUM=1"),
+    ],
+    ids=["two", "nan", "reversed", "zero", "single"],
+)
+def test_parse_range_errors(text, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_range(text, "--x")
+
+
+def test_parse_range_values():
+    np.testing.assert_array_equal(parse_range("-1:1:5"), [-1.0, -0.5, 0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(parse_range("0.5:0.5:1"), [0.5])
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (
+            "to= goes with dir_type='interpolation' (and interpolation needs to=)",
+            "--to CKPT2 goes with --dir-type interpolation (and interpolation needs --to CKPT2)",
+        ),
+        ("ckpts= needs exactly two checkpoints (B and C), got 3", "--ckpts B C needs exactly two"),
+        ("trajectory='/tmp/one' holds 1 checkpoint(s)", "--trajectory '/tmp/one' holds 1"),
+        (
+            "bn='recalibrate' needs batch norm; use bn='fixed'",
+            "bn='recalibrate' needs batch norm; use bn='fixed'",
+        ),
+        ("batch_size=0 must be >= 1, up to=3", "batch_size=0 must be >= 1, up --to 3"),
+    ],
+    ids=["to", "ckpts", "trajectory", "untouched", "word-boundary"],
+)
+def test_library_parameter_names_become_flags(message, expected):
+    assert as_surface_flags(message).startswith(expected)

@@ -54,3 +54,58 @@ def test_two_gloo_processes_match_one(tmp_path: Path) -> None:
         cos = (got["vec"] * ref["vec"]).sum(0).abs()
         torch.testing.assert_close(cos, torch.ones(2, dtype=torch.float64), atol=1e-8, rtol=0)
         assert got["trace"].item() == pytest.approx(ref["trace"].item(), rel=1e-9)
+
+
+def _env() -> dict[str, str]:
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.mark.slow
+def test_torchrun_sharpness_command_matches_one_process(tmp_path: Path) -> None:
+    """``landscape sharpness`` under torchrun joins the group through landscape.distributed: same numbers."""
+    import json
+    import subprocess
+    import sys
+
+    from landscape.io.checkpoints import save_checkpoint
+    from landscape.io.data import DataSpec
+    from landscape.io.models import ModelSpec, build_model
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(
+        ckpt,
+        build_model("mlp", hidden=[8]),
+        model_spec=ModelSpec("mlp", {"hidden": [8]}),
+        data_spec=DataSpec("digits"),
+    )
+    args = ["sharpness", str(ckpt), "--samples", "96", "--batch-size", "32", "--device", "cpu"]
+    args += ["--dtype", "float64", "--top-k", "2", "--tol", "1e-10", "--json", "-q"]
+    one = subprocess.run(
+        [sys.executable, "-m", "landscape", *args], env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "landscape",
+        ]
+        + args,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    ref, got = json.loads(one.stdout), json.loads(two.stdout)  # rank 0 alone prints
+    assert ref["world_size"] == 1 and got["world_size"] == 2
+    np.testing.assert_allclose(got["eigenvalues"], ref["eigenvalues"], rtol=1e-8)

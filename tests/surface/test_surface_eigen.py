@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from landscape import Objective
-from landscape.surface import compute_surface, eigen_directions, parse_range
+from landscape.surface import compute_surface, eigen_directions
 
 
 class Quadratic(nn.Module):
@@ -37,7 +37,7 @@ def test_eigen_directions_match_dense_eigenvectors():
         assert abs(abs(float(v @ Q[:, k])) - 1.0) < 1e-8
     # along the top eigenvector, the surface is the closed-form parabola q(w0) + a g.v + 0.5 lam a^2
     w0 = model.W.detach().reshape(-1).clone()
-    xs = parse_range("-1:1:5")
+    xs = np.linspace(-1, 1, 5)
     s = compute_surface(obj, dirs[:1], xs, quiet=True)
     v = dirs[0]["W"].reshape(-1)
     expected = [float(0.5 * (w0 + a * v) @ A @ (w0 + a * v)) for a in xs]

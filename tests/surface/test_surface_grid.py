@@ -14,7 +14,6 @@ from landscape.surface import (
     Surface,
     compute_surface,
     interpolation_direction,
-    parse_range,
     random_directions,
     snapshot,
 )
@@ -40,7 +39,7 @@ def test_centre_equals_objective_and_base_is_restored(make_objective, model, bn)
     before = _state(obj)
     expected = obj.evaluate()
     dirs = random_directions(obj, 2, seed=1, mode="states")
-    s = compute_surface(obj, dirs, parse_range("-1:1:3"), parse_range("-0.5:1:4"), bn=bn, quiet=True)
+    s = compute_surface(obj, dirs, np.linspace(-1, 1, 3), np.linspace(-0.5, 1, 4), bn=bn, quiet=True)
     _assert_same_state(obj, before)
     assert s.complete and s.shape == (3, 4)
     centre = s.loss[1, 1]  # (0, 0)
@@ -80,7 +79,7 @@ def test_quadratic_surface_matches_closed_form(norm):
     y = torch.zeros(10, dtype=torch.float64)
     obj = Objective(model, (x, y), loss_fn=lambda out, _y: out.mean(), batch_size=4, dtype=torch.float64)
     d1, d2 = random_directions(obj, 2, seed=2, norm=norm)
-    xs, ys = parse_range("-2:1:7"), parse_range("-1:1.5:6")
+    xs, ys = np.linspace(-2, 1, 7), np.linspace(-1, 1.5, 6)
     s = compute_surface(obj, [d1, d2], xs, ys, quiet=True)
     w0 = model.W.detach().reshape(-1).numpy()
     u, v = d1["W"].reshape(-1).numpy(), d2["W"].reshape(-1).numpy()
@@ -102,7 +101,7 @@ def test_interpolation_endpoints_equal_each_checkpoint(make_objective, model, mo
                 if isinstance(m, nn.BatchNorm2d):
                     m.running_var.mul_(1.5)
     d = interpolation_direction(snapshot(obj1, mode), snapshot(obj2, mode))
-    s = compute_surface(obj1, [d], parse_range("-0.5:1.5:5"), quiet=True)
+    s = compute_surface(obj1, [d], np.linspace(-0.5, 1.5, 5), quiet=True)
     assert s.xs[1] == 0.0 and s.xs[3] == 1.0
     assert s.loss[1] == obj1.evaluate().loss
     np.testing.assert_allclose(s.loss[3], obj2.evaluate().loss, rtol=1e-10)
@@ -140,7 +139,7 @@ def test_interrupted_run_resumes_to_the_identical_array(make_objective, tmp_path
     obj = make_objective("cnn")
     before = _state(obj)
     dirs = random_directions(obj, 2, seed=0)
-    xs, ys = parse_range("-1:1:5"), parse_range("-1:0.5:4")
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(-1, 0.5, 4)
     full = compute_surface(obj, dirs, xs, ys, quiet=True)
     path = tmp_path / "s.npz"
     seen: list[int] = []
@@ -172,9 +171,9 @@ def test_max_points_stops_and_resumes(make_objective, tmp_path):
     obj = make_objective("mlp")
     (d,) = random_directions(obj, 1, seed=0)
     path = tmp_path / "s.npz"
-    s = compute_surface(obj, [d], parse_range("-1:1:9"), path=path, max_points=4)
+    s = compute_surface(obj, [d], np.linspace(-1, 1, 9), path=path, max_points=4)
     assert s.num_done == 4 and Surface.load(path).num_done == 4
-    s = compute_surface(obj, [d], parse_range("-1:1:9"), path=path)
+    s = compute_surface(obj, [d], np.linspace(-1, 1, 9), path=path)
     assert s.complete
 
 
@@ -186,20 +185,20 @@ def test_max_points_stops_and_resumes(make_objective, tmp_path):
 def test_mismatched_surface_file_is_refused(make_objective, tmp_path, change, differs):
     obj = make_objective("cnn")
     path = tmp_path / "s.npz"
-    compute_surface(obj, random_directions(obj, 1, seed=0), parse_range("-1:1:3"), path=path)
-    seed, grid, bn = 0, "-1:1:3", "fixed"
+    compute_surface(obj, random_directions(obj, 1, seed=0), np.linspace(-1, 1, 3), path=path)
+    seed, grid, bn = 0, np.linspace(-1, 1, 3), "fixed"
     if change == "seed":
         seed = 1
     elif change == "grid":
-        grid = "-1:1:4"
+        grid = np.linspace(-1, 1, 4)
     elif change == "bn":
         bn = "recalibrate"
     else:
         obj = Objective(obj.model, [(xb[:-1], yb[:-1]) for xb, yb, _ in obj.batches()], dtype=torch.float64)
     dirs = random_directions(obj, 1, seed=seed)
     with pytest.raises(ResultFileError, match=f"other settings.*{differs}.*overwrite=True"):
-        compute_surface(obj, dirs, parse_range(grid), path=path, bn=bn)
-    s = compute_surface(obj, dirs, parse_range(grid), path=path, bn=bn, overwrite=True)
+        compute_surface(obj, dirs, grid, path=path, bn=bn)
+    s = compute_surface(obj, dirs, grid, path=path, bn=bn, overwrite=True)
     assert s.complete and Surface.load(path).fingerprint == s.fingerprint
 
 
@@ -217,27 +216,6 @@ def test_surface_roundtrip_and_bad_files(tmp_path):
         Surface.load(tmp_path / "b.npz")
     with pytest.raises(ResultFileError, match="does not exist"):
         Surface.load(tmp_path / "c.npz")
-
-
-@pytest.mark.parametrize(
-    ("text", "match"),
-    [
-        ("1:2", "MIN:MAX:NUM"),
-        ("a:1:3", "MIN:MAX:NUM"),
-        ("1:-1:3", "MIN must be"),
-        ("0:1:0", "NUM=0"),
-        ("0:1:1", "NUM=1"),
-    ],
-    ids=["two", "nan", "reversed", "zero", "single"],
-)
-def test_parse_range_errors(text, match):
-    with pytest.raises(ConfigError, match=match):
-        parse_range(text, "--x")
-
-
-def test_parse_range_values():
-    np.testing.assert_array_equal(parse_range("-1:1:5"), [-1.0, -0.5, 0.0, 0.5, 1.0])
-    np.testing.assert_array_equal(parse_range("0.5:0.5:1"), [0.5])
 
 
 def test_wrong_direction_count(make_objective):

@@ -46,11 +46,21 @@ def test_1d_overlays_loss_and_accuracy_on_twin_axes():
 
 @pytest.mark.parametrize("kind", ["contour", "filled", "heatmap", "surface3d"], ids=lambda k: k)
 def test_2d_kinds_draw(kind):
-    fig = plot_surface_2d(_surface2d(), kind=kind, levels=8)
+    s = _surface2d()
+    fig = plot_surface_2d(s, kind=kind, levels=8)
     assert isinstance(fig, Figure) and len(fig.axes) == 2  # plot and colour bar
     if kind != "surface3d":
         lines = [ln for ln in fig.axes[0].lines if ln.get_label() == "trajectory"]
         assert len(lines) == 1 and np.array_equal(lines[0].get_xdata(), [0.8, 0.3, 0.0])
+    else:  # the faces carry the surface: each face's value is the mean of its four corners
+        ax = fig.axes[0]
+        assert ax.name == "3d" and ax.get_zlabel() == "loss"
+        faces = ax.collections[0]
+        L = s.loss
+        corners = (L[:-1, :-1] + L[1:, :-1] + L[:-1, 1:] + L[1:, 1:]) / 4
+        np.testing.assert_allclose(np.asarray(faces.get_array()), corners.ravel())
+        assert (faces.norm.vmin, faces.norm.vmax) == (1.0, 4.0)  # the data's range, log scale
+        assert type(faces.norm).__name__ == "LogNorm"
 
 
 def test_contour_levels_are_log_spaced():

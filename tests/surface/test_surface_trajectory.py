@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.errors import ConfigError
-from landscape.surface import compute_surface, parse_range, snapshot
+from landscape.surface import compute_surface, snapshot
 from landscape.surface.trajectory import pca_directions, plane_directions, trajectory_files
 
 
@@ -71,7 +71,7 @@ def test_plane_puts_the_three_checkpoints_at_the_corners(make_objective):
     objs = [make_objective("mlp", seed=s) for s in range(3)]
     a, b, c = (snapshot(o) for o in objs)
     s = compute_surface(
-        objs[0], plane_directions(a, b, c), parse_range("0:1:2"), parse_range("0:1:2"), quiet=True
+        objs[0], plane_directions(a, b, c), np.linspace(0, 1, 2), np.linspace(0, 1, 2), quiet=True
     )
     assert s.loss[0, 0] == objs[0].evaluate().loss
     np.testing.assert_allclose(s.loss[1, 0], objs[1].evaluate().loss, rtol=1e-10)
