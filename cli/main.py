@@ -128,6 +128,7 @@ from landscape.cli.info import info  # noqa: E402
 from landscape.cli.plot1d import plot1d  # noqa: E402
 from landscape.cli.plot2d import plot2d  # noqa: E402
 from landscape.cli.sharpness import sharpness  # noqa: E402
+from landscape.cli.sweep import sweep  # noqa: E402
 from landscape.cli.train import train  # noqa: E402
 
 cli.add_command(info)
@@ -139,6 +140,7 @@ cli.add_command(train)
 cli.add_command(compare_magnitude)
 cli.add_command(connect)
 cli.add_command(demo)
+cli.add_command(sweep)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,10 +342,10 @@ def run_sweep(
                 report(p, time.perf_counter() - start, dict(res.final_metrics), None)
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [(p, pool.submit(_train_process, p, per_run, device, dtype)) for p in todo]
-            for p, future in futures:
+            futures = {pool.submit(_train_process, p, per_run, device, dtype): p for p in todo}
+            for future in as_completed(futures):
                 seconds, metrics, error = future.result()
-                report(p, seconds, metrics, error)
+                report(futures[future], seconds, metrics, error)
     result.seconds = time.perf_counter() - t0
     return result
 
