@@ -67,6 +67,8 @@ class RunRecord:
     decomposition: str | None
     rho: float | None
     metrics: dict[str, float] = field(default_factory=dict)
+    #: per-epoch means of the step statistics (``{"epoch": [...], "grad_norm_ratio": [...], ...}``)
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """Flat row for ``runs.csv``."""
@@ -414,6 +416,7 @@ def run_records(comparison: Comparison, *, foreign: Sequence[Path] = ()) -> list
                 decomposition=s.decomposition,
                 rho=s.rho,
                 metrics=_run_metrics(s),
+                curves={k: list(v) for k, v in s.epoch_stats.items()},
             )
         )
     records.extend(_foreign_record(Path(p)) for p in foreign)
@@ -593,3 +596,55 @@ def _strip_rho(label: str, rho: float | None) -> str:
     if rho is None:
         return label
     return " ".join(part for part in label.split(" ") if part != f"rho={rho:g}")
+
+
+@dataclass
+class Band:
+    """A step statistic of one group against training progress: per epoch, mean and t-interval over seeds."""
+
+    group: str
+    statistic: str
+    epoch: list[float]
+    mean: list[float]
+    ci95_low: list[float]
+    ci95_high: list[float]
+    n: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+def step_bands(grouping: Grouping, statistic: str = "grad_norm_ratio") -> list[Band]:
+    """Per group that logs ``statistic`` (the SAM family): its per-epoch mean over the steps of each
+    run, summarized across the seeds at each epoch (mean and Student-t interval).
+
+    Raises:
+        ConfigError: ``statistic`` is not one of ``STAT_KEYS``.
+    """
+    if statistic not in STAT_KEYS:
+        raise ConfigError(f"statistic={statistic!r} is not valid; choose one of {', '.join(STAT_KEYS)}")
+    members: dict[str, list[RunRecord]] = {}
+    for r in grouping.runs:
+        members.setdefault(r.group, []).append(r)
+    bands = []
+    for label, runs in members.items():
+        per_epoch: dict[float, list[float]] = {}
+        for r in runs:
+            for e, v in zip(r.curves.get("epoch", []), r.curves.get(statistic, [])):
+                per_epoch.setdefault(e, []).append(v)
+        stats = {e: summarize(v, confidence=grouping.confidence) for e, v in sorted(per_epoch.items())}
+        stats = {e: s for e, s in stats.items() if s.n > 0}
+        if not stats:
+            continue
+        bands.append(
+            Band(
+                group=label,
+                statistic=statistic,
+                epoch=list(stats),
+                mean=[s.mean for s in stats.values()],
+                ci95_low=[s.ci95_low for s in stats.values()],
+                ci95_high=[s.ci95_high for s in stats.values()],
+                n=[s.n for s in stats.values()],
+            )
+        )
+    return bands

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from landscape.errors import ConfigError, ResultFileError
-from landscape.grouping import Grouping, group_key, group_runs, markdown_table
+from landscape.grouping import Grouping, group_key, group_runs, markdown_table, step_bands
+from landscape.plot.groups import plot_groups, plot_step_statistic, plot_test_accuracy
 from landscape.stats import t_quantile
 
 
@@ -167,3 +168,36 @@ def test_markdown_table_has_the_seed_study_layout(runs: Path):
     assert "| SAM-magnitude global |  | 0.9500 ± 0.0265 (n=3) |" in lines
     with pytest.raises(ConfigError, match="metric='nope'"):
         markdown_table(group_runs(runs), "nope")
+
+
+def test_step_bands_summarize_seeds_per_epoch(runs: Path):
+    (band,) = step_bands(group_runs(runs), "grad_norm_ratio")  # SGD logs none, so one band
+    assert band.group == "SAM-magnitude global rho=0.2" and band.epoch == [1.0] and band.n == [3]
+    half = t_quantile(0.95, 2) * 1.0 / math.sqrt(3)  # per-run values 1, 2, 3
+    assert band.mean == [pytest.approx(2.0)]
+    assert (band.ci95_low[0], band.ci95_high[0]) == pytest.approx((2 - half, 2 + half))
+    with pytest.raises(ConfigError, match="statistic='loss'"):
+        step_bands(group_runs(runs), "loss")
+
+
+def test_accuracy_figure_has_interval_bars_on_a_fitted_axis(runs: Path):
+    g = group_runs(runs)
+    fig = plot_test_accuracy(g)
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert 0.8 < low < 0.9 and high - low < 0.2  # the differences show: not a 0-1 axis
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["SAM-magnitude global rho=0.2", "SGD"]
+    sgd = g.group("SGD").stats["test_accuracy"]
+    bars = [c for c in ax.collections if c.get_segments()]
+    ends = sorted(tuple(seg[:, 1]) for c in bars for seg in c.get_segments())
+    assert any(e == pytest.approx((sgd.ci95_low, sgd.ci95_high)) for e in ends)
+
+
+def test_summary_figure_draws_bands_and_round_trips_its_data(runs: Path, tmp_path: Path):
+    g = group_runs(runs)
+    fig = plot_groups(g)
+    assert len(fig.axes) == 6
+    fig.savefig(tmp_path / "groups.png")
+    back = Grouping.from_json(g.to_json(tmp_path / "groups.json"))
+    assert step_bands(back, "cosine")[0].mean == step_bands(g, "cosine")[0].mean
+    assert plot_step_statistic(back, "frac_larger").axes[0].get_legend() is not None
