@@ -75,8 +75,10 @@ def plot_group_metric(
             ax.plot([x], [s.mean], "o", color="C0")
         seeds = members.get(label, [])
         ax.plot(np.full(len(seeds), x + 0.12), seeds, ".", color="0.45", ms=5)
+    if not drawn:
+        ax.text(0.5, 0.5, f"no run recorded {metric}", ha="center", va="center", transform=ax.transAxes)
     ax.set_xticks(range(len(drawn)), drawn, rotation=30, ha="right", fontsize="small")
-    ax.set_xlim(-0.5, len(drawn) - 0.5)
+    ax.set_xlim(-0.5, max(len(drawn), 1) - 0.5)
     ax.set_ylabel(_LABELS.get(metric, metric))
     ax.set_title(
         f"{_LABELS.get(metric, metric)}: mean and 95% interval over seeds (dots: seeds)", fontsize="medium"
@@ -125,13 +127,7 @@ def plot_groups(grouping: Grouping) -> Figure:
     fig = Figure(figsize=(15.0, 8.0), layout="constrained")
     axes = fig.subplots(2, 3)
     plot_test_accuracy(grouping, ax=axes[0][0])
-    if "lambda_max" in grouping.metrics:
-        plot_lambda_max(grouping, ax=axes[0][1])
-    else:
-        axes[0][1].text(
-            0.5, 0.5, "no lambda_max recorded", ha="center", va="center", transform=axes[0][1].transAxes
-        )
-        axes[0][1].set_axis_off()
+    plot_lambda_max(grouping, ax=axes[0][1])
     for ax, stat in zip((axes[0][2], axes[1][0], axes[1][1]), ("grad_norm_ratio", "cosine", "frac_larger")):
         plot_step_statistic(grouping, stat, ax=ax)
     plot_group_metric(grouping, "test_loss", ax=axes[1][2])
