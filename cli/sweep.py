@@ -178,7 +178,7 @@ def sweep(
         if dry_run:
             planned = plan_runs(out, base, points, dtype=dtype)
             if as_json:
-                echo_json([{"run": p.point.name, "status": p.status, "out": str(p.out_dir)} for p in planned])
+                echo_json([{"run": p.name, "status": p.status, "out": str(p.out_dir)} for p in planned])
             else:
                 for line in describe_plan(planned):
                     click.echo(line)

@@ -156,6 +156,11 @@ class PlannedRun:
     out_dir: Path
     status: str  # "new", "resume" (interrupted) or "done" (skipped)
 
+    @property
+    def name(self) -> str:
+        """The run's folder name."""
+        return self.out_dir.name
+
 
 def _expected_config(config: TrainConfig, dtype: torch.dtype) -> dict[str, Any]:
     """What :func:`train` records in ``config.json`` for ``config``, except the model's keyword
@@ -196,8 +201,12 @@ def plan_runs(
     points: Sequence[SweepPoint],
     *,
     dtype: torch.dtype = torch.float32,
+    names: Sequence[str] | None = None,
 ) -> list[PlannedRun]:
     """Each point with its settings, folder ``root/<name>`` and status (new, resume or done).
+
+    ``names`` gives the folder names (one per point, distinct) where a caller has its own scheme;
+    by default each point's :attr:`SweepPoint.name`.
 
     Raises:
         ResultFileError: a folder holds a run with other settings (nothing has been run yet).
@@ -206,11 +215,14 @@ def plan_runs(
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"out_dir {str(root)!r} exists and is not a directory")
+    folders = [p.name for p in points] if names is None else list(names)
+    if len(folders) != len(points) or len(set(folders)) != len(folders):
+        raise ConfigError(f"names must give one distinct folder name per point ({len(points)} points)")
     planned = []
-    for point in points:
+    for point, folder in zip(points, folders):
         config = point.config(base)
         config.validate()
-        out = root / point.name
+        out = root / folder
         status = "new"
         config_path = out / "config.json"
         if config_path.is_file():
@@ -240,7 +252,7 @@ def describe_plan(planned: Sequence[PlannedRun]) -> list[str]:
         dec = c.optimizer_kwargs.get("decomposition")
         what = f"optimizer={c.optimizer}" + (f" decomposition={dec}" if dec else "")
         what += f" rho={c.rho:g}" if c.rho is not None else (" rho=default" if takes_rho(c.optimizer) else "")
-        lines.append(f"[{i}/{n}] {p.status:<6} {p.point.name}  ({what} seed={c.seed})")
+        lines.append(f"[{i}/{n}] {p.status:<6} {p.name}  ({what} seed={c.seed})")
     return lines
 
 
@@ -259,7 +271,7 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": str(self.root),
-            "runs": [p.point.name for p in self.planned],
+            "runs": [p.name for p in self.planned],
             "trained": self.trained,
             "skipped": self.skipped,
             "failed": self.failed,
@@ -276,6 +288,8 @@ def run_sweep(
     threads: int | None = None,
     device: str = "auto",
     dtype: torch.dtype = torch.float32,
+    names: Sequence[str] | None = None,
+    raise_errors: bool = False,
     log: Log = print,
 ) -> SweepResult:
     """Train every point not finished yet into ``root/<name>``; one progress line per run.
@@ -289,6 +303,8 @@ def run_sweep(
             machine's CPUs divided by ``jobs``, at least 1).
         device: ``auto|cpu|cuda[:N]|mps``.
         dtype: training dtype.
+        names: folder names instead of the points' own (see :func:`plan_runs`).
+        raise_errors: with ``jobs=1``, stop at the first run that fails and raise its error.
         log: called with each progress line.
 
     Returns:
@@ -305,26 +321,26 @@ def run_sweep(
     per_run = threads if threads is not None else max(1, (os.cpu_count() or 1) // jobs)
     in_process_threads = threads if threads is not None else torch.get_num_threads()
     t0 = time.perf_counter()
-    planned = plan_runs(root, base, points, dtype=dtype)
+    planned = plan_runs(root, base, points, dtype=dtype, names=names)
     todo = [p for p in planned if p.status != "done"]
     if jobs > 1:
         for p in todo:
             _train_argv(p, device=device, dtype=dtype)  # refuse settings a process cannot get before any run
     result = SweepResult(Path(root), planned)
     n = len(planned)
-    index = {p.point.name: i for i, p in enumerate(planned, 1)}
+    index = {p.name: i for i, p in enumerate(planned, 1)}
     for p in planned:
         if p.status == "done":
-            result.skipped.append(p.point.name)
-            log(f"[{index[p.point.name]}/{n}] {p.point.name}: finished earlier, skipped")
+            result.skipped.append(p.name)
+            log(f"[{index[p.name]}/{n}] {p.name}: finished earlier, skipped")
 
     def report(p: PlannedRun, seconds: float, metrics: dict[str, float] | None, error: str | None) -> None:
-        head = f"[{index[p.point.name]}/{n}] {p.point.name}:"
+        head = f"[{index[p.name]}/{n}] {p.name}:"
         if error is not None:
-            result.failed[p.point.name] = error
+            result.failed[p.name] = error
             log(f"{head} failed after {seconds:.1f} s: {error}")
             return
-        result.trained[p.point.name] = metrics or {}
+        result.trained[p.name] = metrics or {}
         acc = (metrics or {}).get("test_accuracy")
         verb = "resumed and finished" if p.status == "resume" else "finished"
         tail = f", test accuracy {acc:.4f}" if isinstance(acc, float) else ""
@@ -337,6 +353,8 @@ def run_sweep(
                 try:
                     res = train(p.config, p.out_dir, device=device, dtype=dtype, quiet=True)
                 except LandscapeError as exc:
+                    if raise_errors:
+                        raise
                     report(p, time.perf_counter() - start, None, str(exc))
                     continue
                 report(p, time.perf_counter() - start, dict(res.final_metrics), None)

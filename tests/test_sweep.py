@@ -155,3 +155,11 @@ def test_failed_run_is_reported_and_the_others_still_run(tmp_path: Path):
 def test_bad_jobs_is_refused():
     with pytest.raises(ConfigError, match="jobs=0"):
         run_sweep("unused", _base(), [], jobs=0)
+
+
+def test_callers_may_name_the_folders_but_each_once(tmp_path: Path):
+    points = plan_sweep(["sgd"], [0, 1])
+    planned = plan_runs(tmp_path, _base(), points, names=["a", "b"])
+    assert [p.out_dir for p in planned] == [tmp_path / "a", tmp_path / "b"] and planned[1].name == "b"
+    with pytest.raises(ConfigError, match="one distinct folder name per point"):
+        plan_runs(tmp_path, _base(), points, names=["a", "a"])
