@@ -187,7 +187,9 @@ def sweep(
             out, base, points, jobs=jobs, threads=threads, device=shared["device"], dtype=dtype, log=log
         )
     except LandscapeError as exc:
-        fail(to_flags(str(exc)))
+        from landscape.cli.main import as_flags  # main imports this module: import when needed
+
+        fail(as_flags(to_flags(str(exc)), "sweep"))
         return
     if as_json:
         echo_json(result.to_dict())

@@ -260,14 +260,20 @@ def _cell(v: Any) -> Any:
 def group_key(config: dict[str, Any]) -> str:
     """The run's settings without its seed, as canonical JSON: equal for runs that differ only by seed.
 
-    ``landscape train`` seeds the training sample with the run's seed (``data.seed``), so that one goes
-    too when it equals ``seed``.
+    ``landscape train`` draws the training sample with the run's seed (``data.seed = seed``): that
+    tie is kept as ``"=seed"``, so such runs still group; the sample seed of a run without a subset
+    (the whole split) changes nothing and is dropped.
     """
     cfg = dict(config)
     seed = cfg.pop("seed", None)
     data = cfg.get("data")
-    if isinstance(data, dict) and data.get("seed") == seed:
-        cfg["data"] = {k: v for k, v in data.items() if k != "seed"}
+    if isinstance(data, dict) and "seed" in data:
+        data = dict(data)
+        if data.get("subset") is None:
+            del data["seed"]
+        elif data["seed"] == seed:
+            data["seed"] = "=seed"
+        cfg["data"] = data
     return json.dumps(cfg, sort_keys=True, default=str)
 
 

@@ -78,6 +78,18 @@ def test_group_key_ignores_only_the_seed():
     assert group_key(_config("sam", 0, 0.05)) != group_key(_config("sam", 0, 0.2))
 
 
+def test_group_key_treats_the_sample_seed_as_the_data_it_selects():
+    fixed_sample = [_config("sgd", s) for s in (0, 1)]
+    for c in fixed_sample:
+        c["data"]["seed"] = 5  # the same 64 examples for both runs
+    assert group_key(fixed_sample[0]) == group_key(fixed_sample[1])
+    assert group_key(fixed_sample[0]) != group_key(_config("sgd", 0))  # other examples: other group
+    whole = [_config("sgd", s) for s in (0, 1)]
+    whole[0]["data"].update(subset=None, seed=0)
+    whole[1]["data"].update(subset=None, seed=0)  # seed of no subset: irrelevant
+    assert group_key(whole[0]) == group_key(whole[1])
+
+
 def test_groups_have_hand_computed_statistics(runs: Path):
     g = group_runs(runs)
     labels = [x.group for x in g.groups]
