@@ -80,9 +80,7 @@ def plot_group_metric(
     ax.set_xticks(range(len(drawn)), drawn, rotation=30, ha="right", fontsize="small")
     ax.set_xlim(-0.5, max(len(drawn), 1) - 0.5)
     ax.set_ylabel(_LABELS.get(metric, metric))
-    ax.set_title(
-        f"{_LABELS.get(metric, metric)}: mean and 95% interval over seeds (dots: seeds)", fontsize="medium"
-    )
+    ax.set_title(f"{_LABELS.get(metric, metric)} (mean, 95% CI; dots: seeds)", fontsize="medium")
     ax.grid(axis="y", lw=0.4, alpha=0.6)
     return fig
 
@@ -116,7 +114,7 @@ def plot_step_statistic(
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_LABELS.get(statistic, statistic))
-    ax.set_title("mean over seeds per epoch, band: 95% interval", fontsize="medium")
+    ax.set_title(f"{_LABELS.get(statistic, statistic)} per epoch (band: 95% CI)", fontsize="medium")
     if ax.lines:
         ax.legend(fontsize="small")
     return fig
@@ -131,4 +129,7 @@ def plot_groups(grouping: Grouping) -> Figure:
     for ax, stat in zip((axes[0][2], axes[1][0], axes[1][1]), ("grad_norm_ratio", "cosine", "frac_larger")):
         plot_step_statistic(grouping, stat, ax=ax)
     plot_group_metric(grouping, "test_loss", ax=axes[1][2])
+    fig.suptitle(
+        f"{len(grouping.runs)} runs in {len(grouping.groups)} groups; intervals: Student t over seeds"
+    )
     return fig
