@@ -14,8 +14,7 @@ from landscape.cli.train import train as train_command
 from landscape.errors import LandscapeError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
-from landscape.sweep import describe_plan, plan_runs, plan_sweep, run_sweep
-from landscape.train import TrainConfig
+from landscape.sweep import TrainConfig, describe_plan, plan_runs, plan_sweep, run_sweep
 
 # ``landscape train`` options every run of the sweep shares, taken from that command as they are.
 _SHARED_TRAIN_OPTIONS = (

@@ -36,7 +36,8 @@ from landscape.device import dtype_name
 from landscape.errors import ConfigError, LandscapeError, ResultFileError, check_positive
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options
 
-# The one import of the training loop (it moves to landscape.training with issue 9).
+# The one import of the training loop in the sweep, grouping and demo code (it moves to
+# landscape.training with issue 9); they import TrainConfig and train from here.
 from landscape.train import TrainConfig, train
 
 Log = Callable[[str], None]

@@ -11,8 +11,7 @@ import torch
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
-from landscape.sweep import SweepPoint, describe_plan, plan_runs, plan_sweep, run_sweep
-from landscape.train import TrainConfig, train
+from landscape.sweep import SweepPoint, TrainConfig, describe_plan, plan_runs, plan_sweep, run_sweep, train
 
 
 def _base(epochs: int = 1) -> TrainConfig:
