@@ -129,6 +129,7 @@ from landscape.cli.plot1d import plot1d  # noqa: E402
 from landscape.cli.plot2d import plot2d  # noqa: E402
 from landscape.cli.plot_sharpness import plot_sharpness  # noqa: E402
 from landscape.cli.sharpness import sharpness  # noqa: E402
+from landscape.cli.sweep import sweep  # noqa: E402
 from landscape.cli.train import train  # noqa: E402
 
 cli.add_command(info)
@@ -141,6 +142,7 @@ cli.add_command(compare_magnitude)
 cli.add_command(connect)
 cli.add_command(demo)
 cli.add_command(plot_sharpness)
+cli.add_command(sweep)
 
 
 def main() -> None:

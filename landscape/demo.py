@@ -21,8 +21,10 @@ so an interrupted demo resumes where it stopped::
     DIR/findings.json         the headline comparisons as numbers
     DIR/figures/*.png, DIR/report.md, DIR/report.html
 
-Two functions stand in for the sweep and statistics modules (:func:`train_runs`, :func:`mean_ci`);
-they are deliberately small so they can be replaced by ``landscape.sweep`` and ``landscape.stats``.
+Training goes through :func:`landscape.sweep.run_sweep` (skip finished runs, resume interrupted ones),
+the statistics through :mod:`landscape.stats` and the per-group table through
+:func:`landscape.grouping.summarize_groups`: one implementation of each, shared with ``landscape sweep``
+and the grouped comparison.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -188,7 +189,8 @@ def plan_runs(settings: DemoSettings) -> list[RunPoint]:
     return points
 
 
-def _train_config(point: RunPoint, settings: DemoSettings) -> Any:
+def _base_config(settings: DemoSettings) -> Any:
+    """The settings every run of the demo shares (the sweep sets optimizer, rho, decomposition, seed)."""
     from landscape.io.data import DataSpec
     from landscape.io.models import ModelSpec
     from landscape.training import TrainConfig
@@ -196,36 +198,44 @@ def _train_config(point: RunPoint, settings: DemoSettings) -> Any:
     return TrainConfig(
         model=ModelSpec.from_dict(settings.model),
         data=DataSpec(settings.data_name, split="train"),
-        optimizer=point.optimizer,
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
-        rho=point.rho,
-        optimizer_kwargs={"decomposition": point.decomposition} if point.decomposition else {},
         batch_size=settings.batch_size,
         epochs=settings.epochs,
-        seed=point.seed,
         save_every=settings.epochs,  # epoch 0 and the final weights are all the demo reads
     )
+
+
+def _sweep_point(point: RunPoint) -> Any:
+    from landscape.sweep import SweepPoint
+
+    return SweepPoint(point.optimizer, point.decomposition, point.rho, point.seed)
 
 
 def train_runs(
     points: Sequence[RunPoint], root: Path, settings: DemoSettings, *, device: str = "auto", log: Log = print
 ) -> list[Path]:
     """Train every point into ``root/<name>`` (finished runs are skipped, interrupted ones resumed)."""
-    from landscape.training import train
+    from landscape.sweep import plan_runs as plan_sweep_runs
+    from landscape.sweep import run_sweep
 
-    dirs = []
-    for i, point in enumerate(points, 1):
-        run_dir = root / point.name
-        dirs.append(run_dir)
-        if (run_dir / "summary.json").is_file() and (run_dir / "final.pt").is_file():
-            continue
-        t0 = time.perf_counter()
-        result = train(_train_config(point, settings), run_dir, device=device, quiet=True)
-        acc = result.final_metrics.get("test_accuracy", float("nan"))
-        log(f"  [{i}/{len(points)}] {point.name}: test accuracy {acc:.4f} ({time.perf_counter() - t0:.1f} s)")
-    return dirs
+    base = _base_config(settings)
+    names = [p.name for p in points]
+    sweep_points = [_sweep_point(p) for p in points]
+    planned = plan_sweep_runs(root, base, sweep_points, names=names)
+    todo = [i for i, p in enumerate(planned) if p.status != "done"]
+    if todo:
+        run_sweep(
+            root,
+            base,
+            [sweep_points[i] for i in todo],
+            names=[names[i] for i in todo],
+            device=device,
+            raise_errors=True,
+            log=lambda line: log(f"  {line}"),
+        )
+    return [root / name for name in names]
 
 
 # -- sharpness, density, surfaces ------------------------------------------------------------------
@@ -301,26 +311,13 @@ def _surfaces(
 
 # -- statistics -------------------------------------------------------------------------------------
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """``n``, mean, sample std (ddof 1) and the Student-t interval ``mean +- t_{n-1} std / sqrt(n)``.
+    """``n``, mean, sample std (ddof 1) and the Student-t interval (:func:`landscape.stats.summarize`).
 
     Non-finite values are dropped; with fewer than two values the std and interval are NaN.
     """
-    from scipy import stats
+    from landscape.stats import summarize
 
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
-    n = len(v)
-    mean = float(v.mean()) if n else float("nan")
-    if n < 2:
-        return {
-            "n": n,
-            "mean": mean,
-            "std": float("nan"),
-            "ci95_low": float("nan"),
-            "ci95_high": float("nan"),
-        }
-    std = float(v.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half}
+    return summarize(list(values), confidence=confidence).to_dict()
 
 
 def late_step_stats(steps_csv: Path, fraction: float = LATE_FRACTION) -> dict[str, float]:
@@ -374,22 +371,33 @@ def run_row(point: RunPoint, run_dir: Path) -> dict[str, Any]:
 
 def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per group of seeds: ``n`` and ``<metric>_mean/_std/_ci95_low/_ci95_high``, in first-seen order."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r["group"], []).append(r)
+    from landscape.grouping import RunRecord, summarize_groups
+    from landscape.stats import SUMMARY_FIELDS
+
+    records = [
+        RunRecord(
+            run=str(r.get("run", "")),
+            path="",
+            group=r["group"],
+            seed=int(r["seed"]),
+            optimizer=r["optimizer"],
+            decomposition=r["decomposition"],
+            rho=r["rho"],
+            metrics={m: float(r.get(m, float("nan"))) for m in METRICS},
+        )
+        for r in rows
+    ]
     table = []
-    for name, members in groups.items():
-        first = members[0]
+    for g in summarize_groups(records, baseline=None).groups:
         entry: dict[str, Any] = {
-            "group": name,
-            "optimizer": first["optimizer"],
-            "decomposition": first["decomposition"],
-            "rho": first["rho"],
-            "n": len(members),
+            "group": g.group,
+            "optimizer": g.optimizer,
+            "decomposition": g.decomposition,
+            "rho": g.rho,
+            "n": g.n,
         }
         for metric in METRICS:
-            s = mean_ci([m.get(metric, float("nan")) for m in members])
-            entry.update({f"{metric}_{k}": s[k] for k in ("mean", "std", "ci95_low", "ci95_high")})
+            entry.update({f"{metric}_{k}": getattr(g.stats[metric], k) for k in SUMMARY_FIELDS})
         table.append(entry)
     return table
 
@@ -397,23 +405,23 @@ def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def paired_differences(
     rows: Sequence[dict[str, Any]], pairs: Sequence[tuple[str, str]]
 ) -> list[dict[str, Any]]:
-    """For each ``(a, b)`` group pair and metric: ``a - b`` over the seeds both have, with its interval."""
+    """For each ``(a, b)`` group pair and metric: ``a - b`` over the seeds both have, with its interval
+    (:func:`landscape.stats.paired_differences`)."""
+    from landscape.stats import paired_differences as paired
+
     by_group: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
         by_group.setdefault(r["group"], {})[int(r["seed"])] = r
     out = []
     for a, b in pairs:
-        seeds = sorted(set(by_group.get(a, {})) & set(by_group.get(b, {})))
-        if not seeds:
+        if not set(by_group.get(a, {})) & set(by_group.get(b, {})):
             continue
         for metric in METRICS:
-            diffs = [
-                by_group[a][s].get(metric, float("nan")) - by_group[b][s].get(metric, float("nan"))
-                for s in seeds
-            ]
-            out.append(
-                {"a": a, "b": b, "metric": metric, "seeds": " ".join(map(str, seeds)), **mean_ci(diffs)}
+            seeds, s = paired(
+                {k: r.get(metric) for k, r in by_group[a].items()},
+                {k: r.get(metric) for k, r in by_group[b].items()},
             )
+            out.append({"a": a, "b": b, "metric": metric, "seeds": " ".join(map(str, seeds)), **s.to_dict()})
     return out
 
 
