@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape.decompose import STAT_KEYS
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.optim.decompose import STAT_KEYS
 from landscape.runs import Comparison, RunSummary, compare_runs, is_run_dir
 from landscape.stats import CONFIDENCE, SUMMARY_FIELDS, Summary, paired_differences, summarize
 
