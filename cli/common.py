@@ -159,10 +159,6 @@ def source_options(f: F) -> F:
     return model_options(data_options(device_options(wrapper)))
 
 
-def dtype_from_option(value: str) -> Any:
-    return resolve_dtype(value)
-
-
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 

@@ -21,7 +21,7 @@ from landscape.hessian.distributed import shard_from_environment
 from landscape.hessian.sharpness import SharpnessResult
 from landscape.hessian.sharpness import sharpness as compute_sharpness
 from landscape.io.atomic import atomic_path, atomic_save_npz, atomic_write_json
-from landscape.io.loading import objective_from_checkpoint
+from landscape.loading import objective_from_checkpoint
 from landscape.runs import weights_digest
 
 STAGE_FOLDER = ".sharpness-stages"

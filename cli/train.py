@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from landscape.cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
+from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
+from landscape.device import resolve_dtype
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.optim.factory import OPTIMIZER_NAMES
@@ -121,7 +122,7 @@ def train(
         save_every=save_every,
     )
     result = run_training(
-        config, out, device=device, dtype=dtype_from_option(dtype), overwrite=overwrite, quiet=quiet
+        config, out, device=device, dtype=resolve_dtype(dtype), overwrite=overwrite, quiet=quiet
     )
     summary = {
         "out": str(result.out_dir),

@@ -406,7 +406,7 @@ def compare_runs(
     runs = [summarize_run(d, early_late_fraction=early_late_fraction) for d in dirs]
     if sharpness_samples is not None:
         from landscape.hessian import top_eigenpairs
-        from landscape.io.loading import objective_from_checkpoint
+        from landscape.loading import objective_from_checkpoint
 
         for run in runs:
             run.lambda_max, run.lambda_max_samples, run.lambda_max_source = None, None, None

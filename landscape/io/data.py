@@ -86,12 +86,10 @@ def _check_split(split: str) -> None:
 
 def _require_dir(data_dir: str | None, name: str) -> Path:
     if not data_dir:
-        raise DataError(
-            f"dataset {name!r} needs --data-dir pointing at its local files (no download is made)"
-        )
+        raise DataError(f"dataset {name!r} needs data_dir pointing at its local files (no download is made)")
     path = Path(data_dir)
     if not path.is_dir():
-        raise DataError(f"--data-dir {str(path)!r} does not exist or is not a directory")
+        raise DataError(f"data_dir={str(path)!r} does not exist or is not a directory")
     return path
 
 
@@ -111,7 +109,7 @@ def _cifar_tensors(name: str, data_dir: str | None, split: str) -> tuple[torch.T
         f = root / fname
         if not f.is_file():
             raise DataError(
-                f"{name}: missing file {str(f)!r} (expected the python-pickle layout in --data-dir)"
+                f"{name}: missing file {str(f)!r} (expected the python-pickle layout in data_dir)"
             )
         try:
             with open(f, "rb") as fh:
@@ -322,7 +320,7 @@ def fixed_subset(ds: Dataset, n: int, *, seed: int = 0) -> Dataset:
 def analysis_loader(ds: Dataset, batch_size: int) -> DataLoader:
     """A loader for analysis: fixed order, no shuffling, no augmentation, keeps the short last batch."""
     if batch_size <= 0:
-        raise DataError(f"--batch-size={batch_size} must be positive")
+        raise DataError(f"batch_size={batch_size} must be positive")
     return DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=False)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from landscape.errors import CheckpointError, ConfigError, check_choice
 from landscape.io.checkpoints import load_model
-from landscape.io.loading import objective_from_checkpoint
+from landscape.loading import objective_from_checkpoint
 from landscape.objective import Objective
 from landscape.runs import is_run_dir
 from landscape.surface.directions import (

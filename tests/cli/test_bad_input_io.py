@@ -126,7 +126,7 @@ def _patch_cli_writer(code: int):
 
 def _skip_label_check(mp) -> None:
     """Datasets the pre-check cannot see (not in memory) meet torch's own error: mapped too."""
-    mp.setattr("landscape.io.loading.check_labels_fit", lambda model, dataset: None)
+    mp.setattr("landscape.loading.check_labels_fit", lambda model, dataset: None)
 
 
 EV = ("evaluate",)
