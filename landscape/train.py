@@ -45,7 +45,7 @@ from landscape.io.data import (
     load_dataset,
     num_classes,
 )
-from landscape.io.models import ModelSpec, build_model
+from landscape.io.models import ModelSpec, build_model, default_model_kwargs
 from landscape.objective import Objective
 from landscape.optim.factory import (
     OPTIMIZER_NAMES,
@@ -124,16 +124,7 @@ class TrainResult:
 
 def _default_model_kwargs(spec: ModelSpec, ds: Dataset) -> ModelSpec:
     """Fill input size and class count from the data when the user did not give them."""
-    kwargs = dict(spec.kwargs)
-    shape = input_shape(ds)
-    classes = num_classes(ds)
-    if spec.name == "mlp":
-        kwargs.setdefault("in_features", int(math.prod(shape)))
-        kwargs.setdefault("num_classes", classes)
-    elif spec.name in ("cnn", "resnet18", "resnet34", "resnet50", "wrn"):
-        kwargs.setdefault("in_channels", int(shape[0]))
-        kwargs.setdefault("num_classes", classes)
-    return ModelSpec(spec.name, kwargs)
+    return default_model_kwargs(spec, input_shape(ds), num_classes(ds))
 
 
 class _Batches:

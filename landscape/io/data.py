@@ -1,6 +1,7 @@
 """Datasets for analysis and training.
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 handwritten digits: real data, no download),
+``mnist1d`` (Greydanus 2020: generated locally by the optional ``mnist1d`` package and cached),
 ``cifar10``/``cifar100`` from a local folder in the python-pickle layout, ``mnist`` from local IDX
 files, a tensor file (``.pt`` with ``x`` and ``y``, or ``.npz``), and ``package.module:factory``
 returning a ``Dataset``. Analysis loaders never shuffle or augment: every pass sees the same batches.
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from landscape.errors import DataError, NoSplitError, SubsetSizeWarning
 
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist")
+DATASET_NAMES = ("digits", "mnist1d", "cifar10", "cifar100", "mnist")
 SPLITS = ("train", "test")
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -236,6 +237,10 @@ def load_dataset(spec: DataSpec) -> Dataset:
     name = spec.name
     if name == "digits":
         ds: Dataset = TensorDataset(*digits_tensors(spec.split))
+    elif name == "mnist1d":
+        from landscape.io.mnist1d import mnist1d_tensors  # without the package: one line naming the extra
+
+        ds = TensorDataset(*mnist1d_tensors(spec.split))
     elif name in ("cifar10", "cifar100"):
         ds = TensorDataset(*_cifar_tensors(name, spec.data_dir, spec.split))
     elif name == "mnist":
