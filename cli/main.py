@@ -63,33 +63,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Library parameter -> the flag that sets it, for every command. A message names a parameter as
-# ``name=value`` (shown as ``--flag value``; ``name=True`` of an on/off flag as ``--flag``); a name
-# with an underscore is unambiguous, so it is rewritten where it stands alone too.
+# Library parameter -> how the command line shows ``name=``: the flag that sets it followed by ``=``
+# (``device='tpu'`` -> ``--device='tpu'``) or by a space (``samples=0`` -> ``--samples 0``), as each
+# command's messages have always read. ``name=True`` of an on/off switch becomes the bare flag
+# (``unsafe_load=True`` -> ``--unsafe-load``); a name with an underscore is unambiguous, so it is
+# rewritten where it stands alone too (``needs data_dir`` -> ``needs --data-dir``).
 PARAM_FLAGS: dict[str, str] = {
     "allow_nondeterministic": "--allow-nondeterministic",
-    "batch_size": "--batch-size",
-    "data_dir": "--data-dir",
-    "device": "--device",
-    "dtype": "--dtype",
-    "model_kwargs": "--model-kwargs",
-    "samples": "--samples",
-    "subset": "--samples",
+    "batch_size": "--batch-size=",
+    "data_dir": "--data-dir ",
+    "device": "--device=",
+    "dtype": "--dtype=",
+    "model_kwargs": "--model-kwargs ",
+    "samples": "--samples ",
+    "subset": "--samples ",
     "unsafe_load": "--unsafe-load",
 }
 
-# Where a command sets a library parameter with a flag of another name.
+# Where a command sets a library parameter with a flag of another name (or shows it otherwise).
 COMMAND_PARAM_FLAGS: dict[str, dict[str, str]] = {
-    "compare-magnitude": {"samples": "--sharpness", "subset": "--sharpness"},
+    "compare-magnitude": {"samples": "--sharpness ", "subset": "--sharpness "},
     "connect": {
-        "align": "--align",
-        "bn": "--bn",
-        "curve": "--curve",
-        "epochs": "--epochs",
-        "lr": "--lr",
-        "out": "-o/--out",
+        "align": "--align ",
+        "batch_size": "--batch-size ",
+        "bn": "--bn ",
+        "curve": "--curve ",
+        "epochs": "--epochs ",
+        "lr": "--lr ",
+        "out": "-o/--out ",
         "overwrite": "--overwrite",
-        "points": "--points",
+        "points": "--points ",
     },
 }
 
@@ -109,17 +112,18 @@ _TARGET_RE = re.compile(r"Target (-?\d+) is out of bounds")
 def as_flags(message: str, command: str | None = None) -> str:
     """Rewrite the library's parameter names in ``message`` as the flags of ``command`` that set them.
 
-    ``batch_size=0 must be positive`` -> ``--batch-size 0 must be positive``; ``unsafe_load=True``
-    -> ``--unsafe-load``; ``needs data_dir`` -> ``needs --data-dir``.
+    ``device='tpu' is not valid`` -> ``--device='tpu' is not valid``; ``samples=0`` -> ``--samples 0``;
+    ``unsafe_load=True`` -> ``--unsafe-load``; ``needs data_dir`` -> ``needs --data-dir``.
     """
     for pattern, flag in _SPECIAL_FLAGS:
         message = pattern.sub(flag, message)
-    flags = {**PARAM_FLAGS, **COMMAND_PARAM_FLAGS.get(command or "", {})}
-    names = "|".join(sorted(flags, key=len, reverse=True))
-    message = re.sub(rf"{_BEFORE}({names})=True\b", lambda m: flags[m.group(1)], message)
-    message = re.sub(rf"{_BEFORE}({names})=", lambda m: flags[m.group(1)] + " ", message)
-    bare = "|".join(sorted((n for n in flags if "_" in n), key=len, reverse=True))
-    return re.sub(rf"{_BEFORE}({bare})(?![\w/.'\"-])", lambda m: flags[m.group(1)], message)
+    shown = {**PARAM_FLAGS, **COMMAND_PARAM_FLAGS.get(command or "", {})}
+    flag = {name: text.rstrip("= ") for name, text in shown.items()}
+    names = "|".join(sorted(shown, key=len, reverse=True))
+    message = re.sub(rf"{_BEFORE}({names})=True\b", lambda m: flag[m.group(1)], message)
+    message = re.sub(rf"{_BEFORE}({names})=", lambda m: shown[m.group(1)], message)
+    bare = "|".join(sorted((n for n in shown if "_" in n), key=len, reverse=True))
+    return re.sub(rf"{_BEFORE}({bare})(?![\w/.'\"-])", lambda m: flag[m.group(1)], message)
 
 
 class LandscapeGroup(click.Group):

@@ -38,9 +38,9 @@ def encode_float(x: float) -> float | str | None:
 
 
 def encode(obj: Any) -> Any:
-    """``obj`` as plain JSON values: dicts (keys as strings), lists, str, int, finite float, bool, None."""
+    """``obj`` as plain JSON values: dicts, lists, str, int, finite float, bool, None."""
     if isinstance(obj, dict):
-        return {str(k): encode(v) for k, v in obj.items()}
+        return {_key(k): encode(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [encode(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -52,6 +52,14 @@ def encode(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _key(k: Any) -> Any:
+    """A dict key as ``json`` writes it (str, int, float, bool, None as they are; numpy scalars as
+    their Python value; anything else as ``str``)."""
+    if isinstance(k, np.generic):
+        k = k.item()
+    return k if k is None or isinstance(k, (str, int, float, bool)) else str(k)
 
 
 def dumps(obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> str:

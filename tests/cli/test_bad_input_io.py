@@ -313,7 +313,7 @@ def test_good_gzipped_mnist_through_the_cli(world):
         pytest.param("samples=-5 must be", "compare-magnitude", "--sharpness -5 must be", id="sharpness"),
         pytest.param("pass unsafe_load=True, which", "info", "pass --unsafe-load, which", id="unsafe-load"),
         pytest.param(
-            "batch_size=0 must be positive", "sharpness", "--batch-size 0 must be positive", id="batch"
+            "batch_size=0 must be positive", "sharpness", "--batch-size=0 must be positive", id="batch"
         ),
         pytest.param(
             "needs data_dir pointing at", "evaluate", "needs --data-dir pointing at", id="bare-name"
@@ -325,7 +325,7 @@ def test_good_gzipped_mnist_through_the_cli(world):
             id="name-inside-a-path-untouched",
         ),
         pytest.param("key 'batch_size' is missing", "train", "key 'batch_size' is missing", id="quoted-key"),
-        pytest.param("device='tpu' is not valid", "info", "--device 'tpu' is not valid", id="device"),
+        pytest.param("device='tpu' is not valid", "info", "--device='tpu' is not valid", id="device"),
         pytest.param(
             "use shuffle=False or pass allow_nondeterministic=True",
             "sharpness",
