@@ -63,7 +63,8 @@ data_options = _compose(
         "--data",
         default=None,
         metavar="NAME|FILE|pkg.mod:factory",
-        help="digits (embedded), cifar10, cifar100, mnist, a .pt/.npz tensor file, or a factory. "
+        help="digits (embedded), mnist1d (generated; the [mnist1d] extra), cifar10, cifar100, mnist, "
+        "a .pt/.npz tensor file, or a factory. "
         "Default: the checkpoint's data, else digits.",
     ),
     click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files."),
@@ -157,10 +158,6 @@ def source_options(f: F) -> F:
         return f(*args, source=source, **kwargs)
 
     return model_options(data_options(device_options(wrapper)))
-
-
-def dtype_from_option(value: str) -> Any:
-    return resolve_dtype(value)
 
 
 def echo_json(obj: Any) -> None:

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
 from landscape.cli.common import echo_json, fail, output_options, seed_option, source_options
+from landscape.cli.main import as_flags
 from landscape.cli.surface_common import save_figure
 from landscape.connect.api import RESULT_NAME, connect_checkpoints
 from landscape.errors import LandscapeError
 from landscape.plot.connect import plot_connect
 
-# Library messages name Python parameters; on the command line they are these flags.
-_FLAGS = {
-    "points": "--points",
-    "bn": "--bn",
-    "curve": "--curve",
-    "epochs": "--epochs",
-    "lr": "--lr",
-    "align": "--align",
-    "out": "-o/--out",
-    "batch_size": "--batch-size",
-}
-_PARAM = re.compile(r"\b(" + "|".join(_FLAGS) + r")=")
-
 
 def to_flags(message: str) -> str:
     """``points=1 must be ...`` -> ``--points 1 must be ...``; ``overwrite=True`` -> ``--overwrite``."""
-    message = message.replace("overwrite=True", "--overwrite")
-    return _PARAM.sub(lambda m: _FLAGS[m.group(1)] + " ", message)
+    return as_flags(message, "connect")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

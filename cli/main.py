@@ -1,7 +1,14 @@
-"""The ``landscape`` command: a click group that turns LandscapeError into one line and exit 1."""
+"""The ``landscape`` command: a click group that turns LandscapeError into one line and exit 1.
+
+The group is lazy: it lists its commands from a static table and imports a command's module (and
+with it torch) only to run it or show its own help, so ``landscape --help``, ``--version`` and usage
+errors answer at once. Library messages name Python parameters (``batch_size=0``); :func:`as_flags`
+rewrites them as the flags that set them (``--batch-size 0``), see :mod:`landscape.errors`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -12,39 +19,144 @@ import click
 
 from landscape import __version__
 from landscape.errors import LandscapeError, SubsetSizeWarning
-from landscape.io.atomic import write_error
 
 EPILOG = "Run 'landscape COMMAND -h' for a command's options and examples."
 
+# name -> ("module:attribute", the first paragraph of the command's help). The help is copied so the
+# listing needs no import; tests/cli/test_foundation_cli.py checks it against each command's own.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": (
+        "landscape.cli.info:info",
+        "Describe CHECKPOINT: format, model, parameters per layer type, buffers, dtype, metadata.",
+    ),
+    "sharpness": (
+        "landscape.cli.sharpness:sharpness",
+        "Hessian sharpness of CHECKPOINT on a fixed sample: top eigenvalues, trace, density.",
+    ),
+    "evaluate": (
+        "landscape.cli.evaluate:evaluate",
+        "Mean loss and accuracy of CHECKPOINT over a whole dataset (exact per-sample weighting).",
+    ),
+    "plot1d": (
+        "landscape.cli.plot1d:plot1d",
+        "Loss and accuracy along one direction through CHECKPOINT, saved as a resumable surface file.",
+    ),
+    "plot2d": (
+        "landscape.cli.plot2d:plot2d",
+        "Loss over a plane through CHECKPOINT, saved as a resumable surface file, drawn as contours.",
+    ),
+    "train": (
+        "landscape.cli.train:train",
+        "Train a model and write a run folder: checkpoints per epoch, final.pt, metrics.csv, steps.csv.",
+    ),
+    "compare-magnitude": (
+        "landscape.cli.compare_magnitude:compare_magnitude",
+        "Compare the runs under RUNS: does SAM win by the direction or by the size of its update?",
+    ),
+    "connect": (
+        "landscape.cli.connect:connect",
+        "Are checkpoints A and B in one basin? Loss, accuracy and barriers along paths from A to B.",
+    ),
+    "demo": (
+        "landscape.cli.demo:demo",
+        "Train SGD, SAM, SAM-direction and SAM-magnitude over seeds and report how flat their minima are.",
+    ),
+    "sweep": (
+        "landscape.cli.sweep:sweep",
+        "Train a grid of runs under one folder: every optimizer x decomposition x rho x seed.",
+    ),
+    "plot-sharpness": (
+        "landscape.cli.plot_sharpness:plot_sharpness",
+        "Sharpness lambda_max against steps with its stability threshold, training loss below.",
+    ),
+}
 
-# Library messages name Python parameters; on the command line the user knows the flags.
-_FLAG_NAMES = (
-    (re.compile(r"\bunsafe_load=True\b"), "--unsafe-load"),
-    (re.compile(r"\bsamples=(\S+)"), r"--samples \1"),
-    (re.compile(r"\bsubset=(\S+)"), r"--samples \1"),
-    (re.compile(r"\bmodel='NAME'"), "--model NAME"),
+# Library parameter -> how the command line shows ``name=``: the flag that sets it followed by ``=``
+# (``device='tpu'`` -> ``--device='tpu'``) or by a space (``samples=0`` -> ``--samples 0``), as each
+# command's messages have always read. ``name=True`` of an on/off switch becomes the bare flag
+# (``unsafe_load=True`` -> ``--unsafe-load``); a name with an underscore is unambiguous, so it is
+# rewritten where it stands alone too (``needs data_dir`` -> ``needs --data-dir``).
+PARAM_FLAGS: dict[str, str] = {
+    "allow_nondeterministic": "--allow-nondeterministic",
+    "batch_size": "--batch-size=",
+    "data_dir": "--data-dir ",
+    "device": "--device=",
+    "dtype": "--dtype=",
+    "model_kwargs": "--model-kwargs ",
+    "samples": "--samples ",
+    "subset": "--samples ",
+    "unsafe_load": "--unsafe-load",
+}
+
+# Where a command sets a library parameter with a flag of another name (or shows it otherwise).
+COMMAND_PARAM_FLAGS: dict[str, dict[str, str]] = {
+    "compare-magnitude": {"samples": "--sharpness ", "subset": "--sharpness "},
+    "connect": {
+        "align": "--align ",
+        "batch_size": "--batch-size ",
+        "bn": "--bn ",
+        "curve": "--curve ",
+        "epochs": "--epochs ",
+        "lr": "--lr ",
+        "out": "-o/--out ",
+        "overwrite": "--overwrite",
+        "points": "--points ",
+    },
+}
+
+# Messages whose wording does not follow the ``name=value`` form.
+_SPECIAL_FLAGS = (
+    (re.compile(r"\bmodel='([^'\s]+)'"), r"--model \1"),
     (re.compile(r"\bmodel_kwargs num_classes=(\d+)"), r"""--model-kwargs '{"num_classes": \1}'"""),
 )
+
+# A parameter name starts a word: not inside a path, a flag, a quoted key or a longer name.
+_BEFORE = r"(?<![\w/.'\"-])"
 
 # torch's own wording for a class label the model has no output for (CPU cross-entropy).
 _TARGET_RE = re.compile(r"Target (-?\d+) is out of bounds")
 
 
-# Where a command sets a library parameter with a flag of another name.
-_COMMAND_FLAG_NAMES = {
-    "compare-magnitude": ((re.compile(r"\b(?:samples|subset)=(\S+)"), r"--sharpness \1"),),
-}
-
-
 def as_flags(message: str, command: str | None = None) -> str:
-    """Rewrite the library's parameter names in ``message`` as the flags of ``command`` that set them."""
-    for pattern, flag in (*_COMMAND_FLAG_NAMES.get(command or "", ()), *_FLAG_NAMES):
+    """Rewrite the library's parameter names in ``message`` as the flags of ``command`` that set them.
+
+    ``device='tpu' is not valid`` -> ``--device='tpu' is not valid``; ``samples=0`` -> ``--samples 0``;
+    ``unsafe_load=True`` -> ``--unsafe-load``; ``needs data_dir`` -> ``needs --data-dir``.
+    """
+    for pattern, flag in _SPECIAL_FLAGS:
         message = pattern.sub(flag, message)
-    return message
+    shown = {**PARAM_FLAGS, **COMMAND_PARAM_FLAGS.get(command or "", {})}
+    flag = {name: text.rstrip("= ") for name, text in shown.items()}
+    names = "|".join(sorted(shown, key=len, reverse=True))
+    message = re.sub(rf"{_BEFORE}({names})=True\b", lambda m: flag[m.group(1)], message)
+    message = re.sub(rf"{_BEFORE}({names})=", lambda m: shown[m.group(1)], message)
+    bare = "|".join(sorted((n for n in shown if "_" in n), key=len, reverse=True))
+    return re.sub(rf"{_BEFORE}({bare})(?![\w/.'\"-])", lambda m: flag[m.group(1)], message)
 
 
 class LandscapeGroup(click.Group):
-    """Turns library errors (and unexpected ones) into a single line on stderr, exit status 1."""
+    """Lists commands from :data:`COMMANDS` without importing them; turns library errors (and
+    unexpected ones) into a single line on stderr, exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target[0].partition(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command listing, from the static help (click's own layout and truncation)."""
+        width = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(width))
+            for name in sorted(COMMANDS)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         with warnings.catch_warnings():
@@ -68,6 +180,8 @@ class LandscapeGroup(click.Group):
             click.echo(f"error: {as_flags(str(exc), ctx.invoked_subcommand)}", err=True)
             sys.exit(1)
         except OSError as exc:  # not one of ours: a folder made outside the atomic writers, say
+            from landscape.io.atomic import write_error
+
             mapped = write_error(exc, exc.filename) if exc.filename else None
             if mapped is None:
                 raise_unexpected(exc)
@@ -117,32 +231,6 @@ def raise_unexpected(exc: Exception) -> None:
 @click.version_option(__version__, "--version", prog_name="landscape")
 def cli() -> None:
     """Loss-landscape geometry for PyTorch: Hessian spectra, sharpness and loss surfaces."""
-
-
-# -- commands (one module each) ------------------------------------------------------------------
-from landscape.cli.compare_magnitude import compare_magnitude  # noqa: E402
-from landscape.cli.connect import connect  # noqa: E402
-from landscape.cli.demo import demo  # noqa: E402
-from landscape.cli.evaluate import evaluate  # noqa: E402
-from landscape.cli.info import info  # noqa: E402
-from landscape.cli.plot1d import plot1d  # noqa: E402
-from landscape.cli.plot2d import plot2d  # noqa: E402
-from landscape.cli.plot_sharpness import plot_sharpness  # noqa: E402
-from landscape.cli.sharpness import sharpness  # noqa: E402
-from landscape.cli.sweep import sweep  # noqa: E402
-from landscape.cli.train import train  # noqa: E402
-
-cli.add_command(info)
-cli.add_command(sharpness)
-cli.add_command(evaluate)
-cli.add_command(plot1d)
-cli.add_command(plot2d)
-cli.add_command(train)
-cli.add_command(compare_magnitude)
-cli.add_command(connect)
-cli.add_command(demo)
-cli.add_command(plot_sharpness)
-cli.add_command(sweep)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.errors import ConfigError, ResultFileError
-from landscape.io.atomic import json_default
+from landscape.io.jsonio import json_default
 
 
 def check_out_folder(out: Path | None) -> None:

@@ -26,7 +26,7 @@ from landscape.hessian.operator import HVP_MODES
 from landscape.hessian.sharpness_options import BACKENDS
 from landscape.hessian.trace_estimation import TRACE_METHODS
 from landscape.io.atomic import atomic_save_npz, atomic_write_json
-from landscape.io.loading import objective_from_checkpoint
+from landscape.loading import objective_from_checkpoint
 from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
 from landscape.measures.options import PERTURB_NORMS
 from landscape.runs import weights_digest

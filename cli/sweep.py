@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
-from landscape.cli.common import dtype_from_option, echo_json, fail, parse_json_kwargs
+from landscape.cli.common import echo_json, fail, parse_json_kwargs
 from landscape.cli.train import train as train_command
+from landscape.device import resolve_dtype
 from landscape.errors import LandscapeError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
@@ -171,7 +172,7 @@ def sweep(
         epochs=shared["epochs"],
         save_every=shared["save_every"],
     )
-    dtype = dtype_from_option(shared["dtype"])
+    dtype = resolve_dtype(shared["dtype"])
     log = (lambda _: None) if quiet else (lambda line: click.echo(line, err=as_json))
     try:
         points = plan_sweep(_split(optimizers), seeds, decompositions=_split(decompositions), rhos=rhos)

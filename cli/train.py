@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from landscape.cli.common import SEED, dtype_from_option, echo_json, echo_table, parse_json_kwargs
-from landscape.device import DTYPES
+from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
+from landscape.device import DTYPES, resolve_dtype
 from landscape.errors import LandscapeError
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
@@ -167,7 +167,7 @@ def train(
     )
     try:
         result = run_training(
-            config, out, device=device, dtype=dtype_from_option(dtype), overwrite=overwrite, quiet=quiet
+            config, out, device=device, dtype=resolve_dtype(dtype), overwrite=overwrite, quiet=quiet
         )
     except LandscapeError as exc:
         raise type(exc)(to_flags(str(exc))) from None

@@ -1,160 +1,146 @@
 """landscape: loss-landscape geometry for PyTorch.
 
-Hessian spectra (Lanczos top-k, Hutchinson/Hutch++ trace, SLQ density, per layer), filter-normalized
-loss surfaces (Li et al. 2018), the SAM family of optimizers and the direction-vs-magnitude study.
+Hessian spectra (Lanczos top-k, Hutchinson/Hutch++/XTrace trace, SLQ density), filter-normalized loss
+surfaces (Li et al. 2018), the SAM family of optimizers and training with sharpness tracking.
+
+The top level holds the names a notebook needs; everything else lives in its subpackage
+(``landscape.hessian``, ``landscape.surface``, ``landscape.optim``, ``landscape.measures``, ...).
+Names are looked up lazily (PEP 562): ``import landscape`` does not import torch, so the command
+line answers ``--help`` at once; the first use of a name imports its module.
 """
 
-from landscape.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    LandscapeError,
-    ModelError,
-    NonDeterministicDataError,
-    ResultFileError,
-)
-from landscape.hessian import (
-    DensityResult,
-    EigenResult,
-    HessianOperator,
-    PerLayerResult,
-    SharpnessResult,
-    TraceResult,
-    hutchinson,
-    hutchpp,
-    lanczos,
-    per_layer,
-    power_iteration,
-    sharpness,
-    slq,
-    top_eigenpairs,
-    trace,
-    xtrace,
-)
-from landscape.io.checkpoints import (
-    Checkpoint,
-    describe_checkpoint,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-)
-from landscape.io.data import DataSpec, digits_tensors, load_dataset
-from landscape.io.loading import objective_from_checkpoint
-from landscape.io.models import ModelSpec, build_model, count_parameters
-from landscape.objective import Evaluation, Objective
-from landscape.optim import (
-    MSAM,
-    SAM,
-    AdamWMSAMScheduleFree,
-    MinMinBatchSampler,
-    MinMinOptimizer,
-    MinMinScheduler,
-    NewtonSummary,
-    SAMDirection,
-    SAMMagnitude,
-    SGDHess,
-    compute_hg,
-    minmin_training_step,
-    nesterov_lrs,
-    partition,
-)
-from landscape.optim.decompose import combine_direction_magnitude, magnitude_statistics, summarize_statistics
-from landscape.optim.factory import (
-    OPTIMIZER_NAMES,
-    evaluation_mode,
-    make_optimizer,
-    step_statistics,
-    training_step,
-)
-from landscape.runs import Comparison, RunSummary, compare_runs
-from landscape.surface import (
-    Direction,
-    Surface,
-    compute_surface,
-    eigen_directions,
-    interpolation_direction,
-    pca_directions,
-    plane_directions,
-    random_directions,
-    surface_from_checkpoint,
-)
-from landscape.training import TrainConfig, TrainResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# Public name -> "module:attribute". One line per name, so a module that moves is a one-line change.
+_PUBLIC: dict[str, str] = {
+    # The objective: model + loss + data, with loss, gradient and Hessian-vector products.
+    "Objective": "landscape.objective:Objective",
+    # Hessian spectra and sharpness.
+    "HessianOperator": "landscape.hessian.operator:HessianOperator",
+    "lanczos": "landscape.hessian.krylov:lanczos",
+    "top_eigenpairs": "landscape.hessian.eigen:top_eigenpairs",
+    "trace": "landscape.hessian.trace_estimation:trace",
+    "hutchinson": "landscape.hessian.trace_hutchinson:hutchinson",
+    "hutchpp": "landscape.hessian.trace_hutchpp:hutchpp",
+    "xtrace": "landscape.hessian.trace_xtrace:xtrace",
+    "slq": "landscape.hessian.spectral_density:slq",
+    "sharpness": "landscape.hessian.sharpness_pipeline:sharpness",
+    # Checkpoints, models and data.
+    "load_checkpoint": "landscape.io.checkpoints:load_checkpoint",
+    "save_checkpoint": "landscape.io.checkpoints:save_checkpoint",
+    "load_model": "landscape.io.checkpoints:load_model",
+    "ModelSpec": "landscape.io.models:ModelSpec",
+    "build_model": "landscape.io.models:build_model",
+    "DataSpec": "landscape.io.data:DataSpec",
+    "load_dataset": "landscape.io.data:load_dataset",
+    "digits_tensors": "landscape.io.data:digits_tensors",
+    "objective_from_checkpoint": "landscape.loading:objective_from_checkpoint",
+    # Loss surfaces.
+    "random_directions": "landscape.surface.directions:random_directions",
+    "compute_surface": "landscape.surface.grid:compute_surface",
+    "surface_from_checkpoint": "landscape.surface.from_checkpoint:surface_from_checkpoint",
+    # Optimizers and training.
+    "SAM": "landscape.optim.sam:SAM",
+    "make_optimizer": "landscape.optim.factory:make_optimizer",
+    "TrainConfig": "landscape.training:TrainConfig",
+    "train": "landscape.training:train",
+    # Sharpness measures beyond the Hessian, and mode connectivity.
+    "compute_measures": "landscape.measures.dispatch:compute_measures",
+    "connect_checkpoints": "landscape.connect.api:connect_checkpoints",
+    # Errors: every failure the toolkit raises on purpose is a LandscapeError.
+    "LandscapeError": "landscape.errors:LandscapeError",
+    "ConfigError": "landscape.errors:ConfigError",
+    "CheckpointError": "landscape.errors:CheckpointError",
+    "ModelError": "landscape.errors:ModelError",
+    "DataError": "landscape.errors:DataError",
+}
+
 __all__ = [
-    "MSAM",
-    "OPTIMIZER_NAMES",
-    "SAM",
-    "AdamWMSAMScheduleFree",
-    "CheckpointError",
-    "Checkpoint",
-    "Comparison",
-    "ConfigError",
-    "DataError",
-    "DataSpec",
-    "DensityResult",
-    "Direction",
-    "EigenResult",
-    "Evaluation",
-    "HessianOperator",
-    "LandscapeError",
-    "MinMinBatchSampler",
-    "MinMinOptimizer",
-    "MinMinScheduler",
-    "ModelError",
-    "ModelSpec",
-    "NewtonSummary",
-    "NonDeterministicDataError",
-    "Objective",
-    "PerLayerResult",
-    "ResultFileError",
-    "RunSummary",
-    "SAMDirection",
-    "SAMMagnitude",
-    "SGDHess",
-    "SharpnessResult",
-    "Surface",
-    "TraceResult",
-    "TrainConfig",
-    "TrainResult",
     "__version__",
-    "build_model",
-    "combine_direction_magnitude",
-    "compare_runs",
-    "compute_hg",
-    "compute_surface",
-    "count_parameters",
-    "describe_checkpoint",
-    "digits_tensors",
-    "eigen_directions",
-    "evaluation_mode",
-    "hutchinson",
-    "hutchpp",
-    "interpolation_direction",
+    # objective
+    "Objective",
+    # Hessian spectra and sharpness
+    "HessianOperator",
     "lanczos",
-    "load_checkpoint",
-    "load_dataset",
-    "load_model",
-    "magnitude_statistics",
-    "make_optimizer",
-    "minmin_training_step",
-    "nesterov_lrs",
-    "objective_from_checkpoint",
-    "partition",
-    "pca_directions",
-    "per_layer",
-    "plane_directions",
-    "power_iteration",
-    "random_directions",
-    "save_checkpoint",
-    "sharpness",
-    "slq",
-    "step_statistics",
-    "summarize_statistics",
-    "surface_from_checkpoint",
     "top_eigenpairs",
     "trace",
-    "training_step",
+    "hutchinson",
+    "hutchpp",
     "xtrace",
-]
+    "slq",
+    "sharpness",
+    # checkpoints, models and data
+    "load_checkpoint",
+    "save_checkpoint",
+    "load_model",
+    "ModelSpec",
+    "build_model",
+    "DataSpec",
+    "load_dataset",
+    "digits_tensors",
+    "objective_from_checkpoint",
+    # loss surfaces
+    "random_directions",
+    "compute_surface",
+    "surface_from_checkpoint",
+    # optimizers and training
+    "SAM",
+    "make_optimizer",
+    "TrainConfig",
+    "train",
+    # measures and connectivity
+    "compute_measures",
+    "connect_checkpoints",
+    # errors
+    "LandscapeError",
+    "ConfigError",
+    "CheckpointError",
+    "ModelError",
+    "DataError",
+]  # grouped by topic like _PUBLIC; tests/test_public_api.py checks the two agree
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use and cache the name here."""
+    target = _PUBLIC.get(name)
+    if target is None:
+        raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+    module_name, _, attribute = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})
+
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; keep in step with _PUBLIC (a test checks it)
+    from landscape.connect.api import connect_checkpoints
+    from landscape.errors import CheckpointError, ConfigError, DataError, LandscapeError, ModelError
+    from landscape.hessian.eigen import top_eigenpairs
+    from landscape.hessian.krylov import lanczos
+    from landscape.hessian.operator import HessianOperator
+    from landscape.hessian.sharpness_pipeline import sharpness
+    from landscape.hessian.spectral_density import slq
+    from landscape.hessian.trace_estimation import trace
+    from landscape.hessian.trace_hutchinson import hutchinson
+    from landscape.hessian.trace_hutchpp import hutchpp
+    from landscape.hessian.trace_xtrace import xtrace
+    from landscape.io.checkpoints import load_checkpoint, load_model, save_checkpoint
+    from landscape.io.data import DataSpec, digits_tensors, load_dataset
+    from landscape.io.models import ModelSpec, build_model
+    from landscape.loading import objective_from_checkpoint
+    from landscape.measures.dispatch import compute_measures
+    from landscape.objective import Objective
+    from landscape.optim.factory import make_optimizer
+    from landscape.optim.sam import SAM
+    from landscape.surface.directions import random_directions
+    from landscape.surface.from_checkpoint import surface_from_checkpoint
+    from landscape.surface.grid import compute_surface
+    from landscape.training import TrainConfig, train

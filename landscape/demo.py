@@ -246,7 +246,7 @@ def measure_sharpness(run_dir: Path, settings: DemoSettings, *, density: bool, d
     comparable across runs. Skipped when ``sharpness.json`` already exists.
     """
     from landscape.hessian import sharpness
-    from landscape.io.loading import objective_from_checkpoint
+    from landscape.loading import objective_from_checkpoint
 
     out = run_dir / "sharpness.json"
     if out.is_file():

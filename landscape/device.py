@@ -27,19 +27,19 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"--device={spec!r} is not valid; choose auto, cpu, cuda, cuda:N or mps") from exc
+        raise ConfigError(f"device={spec!r} is not valid; choose auto, cpu, cuda, cuda:N or mps") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device={spec!r} asked for CUDA but no CUDA device is available")
+            raise ConfigError(f"device={spec!r} asked for CUDA but no CUDA device is available")
         if device.index is not None and device.index >= torch.cuda.device_count():
             n = torch.cuda.device_count()
-            raise ConfigError(f"--device={spec!r}: only {n} CUDA device(s) are present")
+            raise ConfigError(f"device={spec!r}: only {n} CUDA device(s) are present")
     elif device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ConfigError(f"--device={spec!r} asked for MPS but it is not available")
+            raise ConfigError(f"device={spec!r} asked for MPS but it is not available")
     elif device.type != "cpu":
-        raise ConfigError(f"--device={spec!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
+        raise ConfigError(f"device={spec!r} is not valid; choose auto, cpu, cuda, cuda:N or mps")
     return device
 
 
@@ -50,7 +50,7 @@ def resolve_dtype(spec: str | torch.dtype) -> torch.dtype:
             raise ConfigError(f"dtype={spec} is not supported; choose float32 or float64")
         return spec
     if spec not in DTYPES:
-        raise ConfigError(f"--dtype={spec!r} is not valid; choose one of {', '.join(DTYPES)}")
+        raise ConfigError(f"dtype={spec!r} is not valid; choose one of {', '.join(DTYPES)}")
     return DTYPES[spec]
 
 

@@ -1,6 +1,17 @@
 """Error hierarchy: every user-facing failure is a ``LandscapeError`` with a one-line message.
 
 The CLI turns these into ``error: <message>`` and exit status 1; anything else is a bug.
+
+Messages speak Python, never command-line flags. Name a parameter the way a caller writes it:
+
+- ``name=value`` for a bad value: ``f"batch_size={batch_size} must be positive"``;
+- ``name=True`` for an on/off switch: ``"or pass allow_nondeterministic=True"``;
+- a bare name only when it has an underscore (``"needs data_dir pointing at ..."``): one-word names
+  (``samples``, ``device``) are ordinary English too and must carry ``=``.
+
+The CLI rewrites these as its flags (``--batch-size 0``, ``--allow-nondeterministic``, ``--data-dir``)
+through one table, ``PARAM_FLAGS`` in ``landscape/cli/main.py`` (with ``COMMAND_PARAM_FLAGS`` where one
+command's flag has another name). A new parameter a user can get wrong: add its line there.
 """
 
 from __future__ import annotations

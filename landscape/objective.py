@@ -290,7 +290,7 @@ class Objective:
         if isinstance(sampler, RandomSampler):
             raise NonDeterministicDataError(
                 "the DataLoader shuffles (shuffle=True): batches change between passes; use shuffle=False "
-                "or pass --allow-nondeterministic"
+                "or pass allow_nondeterministic=True"
             )
         l1, g1 = self.gradient()
         l2, g2 = self.gradient()
@@ -300,7 +300,7 @@ class Objective:
             raise NonDeterministicDataError(
                 f"two passes over the data gave different results (loss {l1:.8g} vs {l2:.8g}, "
                 f"gradient relative change {num / max(den, 1e-30):.2e}): the loader shuffles or augments, "
-                "or the model is stochastic; use a fixed loader or pass --allow-nondeterministic"
+                "or the model is stochastic; use a fixed loader or pass allow_nondeterministic=True"
             )
 
     def metadata(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def test_statistics_are_the_logged_means(runs_dir):
 
 
 def _dense_lambda_max(checkpoint, samples, seed):
-    from landscape.io.loading import objective_from_checkpoint
+    from landscape.loading import objective_from_checkpoint
 
     obj, _, _ = objective_from_checkpoint(
         checkpoint, samples=samples, seed=seed, device="cpu", dtype=torch.float64

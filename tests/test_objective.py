@@ -163,8 +163,44 @@ def test_determinism_check_fires_on_augmenting_or_shuffling_loader():
     Objective(model, DataLoader(TensorDataset(x, y), batch_size=8)).check_deterministic()
     with pytest.raises(NonDeterministicDataError, match="shuffles or augments"):
         Objective(model, DataLoader(_Augmenting(x, y), batch_size=8)).check_deterministic()
-    with pytest.raises(NonDeterministicDataError, match="--allow-nondeterministic"):
+    with pytest.raises(NonDeterministicDataError, match="allow_nondeterministic=True"):
         Objective(model, DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True)).check_deterministic()
+
+
+class _SecondPassDiffers(Dataset):
+    """Counts reads; from the second pass on, every input is scaled by ``1 + change``."""
+
+    def __init__(self, x, y, change):
+        self.x, self.y, self.change, self.reads = x, y, change, 0
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        scale = 1.0 if self.reads < len(self.y) else 1.0 + self.change
+        self.reads += 1
+        return self.x[i] * scale, self.y[i]
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [(0.0, False), (1e-12, False), (1e-3, True)],
+    ids=["same", "below-rtol", "above-rtol"],
+)
+def test_the_check_compares_two_full_passes(change, refused):
+    """A fixed loader passes; the check reads the data exactly twice and refuses a second pass that
+    differs by more than ``rtol`` (moved here from tests/hessian: it tests the Objective)."""
+    x, y = _data(40)
+    data = _SecondPassDiffers(x, y, change)
+    obj = Objective(build_model("mlp", hidden=[6]).double(), DataLoader(data, batch_size=16))
+    if refused:
+        with pytest.raises(
+            NonDeterministicDataError, match="two passes over the data gave different results"
+        ):
+            obj.check_deterministic(rtol=1e-6)
+    else:
+        obj.check_deterministic(rtol=1e-6)
+    assert data.reads == 2 * len(y)
 
 
 def test_param_names_and_bad_options():

@@ -25,8 +25,8 @@ from landscape.errors import ConfigError, ResultFileError, check_choice
 from landscape.io.checkpoints import load_model, save_checkpoint
 from landscape.io.data import load_dataset
 from landscape.io.digest import data_digest, settings_digest, tensors_digest
-from landscape.io.loading import objective_from_checkpoint
 from landscape.io.models import ModelSpec
+from landscape.loading import objective_from_checkpoint
 from landscape.objective import Objective
 from landscape.surface.directions import bn_buffers
 

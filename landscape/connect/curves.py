@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from landscape.errors import ResultFileError, check_choice, check_positive
 from landscape.io.atomic import atomic_torch_save
 from landscape.progress import Progress
+from landscape.seeding import derived_seed
 
 CURVES = ("bezier", "polychain")
 Tensors = Mapping[str, torch.Tensor]
@@ -153,7 +154,7 @@ def train_curve(
             m.momentum = 0.0
         with Progress(max(0, epochs - first_epoch), f"{kind} curve", quiet=quiet, unit="epoch") as bar:
             for epoch in range(first_epoch, epochs):
-                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+                g = torch.Generator().manual_seed(derived_seed(seed, epoch))
                 loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g)
                 total, count = 0.0, 0
                 for batch in loader:

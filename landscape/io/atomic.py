@@ -9,7 +9,6 @@ permission or a full disk becomes an :class:`~landscape.errors.OutputWriteError`
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 
 from landscape.errors import OutputWriteError
+from landscape.io.jsonio import dumps
 
 # Errors a user fixes by choosing another place or freeing space; anything else is left as it is.
 _NOT_WRITABLE = "choose an output folder you can write to"
@@ -108,8 +108,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON (sorted keys off, indent 2, NaN/inf as null-safe strings avoided by the caller)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+    """Write ``obj`` as JSON (indent 2) under the non-finite policy of :mod:`landscape.io.jsonio`:
+    NaN -> ``null``, +/-inf -> ``"inf"``/``"-inf"``."""
+    return atomic_write_text(path, dumps(obj) + "\n")
 
 
 def atomic_save_npz(path: str | Path, **arrays: Any) -> Path:
@@ -126,12 +127,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def json_default(o: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy scalars and arrays and paths."""
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot encode {type(o).__name__} as JSON")
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, format: str | None = None) -> Path:
+    """``fig.savefig`` to ``path`` atomically, in the format its suffix names (``.png``, ``.pdf``, ...).
+
+    A reader never sees half a figure, and the file gets the umask mode like every other output.
+    """
+    target = Path(path)
+    fmt = format or target.suffix.lstrip(".") or "png"
+    with atomic_path(target, suffix=f".{fmt}") as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
+    return target

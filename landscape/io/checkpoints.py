@@ -408,7 +408,7 @@ def load_model(
     else:
         raise CheckpointError(
             f"checkpoint {ckpt.path!r} ({ckpt.source_format}) does not say which model it holds; "
-            "pass --model NAME or --model package.module:factory"
+            "pass model='NAME' or model='package.module:factory'"
         )
     net = build_model(spec)
     load_state_into(net, ckpt.state_dict, source=f"checkpoint {ckpt.path!r}")

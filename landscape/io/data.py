@@ -1,6 +1,7 @@
 """Datasets for analysis and training.
 
 Sources: ``digits`` (scikit-learn's bundled 8x8 handwritten digits: real data, no download),
+``mnist1d`` (Greydanus 2020: generated locally by the optional ``mnist1d`` package and cached),
 ``cifar10``/``cifar100`` from a local folder in the python-pickle layout, ``mnist`` from local IDX
 files, a tensor file (``.pt`` with ``x`` and ``y``, or ``.npz``), and ``package.module:factory``
 returning a ``Dataset``. Analysis loaders never shuffle or augment: every pass sees the same batches.
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from landscape.errors import DataError, NoSplitError, SubsetSizeWarning
 
-DATASET_NAMES = ("digits", "cifar10", "cifar100", "mnist")
+DATASET_NAMES = ("digits", "mnist1d", "cifar10", "cifar100", "mnist")
 SPLITS = ("train", "test")
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -86,12 +87,10 @@ def _check_split(split: str) -> None:
 
 def _require_dir(data_dir: str | None, name: str) -> Path:
     if not data_dir:
-        raise DataError(
-            f"dataset {name!r} needs --data-dir pointing at its local files (no download is made)"
-        )
+        raise DataError(f"dataset {name!r} needs data_dir pointing at its local files (no download is made)")
     path = Path(data_dir)
     if not path.is_dir():
-        raise DataError(f"--data-dir {str(path)!r} does not exist or is not a directory")
+        raise DataError(f"data_dir={str(path)!r} does not exist or is not a directory")
     return path
 
 
@@ -111,7 +110,7 @@ def _cifar_tensors(name: str, data_dir: str | None, split: str) -> tuple[torch.T
         f = root / fname
         if not f.is_file():
             raise DataError(
-                f"{name}: missing file {str(f)!r} (expected the python-pickle layout in --data-dir)"
+                f"{name}: missing file {str(f)!r} (expected the python-pickle layout in data_dir)"
             )
         try:
             with open(f, "rb") as fh:
@@ -238,6 +237,10 @@ def load_dataset(spec: DataSpec) -> Dataset:
     name = spec.name
     if name == "digits":
         ds: Dataset = TensorDataset(*digits_tensors(spec.split))
+    elif name == "mnist1d":
+        from landscape.io.mnist1d import mnist1d_tensors  # without the package: one line naming the extra
+
+        ds = TensorDataset(*mnist1d_tensors(spec.split))
     elif name in ("cifar10", "cifar100"):
         ds = TensorDataset(*_cifar_tensors(name, spec.data_dir, spec.split))
     elif name == "mnist":
@@ -322,7 +325,7 @@ def fixed_subset(ds: Dataset, n: int, *, seed: int = 0) -> Dataset:
 def analysis_loader(ds: Dataset, batch_size: int) -> DataLoader:
     """A loader for analysis: fixed order, no shuffling, no augmentation, keeps the short last batch."""
     if batch_size <= 0:
-        raise DataError(f"--batch-size={batch_size} must be positive")
+        raise DataError(f"batch_size={batch_size} must be positive")
     return DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=False)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from landscape.io.atomic import json_default
+from landscape.io.jsonio import json_default
 
 if TYPE_CHECKING:
     from landscape.objective import Objective

@@ -139,5 +139,5 @@ def mnist1d_tensors(
 
 
 def mnist1d_dataset(split: str = "train") -> TensorDataset:
-    """MNIST-1D as a ``TensorDataset``; usable as ``--data landscape.io.mnist1d:mnist1d_dataset``."""
+    """MNIST-1D as a ``TensorDataset``; the data named ``mnist1d`` (``--data mnist1d``)."""
     return TensorDataset(*mnist1d_tensors(split))

@@ -2,13 +2,15 @@
 
 Registry models: ``mlp``, ``cnn`` (small CNN with batch norm), CIFAR ResNet-18/34/50 (3x3 stem, no
 max-pool, as in kuangliu/pytorch-cifar: ResNet-18 for CIFAR-10 has 11,173,962 parameters) and
-WideResNet (Zagoruyko & Komodakis 2016; depth and width as arguments).
+WideResNet (Zagoruyko & Komodakis 2016; depth and width as arguments), and the MNIST-1D paper's
+``mnist1d-mlp`` and ``mnist1d-cnn`` (Greydanus 2020; :mod:`landscape.io.models_1d`).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from landscape.errors import ModelError
+from landscape.io.models_1d import MNIST1DCNN, MNIST1DMLP
 
 
 class MLP(nn.Module):
@@ -211,7 +214,33 @@ MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "wrn": WideResNet,
+    "mnist1d-mlp": MNIST1DMLP,
+    "mnist1d-cnn": MNIST1DCNN,
 }
+
+# How each registry model learns its input size from one example's shape (without the batch axis).
+_INPUT_KWARGS: dict[str, Callable[[tuple[int, ...]], dict[str, int]]] = {
+    "mlp": lambda shape: {"in_features": math.prod(shape)},
+    "mnist1d-mlp": lambda shape: {"in_features": math.prod(shape)},
+    "mnist1d-cnn": lambda shape: {"length": shape[-1]},
+    **{
+        name: (lambda shape: {"in_channels": shape[0]})
+        for name in ("cnn", "resnet18", "resnet34", "resnet50", "wrn")
+    },
+}
+
+
+def default_model_kwargs(spec: ModelSpec, input_shape: Sequence[int], num_classes: int) -> ModelSpec:
+    """``spec`` with the input size and class count of the data filled in where the user gave none.
+
+    Only registry models are filled (a ``package.module:factory`` takes what it is given). Args:
+    ``input_shape`` is one example's shape (``(1, 8, 8)`` for digits, ``(40,)`` for MNIST-1D).
+    """
+    fill = _INPUT_KWARGS.get(spec.name)
+    if fill is None:
+        return ModelSpec(spec.name, dict(spec.kwargs))
+    defaults = {**fill(tuple(int(n) for n in input_shape)), "num_classes": int(num_classes)}
+    return ModelSpec(spec.name, {**defaults, **spec.kwargs})
 
 
 @dataclass

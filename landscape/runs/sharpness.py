@@ -131,7 +131,7 @@ def compute_lambda_max(
     The settings are recorded in ``summary.lambda_max_settings``.
     """
     from landscape.hessian import top_eigenpairs
-    from landscape.io.loading import objective_from_checkpoint
+    from landscape.loading import objective_from_checkpoint
 
     objective, ckpt, spec = objective_from_checkpoint(
         Path(summary.path) / "final.pt", samples=samples, seed=seed, device=device, split="train"

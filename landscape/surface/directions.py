@@ -52,6 +52,7 @@ from torch import nn
 from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import tensors_digest
 from landscape.objective import Objective
+from landscape.seeding import offset_seed
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
@@ -254,7 +255,7 @@ def random_directions(
     if num == 2 and ignore == "none":
         # 1-D tensors of the second direction: a Gaussian (rescaled below) instead of a second copy of
         # the weights, which could not be orthogonal to the first.
-        g2 = torch.Generator().manual_seed(int(seed) + 1_000_003)
+        g2 = torch.Generator().manual_seed(offset_seed(seed))
         for n, w in weights.items():
             if w.dim() <= 1:
                 r = torch.randn(w.shape, generator=g2, dtype=torch.float64).to(device=w.device, dtype=w.dtype)

@@ -21,7 +21,7 @@ from landscape.distributed import process_group
 from landscape.errors import CheckpointError, ConfigError, check_choice
 from landscape.io.checkpoints import Checkpoint, load_model
 from landscape.io.data import DataSpec
-from landscape.io.loading import objective_from_checkpoint
+from landscape.loading import objective_from_checkpoint
 from landscape.objective import Objective
 from landscape.runs import is_run_dir
 from landscape.surface.builders import (
@@ -51,7 +51,7 @@ __all__ = [
 class CheckpointSource:
     """How a checkpoint becomes an objective: model, data and device settings.
 
-    The fields are the keyword arguments of :func:`~landscape.io.loading.objective_from_checkpoint`
+    The fields are the keyword arguments of :func:`~landscape.loading.objective_from_checkpoint`
     (the CLI's ``source`` options).
 
     Attributes:

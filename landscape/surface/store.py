@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import ResultFileError
-from landscape.io.atomic import atomic_save_npz, json_default
+from landscape.io.atomic import atomic_save_npz
+from landscape.io.jsonio import json_default
 
 FORMAT_VERSION = 1
 _EXTRA_PREFIX = "extra__"

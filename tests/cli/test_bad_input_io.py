@@ -126,7 +126,7 @@ def _patch_cli_writer(code: int):
 
 def _skip_label_check(mp) -> None:
     """Datasets the pre-check cannot see (not in memory) meet torch's own error: mapped too."""
-    mp.setattr("landscape.io.loading.check_labels_fit", lambda model, dataset: None)
+    mp.setattr("landscape.loading.check_labels_fit", lambda model, dataset: None)
 
 
 EV = ("evaluate",)
@@ -312,6 +312,34 @@ def test_good_gzipped_mnist_through_the_cli(world):
         pytest.param("subset=0 must be positive", "train", "--samples 0 must be positive", id="subset"),
         pytest.param("samples=-5 must be", "compare-magnitude", "--sharpness -5 must be", id="sharpness"),
         pytest.param("pass unsafe_load=True, which", "info", "pass --unsafe-load, which", id="unsafe-load"),
+        pytest.param(
+            "batch_size=0 must be positive", "sharpness", "--batch-size=0 must be positive", id="batch"
+        ),
+        pytest.param(
+            "needs data_dir pointing at", "evaluate", "needs --data-dir pointing at", id="bare-name"
+        ),
+        pytest.param(
+            "data_dir='/d/data_dir/x' does not exist",
+            "evaluate",
+            "--data-dir '/d/data_dir/x' does not exist",
+            id="name-inside-a-path-untouched",
+        ),
+        pytest.param("key 'batch_size' is missing", "train", "key 'batch_size' is missing", id="quoted-key"),
+        pytest.param("device='tpu' is not valid", "info", "--device='tpu' is not valid", id="device"),
+        pytest.param(
+            "use shuffle=False or pass allow_nondeterministic=True",
+            "sharpness",
+            "use shuffle=False or pass --allow-nondeterministic",
+            id="switch",
+        ),
+        pytest.param("points=1 must be >= 2", "connect", "--points 1 must be >= 2", id="command-table"),
+        pytest.param("points=1 must be >= 2", "evaluate", "points=1 must be >= 2", id="other-command"),
+        pytest.param(
+            "pass model='NAME' or model='package.module:factory'",
+            "info",
+            "pass --model NAME or --model package.module:factory",
+            id="model",
+        ),
         pytest.param(
             "num_samples=3 and per_batch_samples=2",
             "evaluate",

@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import torch
 from click.testing import CliRunner
 
 from landscape import __version__
-from landscape.cli.main import cli
+from landscape.cli.main import COMMANDS, cli, main
 from landscape.io.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,19 +200,60 @@ def test_real_subprocess_entry_point(cnn_checkpoint):
     ],
     ids=["bad-choice", "unknown-command", "missing-argument"],
 )
-def test_usage_errors_are_one_line_from_the_entry_point(args, fragment):
+def test_usage_errors_are_one_line_from_the_entry_point(args, fragment, monkeypatch, capsys):
+    """In process through ``main()``, the function the ``landscape`` script calls."""
+    monkeypatch.setattr(sys, "argv", ["landscape", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == ""
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], captured.err
+
+
+def test_a_usage_error_from_a_real_process_is_one_line_and_imports_no_torch():
+    """The one real subprocess of the usage errors: exit status 2, one line, and torch never loaded."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = (
+        "import sys; sys.argv = ['landscape', 'nosuch']\n"
+        "from landscape.cli.main import main\n"
+        "try:\n    main()\n"
+        "finally:\n    print('torch' in sys.modules)"
+    )
     r = subprocess.run(
-        [sys.executable, "-m", "landscape", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
     )
     assert r.returncode == 2
+    assert r.stdout.strip() == "False"
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: No such command 'nosuch'"), r.stderr
+
+
+@pytest.mark.parametrize("module", ["landscape", "landscape.cli.main"])
+def test_importing_the_command_line_does_not_import_torch(module):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = f"import sys, {module}; print(sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_the_command_listing_matches_each_commands_own_help():
+    """The group lists commands from a static table; each entry must be the command's own first paragraph."""
+    assert cli.list_commands(None) == sorted(COMMANDS)
+    listing = run("--help").output
+    for name, (target, short_help) in COMMANDS.items():
+        command = cli.get_command(None, name)
+        assert isinstance(command, click.Command) and command.name == name, target
+        assert command.help.split("\n\n")[0].strip() == short_help
+        for limit in (30, 45, 80, 200):
+            static = click.Command(name, help=short_help).get_short_help_str(limit)
+            assert static == command.get_short_help_str(limit)
+        assert f"  {name} " in listing
+    assert cli.get_command(None, "nosuch") is None
 
 
 def test_a_failure_inside_user_code_is_one_line(tmp_path, monkeypatch):

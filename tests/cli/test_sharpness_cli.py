@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from landscape.cli.main import cli
 from landscape.hessian import top_eigenpairs
-from landscape.io.loading import objective_from_checkpoint
+from landscape.loading import objective_from_checkpoint
 
 torch.set_num_threads(1)  # tiny problems: threads only contend with other test workers
 

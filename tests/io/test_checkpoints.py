@@ -72,7 +72,7 @@ def test_foreign_dict_formats_round_trip(tmp_path, wrap):
     model = _trained_like(build_model("mlp", hidden=[8]))
     path = tmp_path / "foreign.ckpt"
     torch.save(wrap(model.state_dict()), path)
-    with pytest.raises(CheckpointError, match="--model"):
+    with pytest.raises(CheckpointError, match="model='NAME'"):
         load_model(path)
     loaded, ckpt = load_model(path, model="mlp", model_kwargs={"hidden": [8]})
     assert _same(model, loaded)

@@ -25,8 +25,8 @@ from landscape.io import atomic
 from landscape.io.atomic import atomic_save_npz, atomic_torch_save, atomic_write_json, current_umask
 from landscape.io.checkpoints import FORMAT_NAME, load_checkpoint, load_model, save_checkpoint
 from landscape.io.data import DataSpec, load_dataset
-from landscape.io.loading import check_labels_fit, objective_from_checkpoint, resolve_data_spec
 from landscape.io.models import ModelSpec, build_model
+from landscape.loading import check_labels_fit, objective_from_checkpoint, resolve_data_spec
 
 # -- item 4: integer weights --------------------------------------------------------------------
 

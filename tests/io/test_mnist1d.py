@@ -184,3 +184,60 @@ def test_cnn_shapes_parameters_and_input_layouts():
 def test_cnn_too_short_input_is_refused():
     with pytest.raises(ModelError, match="length=2"):
         MNIST1DCNN(length=2)
+
+
+# -- registered names: --data mnist1d, --model mnist1d-mlp / mnist1d-cnn -------------------------------
+
+
+def test_data_name_mnist1d_gives_the_generated_split(cache, monkeypatch):
+    from landscape.io.data import DATASET_NAMES, DataSpec, load_dataset
+
+    assert "mnist1d" in DATASET_NAMES
+    monkeypatch.setattr(m1d, "mnist1d_arrays", lambda **kw: _fake_arrays())
+    train, test = load_dataset(DataSpec("mnist1d")), load_dataset(DataSpec("mnist1d", split="test"))
+    assert len(train) == 5 and len(test) == 3
+    assert torch.equal(test[2][0], torch.ones(40)) and int(test[2][1]) == 2
+    assert torch.equal(train[0][0], torch.zeros(40))
+
+
+def test_data_name_mnist1d_without_the_package_is_one_line_naming_the_extra(monkeypatch, cache):
+    from landscape.io.data import DataSpec, load_dataset
+
+    monkeypatch.setitem(sys.modules, "mnist1d", None)
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(
+        DataError, match=r"^MNIST-1D needs the mnist1d package: .*landscape-geometry\[mnist1d\]"
+    ):
+        load_dataset(DataSpec("mnist1d"))
+
+
+@pytest.mark.parametrize(("name", "cls"), [("mnist1d-mlp", MNIST1DMLP), ("mnist1d-cnn", MNIST1DCNN)])
+def test_registry_names_build_the_papers_models(name, cls):
+    from landscape.io.models import ModelSpec, build_model, default_model_kwargs
+
+    spec = default_model_kwargs(ModelSpec(name, {}), (40,), 10)
+    model = build_model(spec)
+    assert type(model) is cls
+    assert model(torch.zeros(4, 40)).shape == (4, 10)
+    # the data decide the input size and the classes; what the user gave wins
+    other = build_model(default_model_kwargs(ModelSpec(name, {"num_classes": 3}), (24,), 7))
+    assert other(torch.zeros(2, 24)).shape == (2, 3)
+
+
+def test_default_model_kwargs_of_every_registry_model():
+    from landscape.io.models import MODEL_REGISTRY, ModelSpec, default_model_kwargs
+
+    expected = {
+        "mlp": {"in_features": 64, "num_classes": 10},
+        "cnn": {"in_channels": 1, "num_classes": 10},
+        "resnet18": {"in_channels": 1, "num_classes": 10},
+        "resnet34": {"in_channels": 1, "num_classes": 10},
+        "resnet50": {"in_channels": 1, "num_classes": 10},
+        "wrn": {"in_channels": 1, "num_classes": 10},
+        "mnist1d-mlp": {"in_features": 64, "num_classes": 10},
+        "mnist1d-cnn": {"length": 8, "num_classes": 10},
+    }
+    assert set(expected) == set(MODEL_REGISTRY)
+    for name, kwargs in expected.items():
+        assert default_model_kwargs(ModelSpec(name, {}), (1, 8, 8), 10).kwargs == kwargs
+    assert default_model_kwargs(ModelSpec("pkg.mod:make", {"a": 1}), (1, 8, 8), 10).kwargs == {"a": 1}

@@ -151,5 +151,5 @@ def test_device_auto_is_cpu_here_and_priority(monkeypatch):
     with pytest.raises(ConfigError, match="choose auto, cpu, cuda, cuda:N or mps"):
         resolve_device("tpu")
     assert resolve_dtype("float64") is torch.float64
-    with pytest.raises(ConfigError, match="--dtype='half'"):
+    with pytest.raises(ConfigError, match="^dtype='half'"):
         resolve_dtype("half")

@@ -1,4 +1,9 @@
-"""From a checkpoint path and options to a ready :class:`~landscape.objective.Objective`."""
+"""From a checkpoint path and options to a ready :class:`~landscape.objective.Objective`.
+
+This module sits above both :mod:`landscape.io` (which reads checkpoints and data and knows nothing
+of objectives) and :mod:`landscape.objective`; the commands and the surface, connect and sharpness
+entry points load through it, so every one pairs a checkpoint with its data the same way.
+"""
 
 from __future__ import annotations
 
