@@ -95,6 +95,9 @@ def _options(f: Any) -> Any:
         ),
         click.option("--format", "fmt", default="png", show_default=True, type=click.Choice(["png", "pdf"])),
         click.option(
+            "--no-figures", is_flag=True, help="Write the tables only (draw them later with --from)."
+        ),
+        click.option(
             "--from",
             "from_json",
             default=None,
@@ -123,6 +126,7 @@ def _compare(
     device: str,
     out: Path | None,
     fmt: str,
+    no_figures: bool,
     from_json: Path | None,
     as_json: bool,
     quiet: bool,
@@ -175,7 +179,7 @@ def _compare(
             if r.lambda_max_note:
                 click.echo(f"warning: {r.lambda_max_note}", err=True)
         if out is not None:
-            _write(out, comparison, grouping, fmt, redraw=from_json is not None)
+            _write(out, comparison, grouping, None if no_figures else fmt, redraw=from_json is not None)
     except LandscapeError as exc:
         fail(_to_flags(str(exc)))
         return
@@ -242,8 +246,9 @@ def _read(
     return comparison, grouping
 
 
-def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str, *, redraw: bool) -> None:
-    """Tables (unless redrawing) and figures: the per-run figure and the grouped one."""
+def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str | None, *, redraw: bool) -> None:
+    """Tables (unless redrawing) and figures in ``fmt`` (none for ``None``): the per-run figure and
+    the grouped one."""
     from landscape.io.atomic import atomic_path
     from landscape.plot.compare import plot_comparison
     from landscape.plot.groups import plot_groups
@@ -252,6 +257,8 @@ def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str, *, redraw
         comparison.save(out)
         if grouping is not None:
             grouping.save(out)
+    if fmt is None:
+        return
     figures = []
     if comparison.runs or grouping is None:
         figures.append(("comparison", plot_comparison(comparison)))

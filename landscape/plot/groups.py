@@ -108,7 +108,8 @@ def plot_step_statistic(
 ) -> Figure:
     """A step statistic of SAM against SGD per epoch: each group's mean over seeds with its 95% band."""
     fig, ax = _axes(ax, (6.0, 4.0))
-    for i, band in enumerate(step_bands(grouping, statistic)):
+    bands = step_bands(grouping, statistic)
+    for i, band in enumerate(bands):
         color = f"C{i % 10}"
         ax.plot(band.epoch, band.mean, marker="o", ms=3, color=color, label=f"{band.group} (n={max(band.n)})")
         low, high = np.asarray(band.ci95_low), np.asarray(band.ci95_high)
@@ -123,8 +124,10 @@ def plot_step_statistic(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_LABELS.get(statistic, statistic))
     ax.set_title(f"{_LABELS.get(statistic, statistic)} per epoch (band: 95% CI)", fontsize="medium")
-    if ax.lines:
+    if bands:  # the reference line alone has no label
         ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no SAM-family runs", ha="center", va="center", transform=ax.transAxes)
     return fig
 
 

@@ -52,6 +52,11 @@ def _invoke(command, *args: str):
     return CliRunner().invoke(command, [str(a) for a in args])
 
 
+def _tables(command, *args: str):
+    """The command writing its tables only (drawing takes seconds; two tests check the figures)."""
+    return _invoke(command, *args, "--no-figures")
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -112,16 +117,16 @@ def test_grouped_outputs_have_hand_checked_statistics(runs: Path, tmp_path: Path
 
 
 def test_baseline_none_named_and_unknown(runs: Path, tmp_path: Path):
-    r = _invoke(compare, runs, "--baseline", "none", "-o", tmp_path / "none")
+    r = _tables(compare, runs, "--baseline", "none", "-o", tmp_path / "none")
     assert r.exit_code == 0, r.output
     assert _rows(tmp_path / "none" / "paired.csv") == []
     assert (tmp_path / "none" / "paired.csv").read_text().startswith("group,baseline,metric,seeds,n,mean")
     assert json.loads((tmp_path / "none" / "groups.json").read_text())["baseline"] is None
-    r = _invoke(compare, runs, "--baseline", "SAM rho=0.05", "-o", tmp_path / "sam")
+    r = _tables(compare, runs, "--baseline", "SAM rho=0.05", "-o", tmp_path / "sam")
     assert r.exit_code == 0, r.output
     paired = _rows(tmp_path / "sam" / "paired.csv")
     assert {(p["group"], p["baseline"]) for p in paired} == {("SGD", "SAM rho=0.05")}
-    bad = _invoke(compare, runs, "--baseline", "adam")
+    bad = _tables(compare, runs, "--baseline", "adam")
     assert bad.exit_code == 1
     assert (
         bad.output.startswith("error: --baseline 'adam' is neither a group")
@@ -133,7 +138,7 @@ def test_from_redraws_without_the_runs(runs: Path, tmp_path: Path):
     copy = tmp_path / "runs"
     shutil.copytree(runs, copy)
     out = tmp_path / "cmp"
-    first = _invoke(compare_magnitude, copy, "-o", out)
+    first = _tables(compare_magnitude, copy, "-o", out)
     assert first.exit_code == 0, first.output
     shutil.rmtree(copy)  # nothing left to recompute from
     again = _invoke(
@@ -164,7 +169,7 @@ def test_measure_average_is_a_grouped_metric(runs: Path, tmp_path: Path):
         shutil.copytree(runs / name, root / name)
     out = tmp_path / "cmp"
     args = ["--sharpness", "16", "--measure", "average", "--mc-samples", "4", "--device", "cpu"]
-    r = _invoke(compare_magnitude, root, *args, "-o", out)
+    r = _tables(compare_magnitude, root, *args, "-o", out)
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "comparison.json").read_text())
     values = []
@@ -218,7 +223,7 @@ def test_stored_measure_is_reused_only_with_the_same_settings(runs: Path, tmp_pa
     args = ["--sharpness", "16", "--measure", "average", "--device", "cpu", "-o", tmp_path / "cmp"]
 
     def measured(*extra: str) -> dict:
-        r = _invoke(compare_magnitude, run.parent, *args, *extra)
+        r = _tables(compare_magnitude, run.parent, *args, *extra)
         assert r.exit_code == 0, r.output
         return json.loads((tmp_path / "cmp" / "comparison.json").read_text())["runs"][0]
 
@@ -247,7 +252,7 @@ def test_checkpoint_only_folder_joins_as_its_own_group(runs: Path, tmp_path: Pat
     only = tmp_path / "only"
     (only / "their_model").mkdir(parents=True)
     shutil.copy(runs / "sgd_seed0" / "final.pt", only / "their_model" / "final.pt")
-    r = _invoke(compare_magnitude, only, "-o", tmp_path / "a")
+    r = _tables(compare_magnitude, only, "-o", tmp_path / "a")
     assert r.exit_code == 0, r.output
     (g,) = _rows(tmp_path / "a" / "groups.csv")
     assert (g["group"], g["n"], g["seeds"]) == ("their_model (checkpoint only)", "1", "")
@@ -256,7 +261,7 @@ def test_checkpoint_only_folder_joins_as_its_own_group(runs: Path, tmp_path: Pat
     mixed = tmp_path / "mixed"
     shutil.copytree(runs, mixed)
     shutil.copytree(only / "their_model", mixed / "their_model")
-    r = _invoke(compare, mixed, "-o", tmp_path / "b")
+    r = _tables(compare, mixed, "-o", tmp_path / "b")
     assert r.exit_code == 0, r.output
     groups = [g["group"] for g in _rows(tmp_path / "b" / "groups.csv")]
     assert groups == ["SAM rho=0.05", "SGD", "their_model (checkpoint only)"]
