@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 WORK=${WORK:-runs-figures}
 mkdir -p "$WORK" figures
 
-for opt in sgd sam sam-direction sam-magnitude; do
+for opt in sgd sam; do  # the single runs the surface, spectrum and interpolation figures use
   landscape train --optimizer "$opt" --epochs 8 --seed 0 -q -o "$WORK/runs/$opt" > /dev/null
 done
 # the grouped comparison: the four methods with 3 seeds each (few epochs, so this stays a few minutes)
