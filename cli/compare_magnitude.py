@@ -24,9 +24,10 @@ _FLAGS = (
     (re.compile(r"\bsharpness_samples\b"), "--sharpness N"),
     (re.compile(r"\bmeasures=(\S+)"), r"--measure \1"),
     (re.compile(r"\bbaseline=(\S+)"), r"--baseline \1"),
-    (re.compile(r"\bmc_samples=(\S+)"), r"--mc-samples \1"),
-    (re.compile(r"\brho=(\S+)"), r"--measure-rho \1"),
-    (re.compile(r"\btol=(\S+)"), r"--tol \1"),
+    # anchored: group labels in other messages hold "rho=0.05" too
+    (re.compile(r"^mc_samples=(\S+)"), r"--mc-samples \1"),
+    (re.compile(r"^rho=(\S+)"), r"--measure-rho \1"),
+    (re.compile(r"^tol=(\S+)"), r"--tol \1"),
 )
 # The step statistics shown in the grouped table (late in training: where the methods differ).
 _TABLE_METRICS = ("test_accuracy", "lambda_max", "frac_larger_late", "grad_norm_ratio_late")

@@ -132,6 +132,13 @@ def test_baseline_none_named_and_unknown(runs: Path, tmp_path: Path):
         bad.output.startswith("error: --baseline 'adam' is neither a group")
         and len(bad.output.splitlines()) == 1
     )
+    assert bad.output.rstrip().endswith("choose one of 'SAM rho=0.05', 'SGD'")  # labels left as they are
+    for flags, message in (
+        (["--measure-rho", "-1"], "error: --measure-rho -1.0 must be > 0"),
+        (["--mc-samples", "0"], "error: --mc-samples 0 must be an integer >= 1"),
+    ):
+        r = _tables(compare, runs, "--sharpness", "8", "--measure", "average", *flags)
+        assert r.exit_code == 1 and r.output.startswith(message), r.output
 
 
 def test_from_redraws_without_the_runs(runs: Path, tmp_path: Path):
