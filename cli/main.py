@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "landscape.cli.compare_magnitude:compare_magnitude",
         "Compare the runs under RUNS: does SAM win by the direction or by the size of its update?",
     ),
+    "compare": (
+        "landscape.cli.compare_magnitude:compare",
+        "Compare the runs under RUNS: does SAM win by the direction or by the size of its update?",
+    ),
     "connect": (
         "landscape.cli.connect:connect",
         "Are checkpoints A and B in one basin? Loss, accuracy and barriers along paths from A to B.",

@@ -53,6 +53,8 @@ METHOD_NAMES = {
     "sam-magnitude": "SAM-magnitude",
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+#: ``baseline`` meaning "the SGD group when there is exactly one, else no paired differences".
+AUTO_BASELINE = "auto"
 
 
 @dataclass
@@ -208,21 +210,39 @@ class Grouping:
         return _csv_text([g.row(self.metrics) for g in self.groups])
 
     def paired_csv(self) -> str:
+        """One line per (group, metric) against the baseline; only the header when there is none."""
+        if not self.paired:
+            return ",".join(("group", "baseline", "metric", "seeds", "n", *SUMMARY_FIELDS)) + "\n"
         return _csv_text([p.row() for p in self.paired])
 
     def runs_csv(self) -> str:
         columns = ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
         return _csv_text([{c: r.row().get(c) for c in columns} for r in self.runs])
 
+    def table_metrics(self, first: str = "test_accuracy") -> list[str]:
+        """The metrics ``groups.md`` shows: ``first``, then ``lambda_max``, ``trace`` and the sharpness
+        measures that some run has."""
+        found = [
+            m
+            for m in ("lambda_max", "trace", *(m for m in self.metrics if m.startswith("sharpness_")))
+            if m in self.metrics and any(math.isfinite(g.stats[m].mean) for g in self.groups)
+        ]
+        head = [first] if first in self.metrics else []  # checkpoint-only runs have no accuracy
+        return [*head, *(m for m in found if m != first)]
+
     def save(self, out_dir: str | Path, *, table_metric: str = "test_accuracy") -> dict[str, Path]:
-        """Write ``groups.json``, ``groups.csv``, ``paired.csv``, ``runs_grouped.csv`` and ``groups.md``."""
+        """Write ``groups.json``, ``groups.csv``, ``paired.csv``, ``runs_grouped.csv`` and ``groups.md``
+        (one seed-study table per metric of :meth:`table_metrics`)."""
         out = Path(out_dir)
+        if table_metric != "test_accuracy":
+            markdown_table(self, table_metric)  # refuses a metric the runs do not have
+        markdown = "\n\n".join(markdown_table(self, m) for m in self.table_metrics(table_metric))
         return {
             "json": self.to_json(out / "groups.json"),
             "groups": atomic_write_text(out / "groups.csv", self.groups_csv()),
             "paired": atomic_write_text(out / "paired.csv", self.paired_csv()),
             "runs": atomic_write_text(out / "runs_grouped.csv", self.runs_csv()),
-            "markdown": atomic_write_text(out / "groups.md", markdown_table(self, table_metric) + "\n"),
+            "markdown": atomic_write_text(out / "groups.md", markdown + "\n"),
         }
 
 
@@ -364,6 +384,9 @@ def _run_metrics(s: RunSummary) -> dict[str, float]:
         metrics[f"{k}_early"] = _nan(s.stats_early.get(k))
         metrics[f"{k}_late"] = _nan(s.stats_late.get(k))
     metrics.update(_sharpness_extras(s.lambda_max_source))
+    # measures asked of the comparison (computed, or read from a file checked to fit) come last
+    for name, m in s.measures.items():
+        metrics[f"sharpness_{name}"] = _nan(m.get("value"))
     return metrics
 
 
@@ -442,7 +465,8 @@ def summarize_groups(
     Args:
         records: the runs (from :func:`run_records`).
         baseline: the group the others are compared with: a group label, or an optimizer name that
-            exactly one group has (``"sgd"``); ``None`` for no paired differences.
+            exactly one group has (``"sgd"``); ``"auto"``: the one SGD group if there is exactly one,
+            else none; ``None`` for no paired differences.
         confidence: coverage of the t-intervals.
         root: recorded as where the runs are.
 
@@ -479,6 +503,9 @@ def summarize_groups(
             )
         )
     paired: list[PairedDifference] = []
+    if baseline == AUTO_BASELINE:
+        sgd = [g.group for g in groups if g.optimizer == "sgd" and g.seeds]
+        baseline = sgd[0] if len(sgd) == 1 else None
     base_label_ = _baseline_group(groups, baseline) if baseline is not None else None
     if base_label_ is not None:
         base_runs = {r.seed: r for r in members[base_label_] if r.seed is not None}
@@ -525,6 +552,19 @@ def _baseline_group(groups: Sequence[GroupSummary], baseline: str) -> str | None
     )
 
 
+def read_comparison(root: str | Path, **compare_kwargs: Any) -> Comparison:
+    """The per-run table of ``root`` (:func:`landscape.runs.compare_runs`), empty when ``root`` holds
+    only checkpoint-only folders (they join the grouping on their own).
+
+    Raises:
+        ResultFileError: ``root`` holds neither runs nor checkpoint-only folders, or a damaged run.
+    """
+    base = Path(root)
+    if checkpoint_only_dirs(base) and not any(is_run_dir(d) for d in base.iterdir() if d.is_dir()):
+        return Comparison(root=str(base), runs=[])
+    return compare_runs(base, **compare_kwargs)
+
+
 def group_runs(
     root: str | Path,
     *,
@@ -549,10 +589,7 @@ def group_runs(
     base = Path(root)
     foreign = checkpoint_only_dirs(base)
     if comparison is None:
-        if foreign and not any(is_run_dir(d) for d in base.iterdir() if d.is_dir()):
-            comparison = Comparison(root=str(base), runs=[])
-        else:
-            comparison = compare_runs(base, **compare_kwargs)
+        comparison = read_comparison(base, **compare_kwargs)
     records = run_records(comparison, foreign=foreign)
     if baseline is not None and not any(r.seed is not None for r in records):
         baseline = None  # checkpoint-only runs have no seeds to pair

@@ -176,7 +176,9 @@ def test_cli_writes_table_figure_and_redraws(runs_dir, tmp_path):
     r = runner.invoke(cli, ["compare-magnitude", str(runs_dir), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0].split()[:3] == ["run", "optimizer", "test_acc"]
-    assert {p.name for p in out.iterdir()} == {"comparison.json", "comparison.csv", "comparison.png"}
+    per_run = {"comparison.json", "comparison.csv", "comparison.png"}
+    grouped = {"groups.json", "groups.csv", "paired.csv", "runs_grouped.csv", "groups.md", "groups.png"}
+    assert {p.name for p in out.iterdir()} == per_run | grouped
     table = pd.read_csv(out / "comparison.csv")
     assert table["run"].tolist() == ["sam", "sam-magnitude", "sgd"]
     assert np.all((table["frac_larger_mean"].dropna() >= 0) & (table["frac_larger_mean"].dropna() <= 1))

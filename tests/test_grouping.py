@@ -213,3 +213,43 @@ def test_summary_figure_draws_bands_and_round_trips_its_data(runs: Path, tmp_pat
     back = Grouping.from_json(g.to_json(tmp_path / "groups.json"))
     assert step_bands(back, "cosine")[0].mean == step_bands(g, "cosine")[0].mean
     assert plot_step_statistic(back, "frac_larger").axes[0].get_legend() is not None
+
+
+def _records(measure: bool) -> list:
+    from landscape.grouping import RunRecord
+
+    out = []
+    for opt, values in (("sgd", (1.0, 3.0)), ("sam", (2.0, 2.5))):
+        for seed, v in zip((0, 1), values):
+            metrics = {"test_accuracy": 0.9, "lambda_max": 10 * v}
+            if measure:
+                metrics["sharpness_worst"] = v
+            out.append(RunRecord(f"{opt}{seed}", "", opt.upper(), seed, opt, None, None, metrics))
+    return out
+
+
+def test_auto_baseline_is_the_one_sgd_group_else_none():
+    from landscape.grouping import summarize_groups
+
+    g = summarize_groups(_records(False), baseline="auto")
+    assert g.baseline == "SGD" and {p.group for p in g.paired} == {"SAM"}
+    without_sgd = [r for r in _records(False) if r.optimizer != "sgd"]
+    assert summarize_groups(without_sgd, baseline="auto").baseline is None
+    assert summarize_groups(without_sgd, baseline="auto").paired == []
+
+
+def test_measures_get_a_table_and_a_panel_each(tmp_path: Path):
+    from landscape.grouping import summarize_groups
+
+    g = summarize_groups(_records(True), baseline=None)
+    assert g.table_metrics() == ["test_accuracy", "lambda_max", "sharpness_worst"]
+    md = (g.save(tmp_path)["markdown"]).read_text()
+    assert "sharpness_worst: mean ± std over seeds" in md and "| SGD | 2.0000 ± 1.4142 (n=2) |" in md
+    assert (
+        tmp_path / "paired.csv"
+    ).read_text() == "group,baseline,metric,seeds,n,mean,std,ci95_low,ci95_high\n"
+    fig = plot_groups(g)
+    assert len(fig.axes) == 7  # the six panels and one per measure
+    ax = fig.axes[6]
+    assert ax.get_ylabel() == "worst-case sharpness"
+    assert len(plot_groups(summarize_groups(_records(False), baseline=None)).axes) == 6

@@ -27,6 +27,14 @@ _LABELS = {
     "grad_norm_ratio": r"$\|g_{SAM}\| / \|g_{SGD}\|$",
     "cosine": r"cos($g_{SAM}$, $g_{SGD}$)",
     "frac_larger": r"fraction of $|g_{SAM,i}| > |g_{SGD,i}|$",
+    "sharpness_worst": "worst-case sharpness",
+    "sharpness_average": "average-case sharpness",
+    "sharpness_random-max": "random-max sharpness",
+    "sharpness_keskar": "Keskar sharpness",
+    "sharpness_pac-bayes": r"PAC-Bayes $1/\sigma^2$",
+    "sharpness_fisher-rao": "Fisher-Rao norm",
+    "sharpness_relative-flatness": "relative flatness",
+    "sharpness_overlap": "gradient overlap (top-k)",
 }
 
 
@@ -100,7 +108,8 @@ def plot_step_statistic(
 ) -> Figure:
     """A step statistic of SAM against SGD per epoch: each group's mean over seeds with its 95% band."""
     fig, ax = _axes(ax, (6.0, 4.0))
-    for i, band in enumerate(step_bands(grouping, statistic)):
+    bands = step_bands(grouping, statistic)
+    for i, band in enumerate(bands):
         color = f"C{i % 10}"
         ax.plot(band.epoch, band.mean, marker="o", ms=3, color=color, label=f"{band.group} (n={max(band.n)})")
         low, high = np.asarray(band.ci95_low), np.asarray(band.ci95_high)
@@ -115,20 +124,39 @@ def plot_step_statistic(
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(_LABELS.get(statistic, statistic))
     ax.set_title(f"{_LABELS.get(statistic, statistic)} per epoch (band: 95% CI)", fontsize="medium")
-    if ax.lines:
+    if bands:  # the reference line alone has no label
         ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no SAM-family runs", ha="center", va="center", transform=ax.transAxes)
     return fig
 
 
+def measure_metrics(grouping: Grouping) -> list[str]:
+    """The sharpness measures (``sharpness_<name>``) some group has a finite mean of, in column order."""
+    return [
+        m
+        for m in grouping.metrics
+        if m.startswith("sharpness_") and any(math.isfinite(g.stats[m].mean) for g in grouping.groups)
+    ]
+
+
 def plot_groups(grouping: Grouping) -> Figure:
-    """The summary figure: test accuracy, lambda_max and the three step statistics per group."""
-    fig = Figure(figsize=(15.0, 8.0), layout="constrained")
-    axes = fig.subplots(2, 3)
+    """The summary figure: test accuracy, lambda_max, the three step statistics per epoch and the test
+    loss per group, then a row (or more) with each sharpness measure the runs have."""
+    extra = measure_metrics(grouping)
+    rows = 2 + math.ceil(len(extra) / 3)
+    fig = Figure(figsize=(15.0, 4.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, 3, squeeze=False)
     plot_test_accuracy(grouping, ax=axes[0][0])
     plot_lambda_max(grouping, ax=axes[0][1])
     for ax, stat in zip((axes[0][2], axes[1][0], axes[1][1]), ("grad_norm_ratio", "cosine", "frac_larger")):
         plot_step_statistic(grouping, stat, ax=ax)
     plot_group_metric(grouping, "test_loss", ax=axes[1][2])
+    cells = [ax for row in axes[2:] for ax in row]
+    for ax, metric in zip(cells, extra):
+        plot_group_metric(grouping, metric, ax=ax)
+    for ax in cells[len(extra) :]:
+        fig.delaxes(ax)
     fig.suptitle(
         f"{len(grouping.runs)} runs in {len(grouping.groups)} groups; intervals: Student t over seeds"
     )

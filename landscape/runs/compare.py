@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from landscape.errors import ResultFileError, check_positive
+import torch
+
+from landscape.errors import ConfigError, ResultFileError, check_positive
 from landscape.io.atomic import atomic_write_json, atomic_write_text
 from landscape.io.tables import csv_text
 from landscape.runs.folder import is_run_dir, summarize_run
-from landscape.runs.sharpness import compute_lambda_max, use_stored_sharpness
+from landscape.runs.measures import compute_run_measures, use_stored_measures
+from landscape.runs.sharpness import compute_lambda_max, final_objective, use_stored_sharpness
 from landscape.runs.summary import EARLY_LATE_FRACTION, RunSummary
 
 
@@ -52,7 +56,8 @@ class Comparison:
         paths = {"json": out / "comparison.json", "csv": out / "comparison.csv"}
         atomic_write_json(paths["json"], _finite(self.to_dict()))
         rows = [r.row() for r in self.runs]
-        atomic_write_text(paths["csv"], csv_text(rows, list(rows[0]) if rows else ["run"]))
+        columns = list(dict.fromkeys(k for r in rows for k in r)) or ["run"]  # measures may differ by run
+        atomic_write_text(paths["csv"], csv_text(rows, columns))
         return paths
 
     @classmethod
@@ -86,6 +91,9 @@ def compare_runs(
     tol: float = 1e-4,
     early_late_fraction: float = EARLY_LATE_FRACTION,
     quiet: bool = True,
+    dtype: torch.dtype | None = None,
+    measures: Sequence[str] = (),
+    measure_options: Any = None,
 ) -> Comparison:
     """Summarize every run folder directly under ``root`` (or ``root`` itself if it is one).
 
@@ -104,10 +112,29 @@ def compare_runs(
         tol: Lanczos tolerance.
         early_late_fraction: share of steps averaged for the early and late statistics.
         quiet: no progress bar.
+        dtype: precision of the ``lambda_max`` and measure computations (``None``: the checkpoint's);
+            a stored result is used only if it was computed in this precision.
+        measures: sharpness measures (:data:`landscape.measures.MEASURE_NAMES`) of each final
+            checkpoint, on the same sample as ``lambda_max`` (needs ``sharpness_samples``), each read
+            from a stored ``sharpness.json`` with the same weights, sample, precision and settings, or
+            computed; in ``RunSummary.measures``.
+        measure_options: their :class:`~landscape.measures.MeasureOptions` (default settings when
+            ``None``); its seed is replaced by ``seed``.
+
+    Raises:
+        ConfigError: a bad setting, or ``measures`` without ``sharpness_samples``.
+        ResultFileError: no run under ``root``, or a damaged run folder.
     """
     if sharpness_samples is not None:
         check_positive("sharpness_samples", sharpness_samples)
     check_positive("tol", tol)
+    names, options = _measure_settings(measures, measure_options, seed)
+    if names and sharpness_samples is None:
+        raise ConfigError(
+            f"measures={','.join(names)} need sharpness_samples (the fixed sample they share with "
+            "lambda_max), e.g. sharpness_samples=512"
+        )
+    dtype_text = None if dtype is None else str(dtype).removeprefix("torch.")
     base = Path(root)
     if not base.is_dir():
         raise ResultFileError(f"runs folder {str(base)!r} does not exist or is not a directory")
@@ -119,8 +146,59 @@ def compare_runs(
         for run in runs:
             run.lambda_max, run.lambda_max_samples, run.lambda_max_source = None, None, None
             run.lambda_max_settings = None
-            if use_stored_sharpness(run, Path(run.path), samples=sharpness_samples, seed=seed, tol=tol):
-                continue
-            run.lambda_max_note = None  # recomputed below: the stored file's problem no longer matters
-            compute_lambda_max(run, samples=sharpness_samples, seed=seed, device=device, tol=tol, quiet=quiet)
+            path = Path(run.path)
+            stored = use_stored_sharpness(
+                run, path, samples=sharpness_samples, seed=seed, tol=tol, dtype=dtype_text
+            )
+            missing = (
+                use_stored_measures(
+                    run,
+                    path,
+                    names,
+                    options.to_dict(),
+                    samples=sharpness_samples,
+                    seed=seed,
+                    dtype=dtype_text,
+                )
+                if names
+                else []
+            )
+            if not (stored and not missing):
+                _compute(run, stored, missing, options, sharpness_samples, seed, device, tol, quiet, dtype)
+            run.measures = {n: run.measures[n] for n in names if n in run.measures}
     return Comparison(root=str(base), runs=runs, early_late_fraction=early_late_fraction)
+
+
+def _compute(
+    run: RunSummary,
+    stored: bool,
+    missing: list[str],
+    options: Any,
+    samples: int,
+    seed: int,
+    device: str,
+    tol: float,
+    quiet: bool,
+    dtype: torch.dtype | None,
+) -> None:
+    """lambda_max (unless ``stored``) and the ``missing`` measures, on one load of the final checkpoint:
+    the same sample (size and seed) and precision for both."""
+    loaded = final_objective(run, samples=samples, seed=seed, device=device, dtype=dtype)
+    if not stored:
+        run.lambda_max_note = None  # recomputed: the stored file's problem no longer matters
+        compute_lambda_max(
+            run, samples=samples, seed=seed, device=device, tol=tol, quiet=quiet, loaded=loaded
+        )
+    if missing:
+        compute_run_measures(run, missing, options, loaded)
+
+
+def _measure_settings(measures: Sequence[str] | str, options: Any, seed: int) -> tuple[list[str], Any]:
+    """The measure names, checked, and their options (seeded with ``seed``), validated before any work."""
+    if not measures:
+        return [], None
+    from landscape.measures import MeasureOptions, parse_measure_names
+
+    opts = replace(options or MeasureOptions(), seed=seed)
+    opts.validate()
+    return parse_measure_names(measures), opts

@@ -27,23 +27,51 @@ SHARPNESS_FILES = ("sharpness.json", "sharpness/sharpness.json")
 
 
 def _stored_sharpness_problem(
-    doc: Any, digest: str, data_name: str | None, samples: int | None, seed: int | None, tol: float | None
+    doc: Any,
+    digest: str,
+    data_name: str | None,
+    samples: int | None,
+    seed: int | None,
+    tol: float | None,
+    dtype: str | None = None,
 ) -> str | None:
     """Why a stored ``sharpness.json`` cannot stand for lambda_max of the final checkpoint, or ``None``.
 
     It must be of the same weights (digest), ``which='LA'`` (the top eigenvalue, not the bottom),
     the landscape backend with batch norm in eval mode, on the training split of the run's own data;
-    with ``samples``/``seed``/``tol`` given (a requested recomputation) also on that sample and at
-    least that tolerance.
+    with ``samples``/``seed``/``tol``/``dtype`` given (a requested recomputation) also on that
+    sample, at least that tolerance and in that precision.
     """
     if not isinstance(doc, dict) or not doc.get("eigenvalues"):
         return "it holds no eigenvalues"
+    problem = stored_sample_problem(doc, digest, data_name, samples, seed, dtype)
+    if problem is not None:
+        return problem
+    if doc.get("which") != "LA":
+        return f"it holds which={doc.get('which')!r} eigenvalues, not the largest ('LA')"
+    if tol is not None and not (doc.get("tol") is not None and float(doc["tol"]) <= tol):
+        return f"its tolerance {doc.get('tol')!r} is looser than tol={tol}"
+    return None
+
+
+def stored_sample_problem(
+    doc: dict[str, Any],
+    digest: str,
+    data_name: str | None,
+    samples: int | None,
+    seed: int | None,
+    dtype: str | None = None,
+) -> str | None:
+    """Why a stored ``sharpness.json`` was not computed from the final weights on the asked sample.
+
+    Same weights (digest), landscape backend, batch norm in eval mode, the training split of the
+    run's data, and with ``samples``/``seed``/``dtype`` given that sample and precision; ``None``
+    when it was.
+    """
     if doc.get("checkpoint_digest") is None:
         return "it has no checkpoint digest (written by an older landscape)"
     if doc["checkpoint_digest"] != digest:
         return "it was computed for other weights (an earlier checkpoint or a previous run)"
-    if doc.get("which") != "LA":
-        return f"it holds which={doc.get('which')!r} eigenvalues, not the largest ('LA')"
     if doc.get("backend", "landscape") != "landscape" or doc.get("bn_mode") != "eval":
         return f"it was computed with backend={doc.get('backend')!r}, bn_mode={doc.get('bn_mode')!r}"
     data = doc.get("data") or {}
@@ -54,8 +82,8 @@ def _stored_sharpness_problem(
             f"its sample (subset={data.get('subset')!r}, seed={data.get('seed')!r}) is not the one asked "
             f"for (subset={samples}, seed={seed})"
         )
-    if tol is not None and not (doc.get("tol") is not None and float(doc["tol"]) <= tol):
-        return f"its tolerance {doc.get('tol')!r} is looser than tol={tol}"
+    if dtype is not None and doc.get("dtype") != dtype:
+        return f"it was computed in dtype {doc.get('dtype')!r}, not the asked {dtype!r}"
     return None
 
 
@@ -66,8 +94,12 @@ def use_stored_sharpness(
     samples: int | None = None,
     seed: int | None = None,
     tol: float | None = None,
+    dtype: str | None = None,
 ) -> bool:
     """Fill ``summary.lambda_max`` from a ``sharpness.json`` in ``run`` that fits its final checkpoint.
+
+    ``samples``, ``seed``, ``tol`` and ``dtype`` (``'float32'``/``'float64'``), when given, must
+    match too (see :func:`_stored_sharpness_problem`).
 
     Returns whether one was used; otherwise ``summary.lambda_max_note`` says why not (``None`` when
     the run holds no sharpness.json).
@@ -95,7 +127,7 @@ def use_stored_sharpness(
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             reasons.append(f"{str(path)!r} is unreadable ({exc})")
             continue
-        problem = _stored_sharpness_problem(doc, digest, data_name, samples, seed, tol)
+        problem = _stored_sharpness_problem(doc, digest, data_name, samples, seed, tol, dtype)
         if problem is not None:
             reasons.append(f"{str(path)!r}: {problem}")
             continue
@@ -121,20 +153,40 @@ def use_stored_sharpness(
     return False
 
 
+def final_objective(
+    summary: RunSummary, *, samples: int, seed: int, device: str, dtype: torch.dtype | None = None
+) -> tuple[Any, Any, Any]:
+    """The training loss of the run's ``final.pt`` on a fixed seeded subset of ``samples`` examples
+    (eval mode), in ``dtype`` (``None``: the checkpoint's): ``(objective, checkpoint, data spec)``."""
+    from landscape.loading import objective_from_checkpoint
+
+    return objective_from_checkpoint(
+        Path(summary.path) / "final.pt", samples=samples, seed=seed, device=device, split="train", dtype=dtype
+    )
+
+
 def compute_lambda_max(
-    summary: RunSummary, *, samples: int, seed: int, device: str, tol: float, quiet: bool = True
+    summary: RunSummary,
+    *,
+    samples: int,
+    seed: int,
+    device: str,
+    tol: float,
+    quiet: bool = True,
+    dtype: torch.dtype | None = None,
+    loaded: tuple[Any, Any, Any] | None = None,
 ) -> None:
     """Fill ``summary.lambda_max`` with the top Hessian eigenvalue of its run's ``final.pt`` (Lanczos).
 
-    The objective is the training loss on a fixed seeded subset of ``samples`` examples, in eval mode;
-    ``tol`` is Lanczos' relative residual tolerance and ``seed`` seeds the subset and the start vector.
-    The settings are recorded in ``summary.lambda_max_settings``.
+    The objective is the training loss on a fixed seeded subset of ``samples`` examples, in eval mode
+    and in ``dtype`` (``None``: the checkpoint's); ``tol`` is Lanczos' relative residual tolerance and
+    ``seed`` seeds the subset and the start vector. ``loaded`` is :func:`final_objective`'s result
+    when the caller already has it. The settings are recorded in ``summary.lambda_max_settings``.
     """
     from landscape.hessian import top_eigenpairs
-    from landscape.loading import objective_from_checkpoint
 
-    objective, ckpt, spec = objective_from_checkpoint(
-        Path(summary.path) / "final.pt", samples=samples, seed=seed, device=device, split="train"
+    objective, ckpt, spec = loaded or final_objective(
+        summary, samples=samples, seed=seed, device=device, dtype=dtype
     )
     res = top_eigenpairs(objective, 1, which="LA", tol=tol, seed=seed, quiet=quiet)
     summary.lambda_max = float(res.eigenvalues[0])

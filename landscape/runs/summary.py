@@ -35,6 +35,9 @@ class RunSummary:
     lambda_max_settings: dict[str, Any] | None = None
     lambda_max_note: str | None = None
     epoch_stats: dict[str, list[float]] = field(default_factory=dict)
+    #: sharpness measures of the final checkpoint by name (``MeasureResult.to_dict()`` plus ``source``:
+    #: ``"computed"`` or the ``sharpness.json`` they were read from), on the sample of ``lambda_max``
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """Flat row for the CSV table."""
@@ -56,4 +59,6 @@ class RunSummary:
             r[f"{key}_mean"] = self.stats_mean.get(key)
             r[f"{key}_early"] = self.stats_early.get(key)
             r[f"{key}_late"] = self.stats_late.get(key)
+        for name, m in self.measures.items():
+            r[f"sharpness_{name}"] = m.get("value")
         return r

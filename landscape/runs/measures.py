@@ -1,0 +1,105 @@
+"""Sharpness measures of a run's final checkpoint for the comparison: stored ones that fit, or computed.
+
+The measures (worst/average-case sharpness, Keskar, PAC-Bayes, ...; :mod:`landscape.measures`) are
+taken on the same fixed sample as ``lambda_max``. A ``sharpness.json`` left in the run by
+``landscape sharpness RUN/final.pt --measure ... -o RUN`` stands for a measure only when it was
+computed from the very weights of ``final.pt`` (digest), on that sample (size and seed), in the asked
+precision, and with exactly the same measure settings (:class:`~landscape.measures.MeasureOptions`,
+seed included); otherwise the measure is computed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from landscape.errors import CheckpointError
+from landscape.runs.sharpness import SHARPNESS_FILES, stored_sample_problem, weights_digest
+from landscape.runs.summary import RunSummary
+
+
+def use_stored_measures(
+    summary: RunSummary,
+    run: Path,
+    names: Sequence[str],
+    options: dict[str, Any],
+    *,
+    samples: int,
+    seed: int,
+    dtype: str | None = None,
+) -> list[str]:
+    """Fill ``summary.measures`` with the measures of ``names`` a fitting ``sharpness.json`` holds.
+
+    Args:
+        summary: the run's row (its ``measures`` are filled in place).
+        run: the run folder.
+        names: the measures wanted.
+        options: ``MeasureOptions.to_dict()`` of the settings wanted (seed included).
+        samples: size of the fixed training sample.
+        seed: seed of that sample.
+        dtype: ``'float32'``/``'float64'``, or ``None`` for any.
+
+    Returns:
+        The names still missing (to compute).
+    """
+    missing = list(names)
+    candidates = [run / name for name in SHARPNESS_FILES if (run / name).is_file()]
+    final = run / "final.pt"
+    if not candidates or not final.is_file():
+        return missing
+    from landscape.io.checkpoints import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(final)
+    except CheckpointError:
+        return missing  # computing will report the checkpoint's problem
+    digest = weights_digest(ckpt.state_dict)
+    data_name = ckpt.data_spec.name if ckpt.data_spec is not None else None
+    for path in candidates:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(doc, dict) or not isinstance(doc.get("measures"), dict):
+            continue
+        if stored_sample_problem(doc, digest, data_name, samples, seed, dtype) is not None:
+            continue
+        stored_options = ((doc.get("settings") or {}).get("measures") or {}).get("options")
+        if _canonical(stored_options) != _canonical(options):
+            continue
+        for name in list(missing):
+            m = doc["measures"].get(name)
+            if isinstance(m, dict) and m.get("value") is not None:
+                summary.measures[name] = {**m, "source": str(path)}
+                missing.remove(name)
+    return missing
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def compute_run_measures(
+    summary: RunSummary, names: Sequence[str], options: Any, loaded: tuple[Any, Any, Any]
+) -> None:
+    """Compute the measures ``names`` on the loaded objective of the run's ``final.pt`` and store them.
+
+    Args:
+        summary: the run's row (its ``measures`` are filled in place).
+        names: the measures to compute.
+        options: a :class:`~landscape.measures.MeasureOptions`.
+        loaded: ``(objective, checkpoint, data spec)`` from :func:`landscape.runs.sharpness.final_objective`.
+    """
+    from landscape.measures import compute_measures
+
+    objective, ckpt, spec = loaded
+    results = compute_measures(objective, list(names), options)
+    for name, result in results.items():
+        summary.measures[name] = {
+            **result.to_dict(),
+            "source": "computed",
+            "checkpoint_digest": weights_digest(ckpt.state_dict),
+            "sample": {"subset": spec.subset, "seed": spec.seed, "split": spec.split},
+        }
