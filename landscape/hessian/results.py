@@ -7,7 +7,6 @@ density grids), ``path`` with suffix ``.npz`` next to it; ``Class.load(path)`` r
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -17,24 +16,21 @@ import torch
 
 from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_save_npz, atomic_write_json
+from landscape.io.jsonio import encode
 
 R = TypeVar("R", bound="SavedResult")
 
 
 def _jsonable(v: Any) -> Any:
+    """``v`` as plain JSON values: nested results as their dicts, the rest under the one policy of
+    :mod:`landscape.io.jsonio` (NaN -> ``None``, +/-inf -> ``"inf"``/``"-inf"``)."""
     if isinstance(v, SavedResult):
         return v.to_dict()
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()]
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple)):  # a list may hold results (``PerLayerResult.layers``)
         return [_jsonable(x) for x in v]
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, np.generic):
-        return _jsonable(v.item())
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
+    return encode(v)
 
 
 class SavedResult:
