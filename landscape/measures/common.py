@@ -12,6 +12,7 @@ the original values and writes them back (bit for bit) when the measure ends, er
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from landscape.errors import ConfigError
+from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
 WeightedBatch = tuple[torch.Tensor, torch.Tensor, float]
@@ -139,6 +141,69 @@ def check_objective(objective: Objective) -> None:
         raise ConfigError(
             f"objective.shard={objective.shard!r}: the sharpness measures run on one process; "
             "build the objective without shard"
+        )
+
+
+@dataclass
+class MeasureRun:
+    """What every measure sets up before it computes and records after: the validated options, the
+    pass counter, the generator seeded from ``options.seed`` and the clock.
+
+    Attributes:
+        objective: the loss the measure reads.
+        options: the validated options.
+        cost: the running count of data passes.
+        generator: a CPU generator seeded with ``options.seed``.
+        started: ``time.perf_counter()`` at the start.
+    """
+
+    objective: Objective
+    options: MeasureOptions
+    cost: Cost
+    generator: torch.Generator
+    started: float
+
+    @classmethod
+    def start(cls, objective: Objective, options: MeasureOptions | None) -> MeasureRun:
+        """Validate ``options`` (default: :class:`MeasureOptions`) and ``objective``; start the clock.
+
+        Raises:
+            ConfigError: a bad option, or a sharded objective.
+        """
+        opts = options or MeasureOptions()
+        opts.validate()
+        check_objective(objective)
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(opts.seed)
+        return cls(objective, opts, Cost(objective.num_samples), generator, started)
+
+    def result(
+        self,
+        name: str,
+        value: float,
+        stderr: float | None,
+        *,
+        settings: dict[str, Any],
+        details: dict[str, Any],
+        seed: int | None,
+        hvps: int = 0,
+        passes: tuple[float, float] | None = None,
+    ) -> MeasureResult:
+        """The :class:`MeasureResult` with the cost so far (``passes``: forward and backward passes
+        counted by the measure itself instead of :attr:`cost`) and the time since :meth:`start`."""
+        forward, backward = passes if passes is not None else (self.cost.forward, self.cost.backward)
+        return MeasureResult(
+            name=name,
+            value=value,
+            stderr=stderr,
+            settings=settings,
+            seed=seed,
+            forward_passes=forward,
+            backward_passes=backward,
+            hvps=hvps,
+            seconds=time.perf_counter() - self.started,
+            details=details,
+            objective=self.objective.metadata(),
         )
 
 
