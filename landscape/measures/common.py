@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from landscape.errors import ConfigError
+from landscape.io.jsonio import decode_float, encode, encode_float
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
@@ -58,11 +59,13 @@ class MeasureResult:
     objective: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``value``, ``stderr``, ``seed``, ``settings``, ``cost`` and the details."""
+        """JSON-ready: ``value``, ``stderr``, ``seed``, ``settings``, ``cost`` and the details, with
+        non-finite floats under the policy of :mod:`landscape.io.jsonio` (NaN -> ``None``, +/-inf ->
+        ``"inf"``/``"-inf"``)."""
         return {
             "name": self.name,
-            "value": _json_float(self.value),
-            "stderr": _json_float(self.stderr),
+            "value": encode_float(self.value),
+            "stderr": None if self.stderr is None else encode_float(self.stderr),
             "seed": self.seed,
             "settings": dict(self.settings),
             "cost": {
@@ -71,7 +74,7 @@ class MeasureResult:
                 "hvps": self.hvps,
                 "seconds": self.seconds,
             },
-            "details": {k: _json_value(v) for k, v in self.details.items()},
+            "details": encode(self.details),
             "objective": dict(self.objective),
         }
 
@@ -80,8 +83,8 @@ class MeasureResult:
         cost = d.get("cost", {})
         return cls(
             name=d["name"],
-            value=_from_json_float(d["value"]),
-            stderr=None if d.get("stderr") is None else _from_json_float(d["stderr"]),
+            value=decode_float(d["value"]),
+            stderr=None if d.get("stderr") is None else decode_float(d["stderr"]),
             settings=dict(d.get("settings", {})),
             seed=d.get("seed"),
             forward_passes=float(cost.get("forward_passes", 0.0)),
@@ -91,24 +94,6 @@ class MeasureResult:
             details=dict(d.get("details", {})),
             objective=dict(d.get("objective", {})),
         )
-
-
-def _json_float(v: float | None) -> float | str | None:
-    if v is None or math.isfinite(v):
-        return v
-    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-
-
-def _from_json_float(v: Any) -> float:
-    return float(v)  # float("inf") / float("nan") read the strings back
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return _json_float(v)
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    return v
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
