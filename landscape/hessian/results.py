@@ -16,7 +16,7 @@ import torch
 
 from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_save_npz, atomic_write_json
-from landscape.io.jsonio import encode
+from landscape.io.jsonio import decode_float, encode
 
 R = TypeVar("R", bound="SavedResult")
 
@@ -67,7 +67,9 @@ class SavedResult:
                     sub = {a[len(pre) :]: arr for a, arr in arrays.items() if a.startswith(pre)}
                 v = cls._nested[k].from_dict(v, sub)
             elif k in cls._array_fields and v is not None:
-                v = np.asarray([_float(x) for x in v] if v and not isinstance(v[0], list) else v, dtype=float)
+                v = np.asarray(
+                    [decode_float(x) for x in v] if v and not isinstance(v[0], list) else v, dtype=float
+                )
             kwargs[k] = v
         for k in cls._npz_fields:
             if arrays is not None and k in arrays:
@@ -110,12 +112,6 @@ class SavedResult:
         npz = path.with_suffix(".npz")
         arrays = dict(np.load(npz)) if npz.exists() else None
         return cls.from_dict(d, arrays)
-
-
-def _float(x: Any) -> float:
-    if x is None:
-        return float("nan")
-    return float(x)
 
 
 @dataclass
