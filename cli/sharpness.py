@@ -25,7 +25,7 @@ from landscape.hessian.layer_blocks import GROUP_BY
 from landscape.hessian.operator import HVP_MODES
 from landscape.hessian.sharpness_options import BACKENDS
 from landscape.hessian.trace_estimation import TRACE_METHODS
-from landscape.io.atomic import atomic_save_npz, atomic_write_json
+from landscape.io.atomic import atomic_save_npz, atomic_write_json, save_figure
 from landscape.loading import objective_from_checkpoint
 from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
 from landscape.measures.options import PERTURB_NORMS
@@ -33,17 +33,6 @@ from landscape.runs import weights_digest
 
 STAGE_FOLDER = ".sharpness-stages"
 DENSITY_FILES = ("density.npz", "density.png")
-
-
-try:
-    from landscape.io.atomic import save_figure
-except ImportError:  # engineer A's shared helper (issue 9) is not on this branch yet: the same, inline
-    from landscape.io.atomic import atomic_path
-
-    def save_figure(fig: Any, path: Path) -> Path:
-        with atomic_path(path, suffix=path.suffix) as tmp:
-            fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
-        return path
 
 
 def _fmt(v: float | None) -> str:

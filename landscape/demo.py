@@ -142,7 +142,12 @@ def demo_settings(data: str = "digits", *, quick: bool = False, seed: int = 0) -
 # -- the grid of runs --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunPoint:
-    """One training run of the sweep."""
+    """One training run of the demo: a :class:`~landscape.sweep.SweepPoint` with the demo's group label
+    and folder name.
+
+    The folder name ends in ``_s<seed>`` where the sweep's ends in ``_seed<seed>``: existing demo
+    folders resume by these names, so they stay.
+    """
 
     optimizer: str
     rho: float | None
@@ -150,15 +155,18 @@ class RunPoint:
     seed: int
 
     @property
+    def sweep_point(self) -> Any:
+        """The same run as a :class:`~landscape.sweep.SweepPoint` (which trains it)."""
+        from landscape.sweep import SweepPoint
+
+        return SweepPoint(self.optimizer, self.decomposition, self.rho, self.seed)
+
+    @property
     def group(self) -> str:
         """Readable name of the seed group (everything but the seed)."""
-        name = {
-            "sgd": "SGD",
-            "sam": "SAM",
-            "sam-direction": "SAM-direction",
-            "sam-magnitude": "SAM-magnitude",
-        }
-        label = name.get(self.optimizer, self.optimizer)
+        from landscape.grouping import METHOD_NAMES
+
+        label = METHOD_NAMES.get(self.optimizer, self.optimizer)
         if self.decomposition is not None:
             label += f" ({self.decomposition})"
         if self.rho is not None:
@@ -167,14 +175,8 @@ class RunPoint:
 
     @property
     def name(self) -> str:
-        """Folder name of the run."""
-        parts = [self.optimizer]
-        if self.decomposition is not None:
-            parts.append(self.decomposition)
-        if self.rho is not None:
-            parts.append(f"rho{self.rho:g}")
-        parts.append(f"s{self.seed}")
-        return "_".join(parts)
+        """Folder name of the run: the sweep's name with ``s<seed>`` for ``seed<seed>``."""
+        return self.sweep_point.name.removesuffix(f"seed{self.seed}") + f"s{self.seed}"
 
 
 def plan_runs(settings: DemoSettings) -> list[RunPoint]:
@@ -207,12 +209,6 @@ def _base_config(settings: DemoSettings) -> Any:
     )
 
 
-def _sweep_point(point: RunPoint) -> Any:
-    from landscape.sweep import SweepPoint
-
-    return SweepPoint(point.optimizer, point.decomposition, point.rho, point.seed)
-
-
 def train_runs(
     points: Sequence[RunPoint], root: Path, settings: DemoSettings, *, device: str = "auto", log: Log = print
 ) -> list[Path]:
@@ -222,7 +218,7 @@ def train_runs(
 
     base = _base_config(settings)
     names = [p.name for p in points]
-    sweep_points = [_sweep_point(p) for p in points]
+    sweep_points = [p.sweep_point for p in points]
     planned = plan_sweep_runs(root, base, sweep_points, names=names)
     todo = [i for i, p in enumerate(planned) if p.status != "done"]
     if todo:

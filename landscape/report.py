@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from landscape.io.atomic import atomic_path, atomic_write_json, atomic_write_text
+from landscape.io.atomic import atomic_write_json, atomic_write_text, save_figure
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from landscape.demo import DemoResult
 
 _CSS = (
@@ -121,13 +119,6 @@ class Report:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """``fig.savefig`` as PNG, atomically."""
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return Path(path)
 
 
 # -- number formatting -----------------------------------------------------------------------------
@@ -242,14 +233,33 @@ def _draw_figures(result: DemoResult, fig_dir: Path) -> dict[str, Path]:
 
 
 def write_demo_report(result: DemoResult) -> dict[str, Path]:
-    """Figures, ``findings.json``, ``report.md`` and ``report.html`` of a finished demo."""
-    out, s = result.out_dir, result.settings
+    """Figures, ``findings.json``, ``report.md`` and ``report.html`` of a finished demo.
+
+    ``findings.json`` follows the JSON policy of :mod:`landscape.io.jsonio` (NaN -> ``null``,
+    +/-inf -> ``"inf"``/``"-inf"``).
+    """
+    out = result.out_dir
     figs = _draw_figures(result, out / "figures")
     found = findings(result)
-    paths = {"findings.json": atomic_write_json(out / "findings.json", _finite(found))}
+    paths = {"findings.json": atomic_write_json(out / "findings.json", found)}
     rel = {k: str(p.relative_to(out)) for k, p in figs.items()}
+    rep = Report(
+        f"landscape demo: does SAM find flat minima by direction or by magnitude? ({result.settings.data})"
+    )
+    _add_finding(rep, result, found, rel)
+    _add_groups(rep, result, rel)
+    _add_figures(rep, rel)
+    _add_settings_and_files(rep, result)
+    paths.update(rep.write(out))
+    paths.update({f"figures/{p.name}": p for p in figs.values()})
+    return paths
 
-    rep = Report(f"landscape demo: does SAM find flat minima by direction or by magnitude? ({s.data})")
+
+def _add_finding(
+    rep: Report, result: DemoResult, found: Sequence[dict[str, Any]], rel: dict[str, str]
+) -> None:
+    """What was run, the one-sentence answer and the paired comparisons behind it."""
+    s = result.settings
     rep.paragraph(
         f"{len(result.rows)} runs on {s.data}: {', '.join(s.methods)} at rho {', '.join(f'{r:g}' for r in s.rhos)}"
         f" (decompositions: {', '.join(s.decompositions)}), seeds {', '.join(map(str, s.seeds))}. "
@@ -266,19 +276,22 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
     rep.paragraph("Against SGD (paired by seed):")
     rep.bullets([f["sentence"] for f in found if f["b"] == "SGD" and f["metric"] != "trace"])
     rep.figure(rel["paired"], "lambda_max differences paired by seed, with 95% intervals")
+
+
+def _interval_cells(group: dict[str, Any], metrics: Sequence[str]) -> list[str]:
+    return [
+        fmt_interval(group[f"{m}_mean"], group[f"{m}_ci95_low"], group[f"{m}_ci95_high"]) for m in metrics
+    ]
+
+
+def _add_groups(rep: Report, result: DemoResult, rel: dict[str, str]) -> None:
+    """Per-group intervals of accuracy and curvature, the seed-study table and SAM's update statistics."""
     rep.heading("Groups")
     header = ["group", "n", "test accuracy mean [95% CI]", "lambda_max mean [95% CI]", "trace mean [95% CI]"]
     rep.table(
         header,
         [
-            [
-                g["group"],
-                g["n"],
-                *(
-                    fmt_interval(g[f"{m}_mean"], g[f"{m}_ci95_low"], g[f"{m}_ci95_high"])
-                    for m in ("test_accuracy", "lambda_max", "trace")
-                ),
-            ]
+            [g["group"], g["n"], *_interval_cells(g, ("test_accuracy", "lambda_max", "trace"))]
             for g in result.groups
         ],
     )
@@ -293,15 +306,12 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
     stats = ("grad_norm_ratio_late", "cosine_late", "frac_larger_late")
     rep.table(
         ["group", "norm ratio", "cosine", "fraction larger"],
-        [
-            [
-                g["group"],
-                *(fmt_interval(g[f"{m}_mean"], g[f"{m}_ci95_low"], g[f"{m}_ci95_high"]) for m in stats),
-            ]
-            for g in result.groups
-            if g["optimizer"] != "sgd"
-        ],
+        [[g["group"], *_interval_cells(g, stats)] for g in result.groups if g["optimizer"] != "sgd"],
     )
+
+
+def _add_figures(rep: Report, rel: dict[str, str]) -> None:
+    """The spectrum, the two surfaces and the SGD -> SAM line."""
     rep.heading("Spectrum, surfaces and interpolation")
     if "density" in rel:
         rep.figure(
@@ -314,6 +324,11 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
     rep.figure(
         rel["interpolation"], "loss and accuracy on the straight line from the SGD to the SAM solution"
     )
+
+
+def _add_settings_and_files(rep: Report, result: DemoResult) -> None:
+    """Every setting the numbers depend on, and where the files are."""
+    s = result.settings
     rep.heading("Settings")
     rep.bullets(
         [
@@ -340,9 +355,6 @@ def write_demo_report(result: DemoResult) -> dict[str, Path]:
             "surfaces/*.npz: the surfaces; figures/*.png: the figures",
         ]
     )
-    paths.update(rep.write(out))
-    paths.update({f"figures/{p.name}": p for p in figs.values()})
-    return paths
 
 
 def _median_rel_stderr(rows: Sequence[dict[str, Any]]) -> float:
@@ -350,13 +362,3 @@ def _median_rel_stderr(rows: Sequence[dict[str, Any]]) -> float:
         abs(r["trace_stderr"] / r["trace"]) for r in rows if r["trace"] and math.isfinite(r["trace_stderr"])
     ]
     return float(sorted(rel)[len(rel) // 2]) if rel else float("nan")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj

@@ -156,7 +156,7 @@ def test_settings_round_trip_as_json():
 def test_report_markdown_and_self_contained_html(tmp_path):
     from matplotlib.figure import Figure
 
-    from landscape.report import save_figure
+    from landscape.io.atomic import save_figure
 
     fig = Figure(figsize=(1, 1))
     fig.add_subplot().plot([0, 1], [1, 0])

@@ -170,6 +170,16 @@ class _Tracer:
     def param(self, layer: str, pname: str, axis: int, group: int) -> None:
         self.entries.append((f"{layer}.{pname}" if layer else pname, axis, group, layer))
 
+    def weight_layer(self, layer: str, outputs: int, inp: _Value, has_bias: bool, layout: str) -> _Value:
+        """A linear or convolution layer: a new group of ``outputs`` units permutes the weight's rows
+        (and the bias); the input's group permutes its columns (input channels)."""
+        g = self.new_group(outputs, layer)
+        self.param(layer, "weight", 0, g)
+        self.param(layer, "weight", 1, inp.group)
+        if has_bias:
+            self.param(layer, "bias", 0, g)
+        return _Value(g, layout)
+
     def run(self) -> PermutationSpec:
         for node in self.graph_module.graph.nodes:
             self.values[node] = self.visit(node)
@@ -212,12 +222,7 @@ class _Tracer:
                 raise AlignmentError(
                     f"cannot align {where}: it reads a convolutional feature map without flatten"
                 )
-            g = self.new_group(mod.out_features, name)
-            self.param(name, "weight", 0, g)
-            self.param(name, "weight", 1, inp.group)
-            if mod.bias is not None:
-                self.param(name, "bias", 0, g)
-            return _Value(g, "flat")
+            return self.weight_layer(name, mod.out_features, inp, mod.bias is not None, "flat")
         if isinstance(mod, nn.Conv2d):
             inp = self.value(node.args[0], where)
             if inp.layout.startswith("flat"):
@@ -226,12 +231,7 @@ class _Tracer:
                 raise AlignmentError(
                     f"cannot align {where}: grouped convolutions (groups={mod.groups}) are not supported"
                 )
-            g = self.new_group(mod.out_channels, name)
-            self.param(name, "weight", 0, g)
-            self.param(name, "weight", 1, inp.group)
-            if mod.bias is not None:
-                self.param(name, "bias", 0, g)
-            return _Value(g, "conv")
+            return self.weight_layer(name, mod.out_channels, inp, mod.bias is not None, "conv")
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             inp = self.value(node.args[0], where)
             for pname in ("weight", "bias", "running_mean", "running_var"):

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import numbers
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.connect.align import align_models
-from landscape.connect.curves import CURVES, curve_coefficients, train_curve
+from landscape.connect.curves import CURVES, CurveTraining, curve_coefficients, train_curve
 from landscape.connect.paths import difference, evaluate_path, linear_path
 from landscape.connect.result import ConnectResult, PathResult
 from landscape.errors import ConfigError, ResultFileError, check_choice
-from landscape.io.checkpoints import load_model, save_checkpoint
-from landscape.io.data import load_dataset
+from landscape.io.checkpoints import Checkpoint, load_model, save_checkpoint
+from landscape.io.data import DataSpec, load_dataset
 from landscape.io.digest import data_digest, settings_digest, tensors_digest
 from landscape.io.models import ModelSpec
 from landscape.loading import objective_from_checkpoint
@@ -128,148 +129,228 @@ def connect_checkpoints(
     out_dir = Path(out) if out is not None else None
     _check_out(out_dir)
     start = time.perf_counter()
-    objective, ckpt_a, spec = objective_from_checkpoint(
-        a,
-        model=model,
-        model_kwargs=model_kwargs,
-        unsafe_load=unsafe_load,
-        data=data,
-        data_dir=data_dir,
-        split=split,
-        samples=samples,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        dtype=dtype,
+    source = {
+        "model": model,
+        "model_kwargs": model_kwargs,
+        "unsafe_load": unsafe_load,
+        "data": data,
+        "data_dir": data_dir,
+        "split": split,
+        "samples": samples,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "dtype": dtype,
+    }
+    ends = _load_endpoints(a, b, bn, source)
+    job = (
+        None if curve is None else _CurveJob(curve, epochs, lr, momentum, batch_size, seed, overwrite, quiet)
     )
+    settings = _fingerprint_settings(ends, points=points, job=job, align=align, seed=seed)
+    fingerprint = settings_digest(settings)
+    if out_dir is not None:
+        _check_previous(out_dir / RESULT_NAME, fingerprint, overwrite)
+    metadata = {**_metadata(a, b, ends, points=points, seed=seed), "fingerprint": fingerprint}
+    alphas = np.linspace(0.0, 1.0, points)
+
+    paths: dict[str, PathResult] = {}
+    w_b = ends.w_b
+    if align is not None:
+        w_b = _align(a, b, align, ends, model=model, seed=seed, out_dir=out_dir, metadata=metadata)
+        paths["linear_unaligned"] = ends.line(ends.w_b, alphas, kind="linear_unaligned")
+    paths["linear"] = ends.line(w_b, alphas)
+    if job is not None:
+        curve_fingerprint = settings_digest({**settings, "epochs": None, "points": None})
+        paths[job.kind] = _curve_path(job, ends, w_b, alphas, out_dir, curve_fingerprint)
+    metadata["seconds"] = time.perf_counter() - start
+    result = ConnectResult(paths=paths, metadata=metadata)
+    if out_dir is not None:
+        result.to_json(out_dir / RESULT_NAME)
+    return result
+
+
+def _fingerprint_settings(
+    ends: _Endpoints, *, points: int, job: _CurveJob | None, align: str | None, seed: int
+) -> dict[str, Any]:
+    """Everything a ``connect.json`` depends on: the end points' and data's digests and the settings."""
+    return {
+        "a": tensors_digest(sorted(ends.w_a.items())),
+        "b": tensors_digest(sorted(ends.w_b.items())),
+        "data": data_digest(ends.objective),
+        "points": points,
+        "bn": ends.bn,
+        "curve": job.kind if job else None,
+        "epochs": job.epochs if job else None,
+        "lr": job.lr if job else None,
+        "momentum": job.momentum if job else None,
+        "align": align,
+        "seed": seed,
+        "dtype": str(ends.objective.dtype),
+    }
+
+
+@dataclass
+class _Endpoints:
+    """A and B loaded into one architecture, with what every path between them needs.
+
+    Attributes:
+        objective: A's model on the evaluated data (its parameters are moved along the paths).
+        ckpt_a: A's checkpoint.
+        spec: the evaluated data.
+        net_b: B's model (holds the aligned B once it is written).
+        ckpt_b: B's checkpoint.
+        bn: the batch-norm policy used: ``recalibrate``, ``states`` or ``none``.
+        train_spec: the training split of ``spec``.
+        train_objective: the loss on the training split (recalibration and curve training read it).
+        names: what moves along a path: the parameters, and the batch-norm buffers in ``states`` mode.
+        w_a: copies of A's values of ``names``.
+        w_b: copies of B's values of ``names``, as loaded (not aligned).
+    """
+
+    objective: Objective
+    ckpt_a: Checkpoint
+    spec: DataSpec
+    net_b: nn.Module
+    ckpt_b: Checkpoint
+    bn: str
+    train_spec: DataSpec
+    train_objective: Objective
+    names: list[str]
+    w_a: dict[str, torch.Tensor]
+    w_b: dict[str, torch.Tensor]
+
+    @property
+    def recalibration(self) -> Objective | None:
+        """The objective batch norm is recalibrated on at each point (``None`` unless ``recalibrate``)."""
+        return self.train_objective if self.bn == "recalibrate" else None
+
+    def line(self, w_end: dict[str, torch.Tensor], alphas: np.ndarray, kind: str = "linear") -> PathResult:
+        """The straight path from A to ``w_end``."""
+        return linear_path(
+            self.objective, self.w_a, w_end, alphas, kind=kind, recalibration=self.recalibration, bn=self.bn
+        )
+
+
+def _load_endpoints(a: str | Path, b: str | Path, bn: str | None, source: dict[str, Any]) -> _Endpoints:
+    """Load A with its data (``source``: the keyword arguments of ``objective_from_checkpoint``) and
+    B into A's architecture; settle the batch-norm policy and copy the end points."""
+    objective, ckpt_a, spec = objective_from_checkpoint(a, **source)
+    net_b, ckpt_b = _load_b(b, objective, ckpt_a, source)
+    bn_used = _bn_policy(objective, bn)
+    train_spec, train_objective = _training_objective(objective, spec, source["batch_size"])
+    names, w_a, w_b = _end_points(objective, net_b, bn_used)
+    return _Endpoints(
+        objective, ckpt_a, spec, net_b, ckpt_b, bn_used, train_spec, train_objective, names, w_a, w_b
+    )
+
+
+def _load_b(
+    b: str | Path, objective: Objective, ckpt_a: Checkpoint, source: dict[str, Any]
+) -> tuple[nn.Module, Checkpoint]:
+    """B in A's architecture (A's recorded model spec wins over ``model``), on A's device and dtype."""
     model_spec = ckpt_a.model_spec
     load_b = (
         {"model": model_spec.name, "model_kwargs": model_spec.kwargs}
         if model_spec
-        else {"model": model, "model_kwargs": model_kwargs}
+        else {"model": source["model"], "model_kwargs": source["model_kwargs"]}
     )
-    net_b, ckpt_b = load_model(b, **load_b, unsafe_load=unsafe_load)
-    net_b = net_b.to(device=objective.device, dtype=objective.dtype)
+    net_b, ckpt_b = load_model(b, **load_b, unsafe_load=source["unsafe_load"])
+    return net_b.to(device=objective.device, dtype=objective.dtype), ckpt_b
 
+
+def _bn_policy(objective: Objective, bn: str | None) -> str:
+    """``states``, ``recalibrate`` (the default with batch norm) or ``none`` (no batch norm).
+
+    Raises:
+        ConfigError: ``bn='states'`` for a model without batch norm.
+    """
     has_bn = bool(bn_buffers(objective.model))
     if bn == "states" and not has_bn:
         raise ConfigError("bn='states' needs a model with batch norm; this one has none (omit bn)")
-    bn_used = ("states" if bn == "states" else "recalibrate") if has_bn else "none"
+    return ("states" if bn == "states" else "recalibrate") if has_bn else "none"
 
-    # Recalibration and curve training read the training split, whatever split is evaluated.
+
+def _training_objective(objective: Objective, spec: DataSpec, batch_size: int) -> tuple[DataSpec, Objective]:
+    """The training split's spec and objective: recalibration and curve training read it, whatever
+    split is evaluated (the evaluated objective itself when that is the training split)."""
     train_spec = replace(spec, split="train")
     if train_spec == spec:
-        train_objective = objective
-    else:
-        train_objective = Objective(
-            objective.model, load_dataset(train_spec), batch_size=batch_size, device=objective.device
-        )
-    recalibration = train_objective if bn_used == "recalibrate" else None
+        return train_spec, objective
+    return train_spec, Objective(
+        objective.model, load_dataset(train_spec), batch_size=batch_size, device=objective.device
+    )
 
+
+def _end_points(
+    objective: Objective, net_b: nn.Module, bn_used: str
+) -> tuple[list[str], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The names that move along the path and copies of their values in A and B."""
     names = list(objective.param_names)
     if bn_used == "states":
         names += list(bn_buffers(objective.model))
     live_a = {**dict(zip(objective.param_names, objective.params)), **bn_buffers(objective.model)}
     w_a = {n: live_a[n].detach().clone() for n in names}
     state_b = dict(net_b.state_dict())
-    w_b_original = {n: state_b[n].detach().clone() for n in names}
+    w_b = {n: state_b[n].detach().clone() for n in names}
+    return names, w_a, w_b
 
-    settings = {
-        "a": tensors_digest(sorted(w_a.items())),
-        "b": tensors_digest(sorted(w_b_original.items())),
-        "data": data_digest(objective),
-        "points": points,
-        "bn": bn_used,
-        "curve": curve,
-        "epochs": epochs if curve else None,
-        "lr": lr if curve else None,
-        "momentum": momentum if curve else None,
-        "align": align,
-        "seed": seed,
-        "dtype": str(objective.dtype),
-    }
-    fingerprint = settings_digest(settings)
-    if out_dir is not None:
-        _check_previous(out_dir / RESULT_NAME, fingerprint, overwrite)
 
-    metadata: dict[str, Any] = {
+_BN_NOTES = {
+    "recalibrate": "running statistics re-estimated on the training data at every point",
+    "states": "running statistics interpolated with the weights (curves recalibrate)",
+    "none": "the model has no batch norm",
+}
+
+
+def _metadata(a: str | Path, b: str | Path, ends: _Endpoints, *, points: int, seed: int) -> dict[str, Any]:
+    """What ``connect.json`` records about its inputs (fingerprint, alignment and timing come after)."""
+    model_spec = ends.ckpt_a.model_spec
+    return {
         "a": str(a),
         "b": str(b),
         "model": model_spec.to_dict() if model_spec else None,
-        "data": spec.to_dict(),
-        "split": spec.split,
+        "data": ends.spec.to_dict(),
+        "split": ends.spec.split,
         "points": points,
-        "bn": bn_used,
-        "bn_note": {
-            "recalibrate": "running statistics re-estimated on the training data at every point",
-            "states": "running statistics interpolated with the weights (curves recalibrate)",
-            "none": "the model has no batch norm",
-        }[bn_used],
+        "bn": ends.bn,
+        "bn_note": _BN_NOTES[ends.bn],
         "seed": seed,
-        "objective": objective.metadata(),
-        "fingerprint": fingerprint,
+        "objective": ends.objective.metadata(),
     }
-    paths: dict[str, PathResult] = {}
-    alphas = np.linspace(0.0, 1.0, points)
 
-    w_b = w_b_original
-    if align is not None:
-        x_example = next(iter(objective.batches()))[0]
-        alignment = align_models(objective.model, net_b, x_example[:64], seed=seed)
-        w_b = {n: alignment.state_dict[n].detach().clone() for n in names}
-        metadata["alignment"] = alignment.to_dict()
-        if out_dir is not None:
-            aligned_path = out_dir / f"{Path(b).stem}_aligned.pt"
-            net_b.load_state_dict(alignment.state_dict)
-            save_checkpoint(
-                aligned_path,
-                net_b,
-                model_spec=model_spec or ModelSpec(str(model)),
-                data_spec=ckpt_b.data_spec,
-                step=ckpt_b.step,
-                epoch=ckpt_b.epoch,
-                metrics=ckpt_b.metrics,
-                extra={**ckpt_b.extra, "aligned_to": str(a), "aligned_from": str(b), "align": align},
-            )
-            metadata["b_aligned"] = str(aligned_path)
-        paths["linear_unaligned"] = linear_path(
-            objective,
-            w_a,
-            w_b_original,
-            alphas,
-            kind="linear_unaligned",
-            recalibration=recalibration,
-            bn=bn_used,
-        )
-    paths["linear"] = linear_path(objective, w_a, w_b, alphas, recalibration=recalibration, bn=bn_used)
 
-    if curve is not None:
-        paths[curve] = _curve_path(
-            curve,
-            objective,
-            train_objective,
-            train_spec_dataset=load_dataset(train_spec),
-            w_a=w_a,
-            w_b=w_b,
-            ts=alphas,
-            has_bn=has_bn,
-            epochs=epochs,
-            lr=lr,
-            momentum=momentum,
-            batch_size=batch_size,
-            seed=seed,
-            fingerprint=settings_digest({**settings, "epochs": None, "points": None}),
-            out_dir=out_dir,
-            overwrite=overwrite,
-            model_spec=model_spec,
-            ckpt_data=ckpt_a.data_spec,
-            quiet=quiet,
-        )
-    metadata["seconds"] = time.perf_counter() - start
-    result = ConnectResult(paths=paths, metadata=metadata)
+def _align(
+    a: str | Path,
+    b: str | Path,
+    align: str,
+    ends: _Endpoints,
+    *,
+    model: str | None,
+    seed: int,
+    out_dir: Path | None,
+    metadata: dict[str, Any],
+) -> dict[str, torch.Tensor]:
+    """B permuted onto A by weight matching; records the alignment in ``metadata`` and, with an
+    ``out_dir``, writes the aligned B as ``<B>_aligned.pt`` (``ends.net_b`` then holds it)."""
+    x_example = next(iter(ends.objective.batches()))[0]
+    alignment = align_models(ends.objective.model, ends.net_b, x_example[:64], seed=seed)
+    metadata["alignment"] = alignment.to_dict()
     if out_dir is not None:
-        result.to_json(out_dir / RESULT_NAME)
-    return result
+        aligned_path = out_dir / f"{Path(b).stem}_aligned.pt"
+        ckpt_b = ends.ckpt_b
+        ends.net_b.load_state_dict(alignment.state_dict)
+        save_checkpoint(
+            aligned_path,
+            ends.net_b,
+            model_spec=ends.ckpt_a.model_spec or ModelSpec(str(model)),
+            data_spec=ckpt_b.data_spec,
+            step=ckpt_b.step,
+            epoch=ckpt_b.epoch,
+            metrics=ckpt_b.metrics,
+            extra={**ckpt_b.extra, "aligned_to": str(a), "aligned_from": str(b), "align": align},
+        )
+        metadata["b_aligned"] = str(aligned_path)
+    return {n: alignment.state_dict[n].detach().clone() for n in ends.names}
 
 
 def _check_previous(path: Path, fingerprint: str, overwrite: bool) -> None:
@@ -288,81 +369,109 @@ def _check_previous(path: Path, fingerprint: str, overwrite: bool) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _CurveJob:
+    """The settings of one curve's training."""
+
+    kind: str
+    epochs: int
+    lr: float
+    momentum: float
+    batch_size: int
+    seed: int
+    overwrite: bool
+    quiet: bool
+
+
 def _curve_path(
-    kind: str,
-    objective: Objective,
-    train_objective: Objective,
-    *,
-    train_spec_dataset: Any,
-    w_a: dict[str, torch.Tensor],
+    job: _CurveJob,
+    ends: _Endpoints,
     w_b: dict[str, torch.Tensor],
     ts: np.ndarray,
-    has_bn: bool,
-    epochs: int,
-    lr: float,
-    momentum: float,
-    batch_size: int,
-    seed: int,
-    fingerprint: str,
     out_dir: Path | None,
-    overwrite: bool,
-    model_spec: ModelSpec | None,
-    ckpt_data: Any,
-    quiet: bool,
+    fingerprint: str,
 ) -> PathResult:
-    """Train the curve's control point on the training data, evaluate it, save it as a checkpoint."""
+    """Train the curve's control point on the training data, evaluate it, save it as a checkpoint.
+
+    ``fingerprint`` is what a resumed curve state must have been made with (the settings but the
+    number of points and of epochs: more epochs continue a shorter run).
+    """
+    objective = ends.objective
     params = list(objective.param_names)
-    pa = {n: w_a[n] for n in params}
+    pa = {n: ends.w_a[n] for n in params}
     pb = {n: w_b[n] for n in params}
-    state_path = out_dir / f"{kind}_state.pt" if out_dir is not None else None
-    if state_path is not None and overwrite:
-        state_path.unlink(missing_ok=True)
-    trained = train_curve(
-        objective.model,
-        pa,
-        pb,
-        train_spec_dataset,
-        kind=kind,
-        epochs=epochs,
-        lr=lr,
-        momentum=momentum,
-        batch_size=batch_size,
-        seed=seed,
-        loss_fn=objective.loss_fn,
-        state_path=state_path,
-        fingerprint=fingerprint,
-        quiet=quiet,
+    trained = _train_control_point(
+        job, objective, load_dataset(ends.train_spec), pa, pb, out_dir, fingerprint
     )
-    coefficients = [curve_coefficients(kind, t) for t in ts]
-    recalibration = train_objective if has_bn else None
+    # curves always recalibrate batch norm (states mode interpolates only along straight lines)
+    recalibration = ends.train_objective if ends.bn != "none" else None
     path = evaluate_path(
         objective,
         pa,
         [difference(pa, trained.theta), difference(pa, pb)],
-        coefficients,
+        [curve_coefficients(job.kind, t) for t in ts],
         ts,
-        kind=kind,
+        kind=job.kind,
         recalibration=recalibration,
-        bn="recalibrate" if has_bn else "none",
+        bn="recalibrate" if recalibration is not None else "none",
     )
     path.passes += trained.passes
     path.seconds += trained.seconds
     path.info = {
         "epochs": trained.epochs_done,
         "resumed_from_epoch": trained.resumed_from_epoch,
-        "lr": lr,
-        "momentum": momentum,
-        "batch_size": batch_size,
+        "lr": job.lr,
+        "momentum": job.momentum,
+        "batch_size": job.batch_size,
         "train_loss": trained.train_loss,
         "training_passes": trained.passes,
     }
     if out_dir is not None:
+        ckpt_a = ends.ckpt_a
+        theta_path = out_dir / f"{job.kind}.pt"
         path.info["checkpoint"] = str(
             _save_theta(
-                out_dir / f"{kind}.pt", objective, trained.theta, kind, model_spec, ckpt_data, recalibration
+                theta_path,
+                objective,
+                trained.theta,
+                job.kind,
+                ckpt_a.model_spec,
+                ckpt_a.data_spec,
+                recalibration,
             )
         )
     return path
+
+
+def _train_control_point(
+    job: _CurveJob,
+    objective: Objective,
+    train_dataset: Any,
+    pa: dict[str, torch.Tensor],
+    pb: dict[str, torch.Tensor],
+    out_dir: Path | None,
+    fingerprint: str,
+) -> CurveTraining:
+    """:func:`train_curve` with its state in ``out_dir/<kind>_state.pt`` (removed first on overwrite)."""
+    state_path = out_dir / f"{job.kind}_state.pt" if out_dir is not None else None
+    if state_path is not None and job.overwrite:
+        state_path.unlink(missing_ok=True)
+    return train_curve(
+        objective.model,
+        pa,
+        pb,
+        train_dataset,
+        kind=job.kind,
+        epochs=job.epochs,
+        lr=job.lr,
+        momentum=job.momentum,
+        batch_size=job.batch_size,
+        seed=job.seed,
+        loss_fn=objective.loss_fn,
+        state_path=state_path,
+        fingerprint=fingerprint,
+        quiet=job.quiet,
+    )
 
 
 def _save_theta(

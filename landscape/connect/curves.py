@@ -19,7 +19,8 @@ after every epoch, so an interrupted run resumes where it stopped and gives the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,64 +135,96 @@ def train_curve(
     history: list[float] = []
     first_epoch = 0
     if state_path is not None and Path(state_path).exists():
-        state = _load_state(state_path, fingerprint)
+        velocity, history, first_epoch = _resume(state_path, fingerprint, theta)
+    step = _CurveStep(model, w_a, w_b, theta, velocity, kind=kind, lr=lr, momentum=momentum, loss_fn=loss_fn)
+    passes = 0
+    with (
+        _batch_statistics(model),
+        Progress(max(0, epochs - first_epoch), f"{kind} curve", quiet=quiet, unit="epoch") as bar,
+    ):
+        for epoch in range(first_epoch, epochs):
+            g = torch.Generator().manual_seed(derived_seed(seed, epoch))
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g)
+            history.append(step.epoch(loader, g))
+            passes += 1
+            if state_path is not None:
+                _save_state(state_path, fingerprint, kind, epoch + 1, theta, velocity, history)
+            bar.update()
+            bar.set_postfix(loss=f"{history[-1]:.4g}")
+    return CurveTraining(
+        theta={n: v.detach() for n, v in theta.items()},
+        train_loss=history,
+        epochs_done=max(epochs, first_epoch),
+        resumed_from_epoch=first_epoch,
+        passes=passes,
+        seconds=time.perf_counter() - start,
+    )
+
+
+class _CurveStep:
+    """One SGD step on ``theta`` at a random point ``phi(t)`` of the curve, per mini-batch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        w_a: Tensors,
+        w_b: Tensors,
+        theta: dict[str, torch.Tensor],
+        velocity: dict[str, torch.Tensor],
+        *,
+        kind: str,
+        lr: float,
+        momentum: float,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.model, self.w_a, self.theta, self.velocity = model, w_a, theta, velocity
+        self.kind, self.lr, self.momentum, self.loss_fn = kind, lr, momentum, loss_fn
+        self.directions_b = {n: w_b[n].detach().to(w_a[n]) - w_a[n] for n in w_a}
+        first = next(iter(w_a.values()))
+        self.device, self.dtype = first.device, first.dtype
+
+    def epoch(self, loader: DataLoader, g: torch.Generator) -> float:
+        """One pass over ``loader`` (``t`` drawn from ``g`` per batch); the mean minibatch loss."""
+        total, count = 0.0, 0
+        for batch in loader:
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            if x.is_floating_point():
+                x = x.to(self.dtype)
+            loss = self.step(x, y, float(torch.rand((), generator=g)))
+            total += loss * len(y)
+            count += len(y)
+        return total / max(count, 1)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, t: float) -> float:
+        """The loss at ``phi(t)`` on ``(x, y)``; ``theta`` takes one momentum-SGD step on its gradient."""
+        c1, c2 = curve_coefficients(self.kind, t)
+        w_a, theta = self.w_a, self.theta
+        point = {n: w_a[n] + c1 * (theta[n] - w_a[n]) + c2 * self.directions_b[n] for n in w_a}
+        out = torch.func.functional_call(self.model, point, (x,), strict=False)
+        loss = self.loss_fn(out, y)
+        grads = torch.autograd.grad(loss, list(theta.values()))
         with torch.no_grad():
-            for n, t in theta.items():
-                t.copy_(state["theta"][n])
-        velocity = {n: v.to(theta[n]) for n, v in state["velocity"].items()}
-        history = [float(v) for v in state["train_loss"]]
-        first_epoch = int(state["epoch"])
-    device = next(iter(w_a.values())).device
-    directions_b = {n: w_b[n].detach().to(w_a[n]) - w_a[n] for n in w_a}
-    bns = _bn_layers(model)
+            for (n, th), grad in zip(theta.items(), grads):
+                if n in self.velocity:
+                    self.velocity[n].mul_(self.momentum).add_(grad)
+                else:
+                    self.velocity[n] = grad.clone()
+                th.sub_(self.velocity[n], alpha=self.lr)
+        return float(loss.detach())
+
+
+@contextmanager
+def _batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Evaluation mode with batch norm on batch statistics (momentum 0: the running statistics stay
+    as they are); every module's mode, batch-norm momentum and buffer is restored on exit."""
     saved_buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     saved_modes = [(m, m.training, getattr(m, "momentum", None)) for m in model.modules()]
-    passes = 0
     try:
         model.eval()
-        for m in bns:  # batch statistics; momentum 0 leaves the running statistics as they are
+        for m in _bn_layers(model):
             m.train()
             m.momentum = 0.0
-        with Progress(max(0, epochs - first_epoch), f"{kind} curve", quiet=quiet, unit="epoch") as bar:
-            for epoch in range(first_epoch, epochs):
-                g = torch.Generator().manual_seed(derived_seed(seed, epoch))
-                loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g)
-                total, count = 0.0, 0
-                for batch in loader:
-                    x, y = batch[0].to(device), batch[1].to(device)
-                    if x.is_floating_point():
-                        x = x.to(next(iter(w_a.values())).dtype)
-                    t = float(torch.rand((), generator=g))
-                    c1, c2 = curve_coefficients(kind, t)
-                    point = {n: w_a[n] + c1 * (theta[n] - w_a[n]) + c2 * directions_b[n] for n in w_a}
-                    out = torch.func.functional_call(model, point, (x,), strict=False)
-                    loss = loss_fn(out, y)
-                    grads = torch.autograd.grad(loss, list(theta.values()))
-                    with torch.no_grad():
-                        for (n, th), grad in zip(theta.items(), grads):
-                            if n in velocity:
-                                velocity[n].mul_(momentum).add_(grad)
-                            else:
-                                velocity[n] = grad.clone()
-                            th.sub_(velocity[n], alpha=lr)
-                    total += float(loss.detach()) * len(y)
-                    count += len(y)
-                history.append(total / max(count, 1))
-                passes += 1
-                if state_path is not None:
-                    atomic_torch_save(
-                        {
-                            "fingerprint": fingerprint,
-                            "kind": kind,
-                            "epoch": epoch + 1,
-                            "theta": {n: v.detach().cpu() for n, v in theta.items()},
-                            "velocity": {n: v.detach().cpu() for n, v in velocity.items()},
-                            "train_loss": list(history),
-                        },
-                        state_path,
-                    )
-                bar.update()
-                bar.set_postfix(loss=f"{history[-1]:.4g}")
+        yield
     finally:
         for m, training, mom in saved_modes:
             m.training = training
@@ -200,13 +233,40 @@ def train_curve(
         with torch.no_grad():
             for k, v in model.named_buffers():
                 v.copy_(saved_buffers[k])
-    return CurveTraining(
-        theta={n: v.detach() for n, v in theta.items()},
-        train_loss=history,
-        epochs_done=max(epochs, first_epoch),
-        resumed_from_epoch=first_epoch,
-        passes=passes,
-        seconds=time.perf_counter() - start,
+
+
+def _resume(
+    state_path: str | Path, fingerprint: str, theta: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[float], int]:
+    """Load a saved state into ``theta``; returns the velocity, the per-epoch losses and the epoch."""
+    state = _load_state(state_path, fingerprint)
+    with torch.no_grad():
+        for n, t in theta.items():
+            t.copy_(state["theta"][n])
+    velocity = {n: v.to(theta[n]) for n, v in state["velocity"].items()}
+    return velocity, [float(v) for v in state["train_loss"]], int(state["epoch"])
+
+
+def _save_state(
+    path: str | Path,
+    fingerprint: str,
+    kind: str,
+    epoch: int,
+    theta: dict[str, torch.Tensor],
+    velocity: dict[str, torch.Tensor],
+    history: list[float],
+) -> None:
+    """The state after ``epoch`` epochs, written atomically."""
+    atomic_torch_save(
+        {
+            "fingerprint": fingerprint,
+            "kind": kind,
+            "epoch": epoch,
+            "theta": {n: v.detach().cpu() for n, v in theta.items()},
+            "velocity": {n: v.detach().cpu() for n, v in velocity.items()},
+            "train_loss": list(history),
+        },
+        path,
     )
 
 

@@ -7,7 +7,6 @@ density grids), ``path`` with suffix ``.npz`` next to it; ``Class.load(path)`` r
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -17,24 +16,21 @@ import torch
 
 from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_save_npz, atomic_write_json
+from landscape.io.jsonio import decode_float, encode
 
 R = TypeVar("R", bound="SavedResult")
 
 
 def _jsonable(v: Any) -> Any:
+    """``v`` as plain JSON values: nested results as their dicts, the rest under the one policy of
+    :mod:`landscape.io.jsonio` (NaN -> ``None``, +/-inf -> ``"inf"``/``"-inf"``)."""
     if isinstance(v, SavedResult):
         return v.to_dict()
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()]
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, (list, tuple)):  # a list may hold results (``PerLayerResult.layers``)
         return [_jsonable(x) for x in v]
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, np.generic):
-        return _jsonable(v.item())
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
+    return encode(v)
 
 
 class SavedResult:
@@ -71,7 +67,9 @@ class SavedResult:
                     sub = {a[len(pre) :]: arr for a, arr in arrays.items() if a.startswith(pre)}
                 v = cls._nested[k].from_dict(v, sub)
             elif k in cls._array_fields and v is not None:
-                v = np.asarray([_float(x) for x in v] if v and not isinstance(v[0], list) else v, dtype=float)
+                v = np.asarray(
+                    [decode_float(x) for x in v] if v and not isinstance(v[0], list) else v, dtype=float
+                )
             kwargs[k] = v
         for k in cls._npz_fields:
             if arrays is not None and k in arrays:
@@ -114,12 +112,6 @@ class SavedResult:
         npz = path.with_suffix(".npz")
         arrays = dict(np.load(npz)) if npz.exists() else None
         return cls.from_dict(d, arrays)
-
-
-def _float(x: Any) -> float:
-    if x is None:
-        return float("nan")
-    return float(x)
 
 
 @dataclass

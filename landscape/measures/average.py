@@ -11,18 +11,7 @@ the sample standard deviation of the pair values over ``sqrt(pairs)``.
 
 from __future__ import annotations
 
-import time
-
-import torch
-
-from landscape.measures.common import (
-    Cost,
-    MeasureResult,
-    Perturbation,
-    check_objective,
-    group_loss,
-    mean_and_stderr,
-)
+from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss, mean_and_stderr
 from landscape.measures.options import MeasureOptions
 from landscape.measures.worst import perturbation_scale
 from landscape.objective import Objective
@@ -38,34 +27,26 @@ def average_sharpness(objective: Objective, options: MeasureOptions | None = Non
     Returns:
         :class:`MeasureResult` ``'average'`` with the Monte Carlo standard error.
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
-    gen = torch.Generator().manual_seed(opts.seed)
+    run = MeasureRun.start(objective, options)
+    opts, cost = run.options, run.cost
     full = list(objective.batches())
     pairs: list[float] = []
     with Perturbation(objective) as pert:
         scale = perturbation_scale(pert, opts.adaptive)
         base = group_loss(objective, full, cost)
         for _ in range(opts.mc_samples):
-            delta = opts.rho * scale * pert.randn(gen)
+            delta = opts.rho * scale * pert.randn(run.generator)
             pert.set(delta)
             plus = group_loss(objective, full, cost)
             pert.set(-delta)
             minus = group_loss(objective, full, cost)
             pairs.append(0.5 * (plus + minus) - base)
     value, stderr = mean_and_stderr(pairs)
-    return MeasureResult(
-        name="average",
-        value=value,
-        stderr=stderr,
+    return run.result(
+        "average",
+        value,
+        stderr,
         settings={"rho": opts.rho, "adaptive": opts.adaptive, "mc_samples": opts.mc_samples},
         seed=opts.seed,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={"base_loss": base, "antithetic_pairs": opts.mc_samples},
-        objective=objective.metadata(),
     )

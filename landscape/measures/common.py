@@ -12,6 +12,7 @@ the original values and writes them back (bit for bit) when the measure ends, er
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import torch
 
 from landscape.errors import ConfigError
+from landscape.io.jsonio import decode_float, encode, encode_float
+from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
 WeightedBatch = tuple[torch.Tensor, torch.Tensor, float]
@@ -56,11 +59,13 @@ class MeasureResult:
     objective: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``value``, ``stderr``, ``seed``, ``settings``, ``cost`` and the details."""
+        """JSON-ready: ``value``, ``stderr``, ``seed``, ``settings``, ``cost`` and the details, with
+        non-finite floats under the policy of :mod:`landscape.io.jsonio` (NaN -> ``None``, +/-inf ->
+        ``"inf"``/``"-inf"``)."""
         return {
             "name": self.name,
-            "value": _json_float(self.value),
-            "stderr": _json_float(self.stderr),
+            "value": encode_float(self.value),
+            "stderr": None if self.stderr is None else encode_float(self.stderr),
             "seed": self.seed,
             "settings": dict(self.settings),
             "cost": {
@@ -69,7 +74,7 @@ class MeasureResult:
                 "hvps": self.hvps,
                 "seconds": self.seconds,
             },
-            "details": {k: _json_value(v) for k, v in self.details.items()},
+            "details": encode(self.details),
             "objective": dict(self.objective),
         }
 
@@ -78,8 +83,8 @@ class MeasureResult:
         cost = d.get("cost", {})
         return cls(
             name=d["name"],
-            value=_from_json_float(d["value"]),
-            stderr=None if d.get("stderr") is None else _from_json_float(d["stderr"]),
+            value=decode_float(d["value"]),
+            stderr=None if d.get("stderr") is None else decode_float(d["stderr"]),
             settings=dict(d.get("settings", {})),
             seed=d.get("seed"),
             forward_passes=float(cost.get("forward_passes", 0.0)),
@@ -89,24 +94,6 @@ class MeasureResult:
             details=dict(d.get("details", {})),
             objective=dict(d.get("objective", {})),
         )
-
-
-def _json_float(v: float | None) -> float | str | None:
-    if v is None or math.isfinite(v):
-        return v
-    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-
-
-def _from_json_float(v: Any) -> float:
-    return float(v)  # float("inf") / float("nan") read the strings back
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float):
-        return _json_float(v)
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x) for x in v]
-    return v
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
@@ -139,6 +126,69 @@ def check_objective(objective: Objective) -> None:
         raise ConfigError(
             f"objective.shard={objective.shard!r}: the sharpness measures run on one process; "
             "build the objective without shard"
+        )
+
+
+@dataclass
+class MeasureRun:
+    """What every measure sets up before it computes and records after: the validated options, the
+    pass counter, the generator seeded from ``options.seed`` and the clock.
+
+    Attributes:
+        objective: the loss the measure reads.
+        options: the validated options.
+        cost: the running count of data passes.
+        generator: a CPU generator seeded with ``options.seed``.
+        started: ``time.perf_counter()`` at the start.
+    """
+
+    objective: Objective
+    options: MeasureOptions
+    cost: Cost
+    generator: torch.Generator
+    started: float
+
+    @classmethod
+    def start(cls, objective: Objective, options: MeasureOptions | None) -> MeasureRun:
+        """Validate ``options`` (default: :class:`MeasureOptions`) and ``objective``; start the clock.
+
+        Raises:
+            ConfigError: a bad option, or a sharded objective.
+        """
+        opts = options or MeasureOptions()
+        opts.validate()
+        check_objective(objective)
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(opts.seed)
+        return cls(objective, opts, Cost(objective.num_samples), generator, started)
+
+    def result(
+        self,
+        name: str,
+        value: float,
+        stderr: float | None,
+        *,
+        settings: dict[str, Any],
+        details: dict[str, Any],
+        seed: int | None,
+        hvps: int = 0,
+        passes: tuple[float, float] | None = None,
+    ) -> MeasureResult:
+        """The :class:`MeasureResult` with the cost so far (``passes``: forward and backward passes
+        counted by the measure itself instead of :attr:`cost`) and the time since :meth:`start`."""
+        forward, backward = passes if passes is not None else (self.cost.forward, self.cost.backward)
+        return MeasureResult(
+            name=name,
+            value=value,
+            stderr=stderr,
+            settings=settings,
+            seed=seed,
+            forward_passes=forward,
+            backward_passes=backward,
+            hvps=hvps,
+            seconds=time.perf_counter() - self.started,
+            details=details,
+            objective=self.objective.metadata(),
         )
 
 

@@ -13,11 +13,10 @@ factor ``(d + 1)^2`` (Jiang et al.'s definition); it is off by default.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
-from landscape.measures.common import Cost, MeasureResult, check_objective
+from landscape.measures.common import MeasureResult, MeasureRun
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
@@ -55,11 +54,8 @@ def fisher_rao_norm(objective: Objective, options: MeasureOptions | None = None)
         :class:`MeasureResult` ``'fisher-rao'`` (deterministic: ``stderr`` and ``seed`` are ``None``).
         The cost is one forward-mode pass over the sample (counted as one forward pass).
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
+    run = MeasureRun.start(objective, options)
+    opts, cost = run.options, run.cost
     squares: list[float] = []
     for x, y, _ in objective.batches():
         d = directional_derivatives(objective, x, y).detach().double()
@@ -67,15 +63,11 @@ def fisher_rao_norm(objective: Objective, options: MeasureOptions | None = None)
         cost.add(len(y))
     value = math.fsum(squares) / objective.num_samples
     factor = 1.0 if opts.fisher_rao_depth is None else float((opts.fisher_rao_depth + 1) ** 2)
-    return MeasureResult(
-        name="fisher-rao",
-        value=factor * value,
-        stderr=None,
+    return run.result(
+        "fisher-rao",
+        factor * value,
+        None,
         settings={"depth": opts.fisher_rao_depth, "depth_factor": factor},
         seed=None,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={"without_depth_factor": value},
-        objective=objective.metadata(),
     )

@@ -9,11 +9,7 @@ the same projected ascent as ``worst`` (APGD step control, linf ball in the scal
 
 from __future__ import annotations
 
-import time
-
-import torch
-
-from landscape.measures.common import Cost, MeasureResult, Perturbation, check_objective, group_loss
+from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss
 from landscape.measures.options import KESKAR_EPS, MeasureOptions
 from landscape.measures.worst import ascend_group
 from landscape.objective import Objective
@@ -30,13 +26,9 @@ def keskar_sharpness(objective: Objective, options: MeasureOptions | None = None
         :class:`MeasureResult` ``'keskar'`` (a percentage); ``details`` has the base loss, the
         largest loss found, ``stalled`` and ``max_constraint`` (``max_i |z_i| / (eps (|w_i| + 1))``).
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
+    run = MeasureRun.start(objective, options)
+    opts, cost = run.options, run.cost
     eps = KESKAR_EPS if opts.eps is None else opts.eps
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
-    gen = torch.Generator().manual_seed(opts.seed)
     full = list(objective.batches())
     with Perturbation(objective) as pert:
         base = group_loss(objective, full, cost)
@@ -50,18 +42,15 @@ def keskar_sharpness(objective: Objective, options: MeasureOptions | None = None
             norm="linf",
             steps=opts.steps,
             restarts=opts.restarts,
-            generator=gen,
+            generator=run.generator,
             cost=cost,
         )
-    return MeasureResult(
-        name="keskar",
-        value=100.0 * gain / (1.0 + base),
-        stderr=None,
+    return run.result(
+        "keskar",
+        100.0 * gain / (1.0 + base),
+        None,
         settings={"eps": eps, "steps": opts.steps, "restarts": opts.restarts},
         seed=opts.seed,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={
             "base_loss": base,
             "max_loss": base + gain,
@@ -69,5 +58,4 @@ def keskar_sharpness(objective: Objective, options: MeasureOptions | None = None
             "max_constraint": float(u.abs().max()) / eps,
             "loss_evaluations": evaluations,
         },
-        objective=objective.metadata(),
     )

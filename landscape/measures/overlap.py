@@ -9,14 +9,13 @@ orthonormalized (QR) first, so ``P_k`` is the orthogonal projector onto their sp
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
 
 from landscape.errors import ConfigError
 from landscape.hessian import HessianOperator, lanczos
-from landscape.measures.common import MeasureResult, check_objective
+from landscape.measures.common import MeasureResult, MeasureRun
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
@@ -62,10 +61,8 @@ def gradient_overlap(
     Raises:
         ConfigError: the gradient is exactly zero (the ratio is undefined) or the vectors do not fit.
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
+    run = MeasureRun.start(objective, options)
+    opts = run.options
     details: dict[str, object] = {}
     hvps, passes = 0, 0
     seed: int | None = None
@@ -93,20 +90,17 @@ def gradient_overlap(
     coeffs = Q.T @ g
     details["per_vector"] = [float(c) ** 2 / g2 for c in (V / V.norm(dim=0)).T @ g]
     details["gradient_norm"] = g2**0.5
-    return MeasureResult(
-        name="overlap",
-        value=float(coeffs @ coeffs) / g2,
-        stderr=None,
+    return run.result(
+        "overlap",
+        float(coeffs @ coeffs) / g2,
+        None,
         settings={
             "k": V.shape[1],
             "eigenvectors": source,
             "lanczos_tol": opts.lanczos_tol if source == "lanczos" else None,
         },
         seed=seed,
-        forward_passes=1.0 + passes,
-        backward_passes=1.0 + passes + hvps,
         hvps=hvps,
-        seconds=time.perf_counter() - t0,
+        passes=(1.0 + passes, 1.0 + passes + hvps),
         details=details,
-        objective=objective.metadata(),
     )

@@ -22,12 +22,12 @@ slope of the deviation from two extra evaluations at ``0.8 sigma*`` and ``1.2 si
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 
 import torch
 
 from landscape.errors import ConfigError
-from landscape.measures.common import Cost, MeasureResult, Perturbation, check_objective, mean_and_stderr
+from landscape.measures.common import Cost, MeasureResult, MeasureRun, Perturbation, mean_and_stderr
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
@@ -62,76 +62,26 @@ def pac_bayes_sharpness(objective: Objective, options: MeasureOptions | None = N
     Raises:
         ConfigError: the model is not a classifier (no error rate).
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
-    seeder = torch.Generator().manual_seed(opts.seed)
-    draw_seeds = [int(s) for s in torch.randint(0, 2**62, (opts.mc_samples,), generator=seeder)]
+    run = MeasureRun.start(objective, options)
+    opts = run.options
+    draw_seeds = [int(s) for s in torch.randint(0, 2**62, (opts.mc_samples,), generator=run.generator)]
     target = opts.pac_bayes_target
-    evaluations = 0
-
     with Perturbation(objective) as pert:
-        base_err = _error(objective, cost)
-        w2 = pert.flat_base.pow(2)
-
-        def std(sigma: float) -> torch.Tensor:
-            if opts.pac_bayes_magnitude:
-                return torch.sqrt(sigma**2 * w2 + opts.pac_bayes_eps**2)
-            return torch.full_like(w2, sigma)
-
-        def deviations(sigma: float) -> list[float]:
-            nonlocal evaluations
-            s = std(sigma)
-            out = []
-            for seed in draw_seeds:
-                pert.set(s * pert.randn(torch.Generator().manual_seed(seed)))
-                out.append(_error(objective, cost) - base_err)
-            pert.restore()
-            evaluations += 1
-            return out
-
-        def deviation(sigma: float) -> float:
-            return mean_and_stderr(deviations(sigma))[0]
-
-        lo, hi = 1.0, 1.0
-        status = "ok"
-        if deviation(1.0) <= target:
-            hi = 2.0
-            while deviation(hi) <= target:
-                lo, hi = hi, 2 * hi
-                if hi > 2.0**MAX_BRACKET_STEPS:
-                    status = "unbounded"
-                    break
-        else:
-            lo = 0.5
-            while deviation(lo) > target:
-                hi, lo = lo, lo / 2
-                if lo < 2.0**-MAX_BRACKET_STEPS:
-                    status = "no-sigma"
-                    break
+        noise = _NoiseDeviation(objective, pert, run.cost, opts, draw_seeds)
+        lo, hi, status = _bracket(noise.deviation, target)
+        dev, dev_se, slope, stderr = float("nan"), None, float("nan"), None
+        value = 0.0 if status == "unbounded" else float("inf")
         if status == "ok":
-            for _ in range(opts.bisection_steps):
-                mid = math.sqrt(lo * hi)
-                if deviation(mid) <= target:
-                    lo = mid
-                else:
-                    hi = mid
-            devs = deviations(lo)
-            dev, dev_se = mean_and_stderr(devs)
-            slope = (deviation(1.2 * lo) - deviation(0.8 * lo)) / (0.4 * lo)
+            lo, hi = _bisect(noise.deviation, lo, hi, target, opts.bisection_steps)
+            dev, dev_se = mean_and_stderr(noise.deviations(lo))
+            slope = (noise.deviation(1.2 * lo) - noise.deviation(0.8 * lo)) / (0.4 * lo)
             value = 1.0 / lo**2
-            stderr = None
             if dev_se is not None and slope > 0:
                 stderr = 2.0 * (dev_se / slope) / lo**3
-        else:
-            dev, dev_se, slope, stderr = float("nan"), None, float("nan"), None
-            value = 0.0 if status == "unbounded" else float("inf")
-    return MeasureResult(
-        name="pac-bayes",
-        value=value,
-        stderr=stderr,
+    return run.result(
+        "pac-bayes",
+        value,
+        stderr,
         settings={
             "variant": "pac-bayes-magnitude" if opts.pac_bayes_magnitude else "pac-bayes",
             "target": target,
@@ -140,18 +90,88 @@ def pac_bayes_sharpness(objective: Objective, options: MeasureOptions | None = N
             "bisection_steps": opts.bisection_steps,
         },
         seed=opts.seed,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={
             "status": status,
             "sigma": lo if status == "ok" else float("nan"),
-            "base_error": base_err,
+            "base_error": noise.base_error,
             "deviation": dev,
             "deviation_stderr": dev_se,
             "slope": slope,
             "bracket": [lo, hi],
-            "noise_evaluations": evaluations,
+            "noise_evaluations": noise.evaluations,
         },
-        objective=objective.metadata(),
     )
+
+
+class _NoiseDeviation:
+    """``E_u[err(w + u)] - err(w)`` as a function of ``sigma``, with the same draws at every ``sigma``
+    (draw ``j`` is ``std(sigma) * z_j``, ``z_j`` from ``draw_seeds[j]``). The base error is measured
+    on construction."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        pert: Perturbation,
+        cost: Cost,
+        opts: MeasureOptions,
+        draw_seeds: list[int],
+    ) -> None:
+        self.objective, self.pert, self.cost, self.draw_seeds = objective, pert, cost, draw_seeds
+        self.magnitude, self.eps = opts.pac_bayes_magnitude, opts.pac_bayes_eps
+        self.evaluations = 0
+        self.base_error = _error(objective, cost)
+        self.w2 = pert.flat_base.pow(2)
+
+    def std(self, sigma: float) -> torch.Tensor:
+        """Per-coordinate standard deviation: ``sigma``, or ``sqrt(sigma^2 w_i^2 + eps^2)``."""
+        if self.magnitude:
+            return torch.sqrt(sigma**2 * self.w2 + self.eps**2)
+        return torch.full_like(self.w2, sigma)
+
+    def deviations(self, sigma: float) -> list[float]:
+        """The error change of every draw at ``sigma`` (the weights are restored after)."""
+        s = self.std(sigma)
+        out = []
+        for seed in self.draw_seeds:
+            self.pert.set(s * self.pert.randn(torch.Generator().manual_seed(seed)))
+            out.append(_error(self.objective, self.cost) - self.base_error)
+        self.pert.restore()
+        self.evaluations += 1
+        return out
+
+    def deviation(self, sigma: float) -> float:
+        """The Monte Carlo mean of :meth:`deviations`."""
+        return mean_and_stderr(self.deviations(sigma))[0]
+
+
+def _bracket(deviation: Callable[[float], float], target: float) -> tuple[float, float, str]:
+    """``(lo, hi, status)`` with ``deviation(lo) <= target < deviation(hi)``, by doubling or halving
+    from 1; ``status`` is ``unbounded`` (no sigma up to ``2^40`` reaches the target), ``no-sigma``
+    (even ``2^-40`` exceeds it) or ``ok``."""
+    lo, hi = 1.0, 1.0
+    if deviation(1.0) <= target:
+        hi = 2.0
+        while deviation(hi) <= target:
+            lo, hi = hi, 2 * hi
+            if hi > 2.0**MAX_BRACKET_STEPS:
+                return lo, hi, "unbounded"
+    else:
+        lo = 0.5
+        while deviation(lo) > target:
+            hi, lo = lo, lo / 2
+            if lo < 2.0**-MAX_BRACKET_STEPS:
+                return lo, hi, "no-sigma"
+    return lo, hi, "ok"
+
+
+def _bisect(
+    deviation: Callable[[float], float], lo: float, hi: float, target: float, steps: int
+) -> tuple[float, float]:
+    """``steps`` geometric bisections of ``[lo, hi]`` keeping ``deviation(lo) <= target``."""
+    for _ in range(steps):
+        mid = math.sqrt(lo * hi)
+        if deviation(mid) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi

@@ -10,11 +10,7 @@ for new work. The reference perturbs every parameter; so do we (every differenti
 
 from __future__ import annotations
 
-import time
-
-import torch
-
-from landscape.measures.common import Cost, MeasureResult, Perturbation, check_objective, group_loss
+from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss
 from landscape.measures.options import RANDOM_MAX_EPS, MeasureOptions
 from landscape.objective import Objective
 
@@ -30,30 +26,22 @@ def random_max_sharpness(objective: Objective, options: MeasureOptions | None = 
         :class:`MeasureResult` ``'random-max'``. Its ``stderr`` is ``None``: a maximum of ``K`` draws has
         no simple standard error; ``details['increases']`` holds every draw's increase.
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
+    run = MeasureRun.start(objective, options)
+    opts, cost = run.options, run.cost
     eps = RANDOM_MAX_EPS if opts.eps is None else opts.eps
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
-    gen = torch.Generator().manual_seed(opts.seed)
     full = list(objective.batches())
     increases: list[float] = []
     with Perturbation(objective) as pert:
         base = group_loss(objective, full, cost)
         for _ in range(opts.random_max_samples):
-            pert.set(eps * pert.randn(gen))
+            pert.set(eps * pert.randn(run.generator))
             increases.append(group_loss(objective, full, cost) - base)
     value = max(0.0, *increases) / eps
-    return MeasureResult(
-        name="random-max",
-        value=value,
-        stderr=None,
+    return run.result(
+        "random-max",
+        value,
+        None,
         settings={"eps": eps, "random_max_samples": opts.random_max_samples},
         seed=opts.seed,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={"base_loss": base, "increases": increases},
-        objective=objective.metadata(),
     )

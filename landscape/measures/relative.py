@@ -19,13 +19,11 @@ standard error.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from landscape.errors import ConfigError
 from landscape.hessian import HessianOperator
-from landscape.measures.common import MeasureResult, check_objective, mean_and_stderr
+from landscape.measures.common import MeasureResult, MeasureRun, mean_and_stderr
 from landscape.measures.options import MeasureOptions
 from landscape.objective import Objective
 
@@ -74,10 +72,8 @@ def relative_flatness(objective: Objective, options: MeasureOptions | None = Non
     Raises:
         ConfigError: ``layer`` is missing or not a 2-D weight.
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
+    run = MeasureRun.start(objective, options)
+    opts = run.options
     idx = layer_index(objective, opts.layer)
     W = objective.params[idx].detach()
     out_dim, in_dim = W.shape
@@ -103,25 +99,22 @@ def relative_flatness(objective: Objective, options: MeasureOptions | None = Non
             value += float(_quadratic_forms(op, V.reshape(n, len(cols))).sum())
     else:
         seed = opts.seed
-        gen = torch.Generator().manual_seed(opts.seed)
+        gen = run.generator
         Z = torch.randint(0, 2, (opts.hutchinson_probes, rank, in_dim), generator=gen, dtype=torch.int8)
         Z = (2 * Z - 1).to(device=W.device, dtype=torch.float64)
         V = torch.einsum("ok,pkj->ojp", F, Z).reshape(n, opts.hutchinson_probes)
         value, stderr = mean_and_stderr(_quadratic_forms(op, V).tolist())
-    return MeasureResult(
-        name="relative-flatness",
-        value=value,
-        stderr=stderr,
+    return run.result(
+        "relative-flatness",
+        value,
+        stderr,
         settings={
             "layer": objective.param_names[idx],
             "method": method,
             "hutchinson_probes": opts.hutchinson_probes if method == "hutchinson" else None,
         },
         seed=seed,
-        forward_passes=float(op.passes),
-        backward_passes=float(op.passes + op.matvecs),
         hvps=op.matvecs,
-        seconds=time.perf_counter() - t0,
+        passes=(float(op.passes), float(op.passes + op.matvecs)),
         details={"rank": rank, "shape": [out_dim, in_dim], "data_passes": op.passes},
-        objective=objective.metadata(),
     )

@@ -11,18 +11,16 @@ at least 0 (``delta = 0`` is feasible), so a batch whose ascent found no gain re
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from landscape.measures.ascent import apgd_ascent, random_start
 from landscape.measures.common import (
     Cost,
     MeasureResult,
+    MeasureRun,
     Perturbation,
     WeightedBatch,
     batch_groups,
-    check_objective,
     group_loss,
     group_loss_and_grad,
     mean_and_stderr,
@@ -89,12 +87,8 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
         ``stalled_batches`` and ``max_constraint`` (the largest ``||delta / c||_p / rho`` returned,
         <= 1 up to rounding).
     """
-    opts = options or MeasureOptions()
-    opts.validate()
-    check_objective(objective)
-    t0 = time.perf_counter()
-    cost = Cost(objective.num_samples)
-    gen = torch.Generator().manual_seed(opts.seed)
+    run = MeasureRun.start(objective, options)
+    opts, cost = run.options, run.cost
     groups, used = batch_groups(objective, opts.m)
     gains: list[float] = []
     stalled: list[bool] = []
@@ -112,7 +106,7 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
                 norm=opts.perturb_norm,
                 steps=opts.steps,
                 restarts=opts.restarts,
-                generator=gen,
+                generator=run.generator,
                 cost=cost,
             )
             gains.append(gain)
@@ -121,10 +115,10 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             ord_ = 2 if opts.perturb_norm == "l2" else float("inf")
             max_constraint = max(max_constraint, float(torch.linalg.vector_norm(u, ord=ord_)) / opts.rho)
     value, stderr = mean_and_stderr(gains)
-    return MeasureResult(
-        name="worst",
-        value=value,
-        stderr=stderr,
+    return run.result(
+        "worst",
+        value,
+        stderr,
         settings={
             "rho": opts.rho,
             "perturb_norm": opts.perturb_norm,
@@ -136,9 +130,6 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             "samples_used": used,
         },
         seed=opts.seed,
-        forward_passes=cost.forward,
-        backward_passes=cost.backward,
-        seconds=time.perf_counter() - t0,
         details={
             "stalled": any(stalled),
             "stalled_batches": sum(stalled),
@@ -146,5 +137,4 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             "max_constraint": max_constraint,
             "loss_evaluations": evaluations,
         },
-        objective=objective.metadata(),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -144,3 +145,26 @@ def test_sharded_objectives_are_refused():
     obj.shard = (0, 2)
     with pytest.raises(ConfigError, match=r"objective.shard=\(0, 2\)"):
         compute_measures(obj, "average", FAST)
+
+
+def test_non_finite_values_follow_the_one_json_policy():
+    # NaN -> null, +/-inf -> "inf"/"-inf" (landscape.io.jsonio), in the value, stderr and details
+    res = MeasureResult(
+        name="pac-bayes",
+        value=float("inf"),
+        stderr=float("nan"),
+        settings={},
+        seed=0,
+        forward_passes=1.0,
+        backward_passes=0.0,
+        details={"sigma": float("nan"), "bracket": [float("-inf"), 2.0], "status": "no-sigma"},
+    )
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert d["value"] == "inf" and d["stderr"] is None
+    assert d["details"] == {"sigma": None, "bracket": ["-inf", 2.0], "status": "no-sigma"}
+    back = MeasureResult.from_dict(d)
+    assert back.value == float("inf") and back.stderr is None
+    nan_value = MeasureResult.from_dict({**d, "value": None})
+    assert math.isnan(nan_value.value)
+    # files written before the policy spelled NaN as the string "nan": they still read
+    assert math.isnan(MeasureResult.from_dict({**d, "value": "nan"}).value)
