@@ -34,8 +34,12 @@ if TYPE_CHECKING:  # grid.py imports this module
 AUTO_MAX_POINTS = 32
 #: default memory budget of the stacked tensors and activations of one pass (bytes)
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
-#: models with more moved scalars than this gain nothing from stacking (compute-bound per point)
-AUTO_MAX_MOVED = 2_000_000
+#: ``'auto'`` stacks only models whose moved tensors take at most this many bytes per point ...
+AUTO_MAX_WEIGHT_BYTES = 64 * 2**10
+#: ... and whose activations of one batch take at most this many bytes per point: above either, one
+#: point's forward is already bound by arithmetic or memory traffic, and stacking measured slower
+#: (benchmarks/RESULTS.md, "Several points per pass")
+AUTO_MAX_ACTIVATION_BYTES = 512 * 2**10
 
 
 def _activation_bytes(evaluator: PointEvaluator) -> int:
@@ -65,11 +69,12 @@ def choose_points_per_pass(
 ) -> tuple[int, str]:
     """The number of points per pass, and why.
 
-    ``requested`` is a positive int (taken as is, except with batch-norm recalibration) or
-    ``'auto'``: as many points as fit ``memory_budget`` bytes of stacked moved tensors plus one
-    batch's activations per point, at most :data:`AUTO_MAX_POINTS`; one point for models moving
-    more than :data:`AUTO_MAX_MOVED` scalars (their forward is compute-bound, stacking only adds
-    memory).
+    ``requested`` is a positive int (taken as is, except with batch-norm recalibration or batch
+    statistics) or ``'auto'``: one point for models with convolutions or whose moved tensors or
+    one batch's activations per point exceed :data:`AUTO_MAX_WEIGHT_BYTES` /
+    :data:`AUTO_MAX_ACTIVATION_BYTES` (their sequential forward is already bound by arithmetic,
+    and stacking measured slower); otherwise as many points as fit ``memory_budget`` bytes, at
+    most :data:`AUTO_MAX_POINTS`.
 
     Returns:
         ``(points, reason)``; ``reason`` says why it is 1 when it is, else how it was chosen.
@@ -90,13 +95,20 @@ def choose_points_per_pass(
         )
     if requested != "auto":
         return int(requested), "requested"
-    moved = sum(t.numel() for t in evaluator.live.values())
-    if moved > AUTO_MAX_MOVED:
-        return 1, f"auto: {moved} moved scalars > {AUTO_MAX_MOVED} (compute-bound, no gain from stacking)"
-    per_point = sum(t.numel() * t.element_size() for t in evaluator.live.values())
-    per_point += _activation_bytes(evaluator)
-    points = max(1, min(AUTO_MAX_POINTS, memory_budget // max(per_point, 1)))
-    return int(points), f"auto: {per_point} bytes per point, budget {memory_budget} bytes"
+    convs = [
+        type(m).__name__
+        for m in evaluator.objective.model.modules()
+        if isinstance(m, nn.modules.conv._ConvNd)
+    ]
+    if convs:  # per-point kernels become one grouped convolution, measured 2-3x slower per point
+        return 1, f"auto: the model has convolutions ({convs[0]}); stacking them is slower on the CPU"
+    weight_bytes = sum(t.numel() * t.element_size() for t in evaluator.live.values())
+    activation_bytes = _activation_bytes(evaluator)
+    sizes = f"{weight_bytes} weight bytes and {activation_bytes} activation bytes per point"
+    if weight_bytes > AUTO_MAX_WEIGHT_BYTES or activation_bytes > AUTO_MAX_ACTIVATION_BYTES:
+        return 1, f"auto: {sizes} (above {AUTO_MAX_WEIGHT_BYTES} or {AUTO_MAX_ACTIVATION_BYTES}: no gain)"
+    points = max(1, min(AUTO_MAX_POINTS, memory_budget // max(weight_bytes + activation_bytes, 1)))
+    return int(points), f"auto: {sizes}, budget {memory_budget} bytes"
 
 
 class BatchedPointEvaluator:

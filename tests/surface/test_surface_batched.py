@@ -138,6 +138,21 @@ def test_auto_stacks_small_models_within_the_budget():
     assert 1 <= small <= 2 and "budget" in reason  # weights + activations of 3 points do not fit
 
 
+def test_auto_keeps_one_point_where_stacking_is_slower():
+    cnn = _objective("cnn", torch.float32)
+    with PointEvaluator(cnn, random_directions(cnn, 2, seed=0)) as ev:
+        points, reason = choose_points_per_pass(ev, "auto")
+        assert points == 1 and "convolutions" in reason
+        assert choose_points_per_pass(ev, 4) == (4, "requested")  # asked for: still stacked
+    torch.manual_seed(0)
+    wide = build_model("mlp", hidden=[256])  # 64 * 256 float32 weights = 64 KiB + biases: above the cap
+    x, y = digits_tensors("train")
+    obj = Objective(wide, (x[:8], y[:8]))
+    with PointEvaluator(obj, random_directions(obj, 1, seed=0)) as ev:
+        points, reason = choose_points_per_pass(ev, "auto")
+    assert points == 1 and "no gain" in reason
+
+
 @pytest.mark.parametrize("bad", [0, -3, "many", 2.5, True], ids=["zero", "negative", "word", "float", "bool"])
 def test_bad_points_per_pass_is_refused(bad):
     obj = _objective("mlp", torch.float64)
