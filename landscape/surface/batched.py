@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # grid.py imports this module
     from landscape.surface.grid import PointEvaluator
 
 #: largest number of points stacked in one pass by ``points_per_pass='auto'``
-AUTO_MAX_POINTS = 32
+AUTO_MAX_POINTS = 256
 #: default memory budget of the stacked tensors and activations of one pass (bytes)
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 #: ``'auto'`` stacks only models whose moved tensors take at most this many bytes per point ...

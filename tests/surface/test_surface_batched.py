@@ -9,7 +9,7 @@ import torch
 from landscape import Objective, build_model, digits_tensors
 from landscape.errors import ConfigError
 from landscape.surface import PointEvaluator, Surface, compute_surface, random_directions
-from landscape.surface.batched import BatchedPointEvaluator, choose_points_per_pass
+from landscape.surface.batched import AUTO_MAX_POINTS, BatchedPointEvaluator, choose_points_per_pass
 
 XS, YS = np.linspace(-1, 1, 4), np.linspace(-0.5, 1, 3)
 
@@ -134,7 +134,7 @@ def test_auto_stacks_small_models_within_the_budget():
         big, _ = choose_points_per_pass(ev, "auto")
         per_point = sum(t.numel() * t.element_size() for t in ev.live.values())
         small, reason = choose_points_per_pass(ev, "auto", memory_budget=3 * per_point)
-    assert big == 32  # a 600-parameter MLP: the cap, not the budget
+    assert big == AUTO_MAX_POINTS  # a 600-parameter MLP: the cap, not the budget
     assert 1 <= small <= 2 and "budget" in reason  # weights + activations of 3 points do not fit
 
 
