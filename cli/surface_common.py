@@ -115,7 +115,7 @@ evaluation_options = _compose(
         show_default=True,
         metavar="N|auto",
         help="Grid points evaluated in one pass over the data (one vmapped forward of stacked weights); "
-        "auto: as many as a 256 MiB budget allows on small models, 1 on large ones and with --bn "
+        "auto: as many as an 8 MiB working set allows on small convolution-free models, 1 on large ones and with --bn "
         "recalibrate. Changes speed only, not the surface file's settings.",
     ),
     click.option(
