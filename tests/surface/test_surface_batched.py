@@ -161,3 +161,52 @@ def test_bad_points_per_pass_is_refused(bad):
         pytest.raises(ConfigError, match="points_per_pass=.*'auto' or a positive integer"),
     ):
         choose_points_per_pass(ev, bad)
+
+
+def _mlp_checkpoint(path):
+    from landscape.io.checkpoints import save_checkpoint
+    from landscape.io.data import DataSpec
+    from landscape.io.models import ModelSpec
+
+    torch.manual_seed(0)
+    save_checkpoint(
+        path,
+        build_model("mlp", hidden=[8]),
+        model_spec=ModelSpec("mlp", {"hidden": [8]}),
+        data_spec=DataSpec("digits"),
+    )
+    return path
+
+
+def test_cli_points_per_pass_is_recorded_and_bad_values_get_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from landscape.cli.main import cli
+
+    ckpt = _mlp_checkpoint(tmp_path / "m.pt")
+    common = [
+        "plot1d",
+        str(ckpt),
+        "--x",
+        "-1:1:5",
+        "--samples",
+        "32",
+        "--device",
+        "cpu",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
+    ok = CliRunner().invoke(cli, [*common, "--points-per-pass", "3"], catch_exceptions=False)
+    assert ok.exit_code == 0, ok.output
+    saved = Surface.load(tmp_path / "m_random_1d.npz")
+    assert saved.complete and saved.metadata["points_per_pass"] == 3
+    one = CliRunner().invoke(
+        cli, [*common, "--points-per-pass", "1", "--name", "one"], catch_exceptions=False
+    )
+    assert one.exit_code == 0, one.output
+    np.testing.assert_allclose(Surface.load(tmp_path / "one.npz").loss, saved.loss, rtol=1e-6, atol=0)
+    bad = CliRunner().invoke(cli, [*common, "--points-per-pass", "zero"], catch_exceptions=False)
+    assert bad.exit_code != 0
+    assert "--points-per-pass 'zero' is not valid; use auto or a positive integer" in bad.output
+    assert "Traceback" not in bad.output
