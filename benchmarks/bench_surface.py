@@ -3,8 +3,9 @@
 * physical limit: forward passes alone (``torch.no_grad``, eval mode) over the same data, one per
   point, with nothing else (no parameter update, no accuracy, no bookkeeping);
 * ours: :func:`landscape.surface.compute_surface` on a ``steps x steps`` grid (filter-normalized
-  orthogonal directions, parameters set in place, loss and accuracy), without and with the
-  resumable surface file;
+  orthogonal directions, loss and accuracy) with ``points_per_pass='auto'`` (the default), without
+  and with the resumable surface file, and with ``points_per_pass=1`` (parameters set in place, one
+  forward per point) and ``points_per_pass=32`` (32 stacked parameter sets per vmapped forward);
 * ``loss_landscapes.random_plane(model, Loss(loss_fn, x, y), distance, steps, normalization='filter',
   deepcopy_model=True)`` on the same model and batch (``steps x steps`` points).
 
@@ -12,6 +13,7 @@ Usage::
 
     python benchmarks/bench_surface.py                      # all cases, ~2-4 minutes on 2 CPU cores
     python benchmarks/bench_surface.py --steps 11 --repeats 1 --cases mlp
+    python benchmarks/bench_surface.py --no-loss-landscapes --cases mlp mlp-small mlp-tiny cnn16
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import torch
 from landscape import Objective, build_model, digits_tensors
 from landscape.surface import compute_surface, random_directions
 
+# name: (model, model kwargs, samples or None for --samples)
 CASES = {
-    "mlp": ("mlp", {"hidden": [256, 256]}),
-    "cnn16": ("cnn", {"width": 16}),
-    "cnn64": ("cnn", {"width": 64}),
-    "cnn16-nobn": ("cnn", {"width": 16, "batch_norm": False}),
+    "mlp": ("mlp", {"hidden": [256, 256]}, None),
+    "mlp-small": ("mlp", {"hidden": [64, 64]}, 256),
+    "mlp-tiny": ("mlp", {"hidden": [8]}, 64),
+    "cnn16": ("cnn", {"width": 16}, None),
+    "cnn64": ("cnn", {"width": 64}, None),
+    "cnn16-nobn": ("cnn", {"width": 16, "batch_norm": False}, None),
 }
 
 
@@ -45,8 +50,11 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
-def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, float | int | str]:
-    kind, kwargs = CASES[name]
+def bench_case(
+    name: str, steps: int, samples: int, repeats: int, with_ll: bool = True
+) -> dict[str, float | int | str]:
+    kind, kwargs, case_samples = CASES[name]
+    samples = case_samples or samples
     torch.manual_seed(0)
     model = build_model(kind, **kwargs).eval()
     x, y = digits_tensors("train")
@@ -65,6 +73,12 @@ def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, f
     def ours() -> None:
         compute_surface(obj, dirs, grid, grid, quiet=True)
 
+    def ours_one() -> None:
+        compute_surface(obj, dirs, grid, grid, points_per_pass=1, quiet=True)
+
+    def ours_32() -> None:
+        compute_surface(obj, dirs, grid, grid, points_per_pass=32, quiet=True)
+
     tmp = Path(tempfile.mkdtemp())
 
     def ours_file() -> None:
@@ -79,8 +93,12 @@ def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, f
         loss_landscapes.random_plane(model, metric, 10, steps, normalization="filter", deepcopy_model=True)
 
     forward_only()  # warm-up
+    auto = compute_surface(obj, dirs, grid[:2], grid[:2], quiet=True).metadata["points_per_pass"]
+    compute_surface(obj, dirs, grid[:2], grid[:2], points_per_pass=32, quiet=True)  # vmap warm-up
     # round-robin repeats, best of each: other load on the machine hits every method alike
-    fns = {"fwd": forward_only, "ours": ours, "file": ours_file, "ll": loss_landscapes_plane}
+    fns = {"fwd": forward_only, "ours": ours, "file": ours_file, "one": ours_one, "p32": ours_32}
+    if with_ll:
+        fns["ll"] = loss_landscapes_plane
     best = dict.fromkeys(fns, float("inf"))
     ll_error = ""
     for _ in range(repeats):
@@ -91,7 +109,7 @@ def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, f
                 best[key] = min(best[key], _best(fn, 1))
             except ZeroDivisionError as exc:  # loss-landscapes' filter_normalize_ on zero filters
                 ll_error = f"{type(exc).__name__}: {exc}"
-    t_fwd, t_ours, t_file, t_ll = best["fwd"], best["ours"], best["file"], best["ll"]
+    t_fwd, t_ours, t_file, t_ll = best["fwd"], best["ours"], best["file"], best.get("ll", float("nan"))
     return {
         "case": name,
         "params": sum(p.numel() for p in model.parameters()),
@@ -100,11 +118,14 @@ def bench_case(name: str, steps: int, samples: int, repeats: int) -> dict[str, f
         "forward_only_pts_per_s": points / t_fwd,
         "ours_pts_per_s": points / t_ours,
         "ours_with_file_pts_per_s": points / t_file,
+        "auto_points_per_pass": auto,
+        "one_per_pass_pts_per_s": points / best["one"],
+        "32_per_pass_pts_per_s": points / best["p32"],
         "loss_landscapes_pts_per_s": points / t_ll,
         "ours_over_limit": t_fwd / t_ours,
         "ours_file_over_limit": t_fwd / t_file,
         "ours_over_loss_landscapes": t_ll / t_ours,
-        "loss_landscapes_error": ll_error,
+        "loss_landscapes_error": ll_error if with_ll else "not run",
     }
 
 
@@ -115,6 +136,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--no-loss-landscapes", action="store_true", help="Skip loss-landscapes (faster).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
     args = ap.parse_args()
     if args.threads:
@@ -123,23 +145,29 @@ def main() -> None:
         f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={torch.get_num_threads()}"
     )
     print(
-        f"# grid {args.steps}x{args.steps}, {args.samples} digits in one batch, float32, best of {args.repeats}"
+        f"# grid {args.steps}x{args.steps}, {args.samples} digits in one batch (unless the case sets its own), float32, best of {args.repeats}"
     )
-    header = "| case | params | forward-only pts/s | ours pts/s | ours+file pts/s | loss-landscapes pts/s | ours/limit | ours+file/limit | ours/loss-landscapes |"
+    header = (
+        "| case | params | samples | forward-only pts/s | ours 1/pass pts/s | ours 32/pass pts/s | ours auto "
+        "(N/pass) pts/s | ours auto+file pts/s | loss-landscapes pts/s | 1/pass / limit | 32/pass / limit | "
+        "auto / limit | auto / loss-landscapes |"
+    )
     print(header)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 13)
     rows = []
     for name in args.cases:
-        r = bench_case(name, args.steps, args.samples, args.repeats)
+        r = bench_case(name, args.steps, args.samples, args.repeats, not args.no_loss_landscapes)
         rows.append(r)
-        ll = f"{r['loss_landscapes_pts_per_s']:.1f}" if not r["loss_landscapes_error"] else "fails"
+        ll = f"{r['loss_landscapes_pts_per_s']:.1f}" if not r["loss_landscapes_error"] else "-"
         ratio = f"{r['ours_over_loss_landscapes']:.2f}x" if not r["loss_landscapes_error"] else "-"
-        if r["loss_landscapes_error"]:
+        if r["loss_landscapes_error"] and r["loss_landscapes_error"] != "not run":
             print(f"# loss-landscapes on {name}: {r['loss_landscapes_error']}")
+        fwd = r["forward_only_pts_per_s"]
         print(
-            f"| {r['case']} | {r['params']:,} | {r['forward_only_pts_per_s']:.1f} | {r['ours_pts_per_s']:.1f} | "
-            f"{r['ours_with_file_pts_per_s']:.1f} | {ll} | {r['ours_over_limit']:.3f} | "
-            f"{r['ours_file_over_limit']:.3f} | {ratio} |",
+            f"| {r['case']} | {r['params']:,} | {r['samples']} | {fwd:.1f} | {r['one_per_pass_pts_per_s']:.1f} | "
+            f"{r['32_per_pass_pts_per_s']:.1f} | {r['ours_pts_per_s']:.1f} ({r['auto_points_per_pass']}) | "
+            f"{r['ours_with_file_pts_per_s']:.1f} | {ll} | {r['one_per_pass_pts_per_s'] / fwd:.2f} | "
+            f"{r['32_per_pass_pts_per_s'] / fwd:.2f} | {r['ours_over_limit']:.2f} | {ratio} |",
             flush=True,
         )
     if args.json:

@@ -233,6 +233,7 @@ def surface_from_checkpoint(
     overwrite: bool = False,
     eigen_tol: float = 1e-4,
     chunk_size: int = 8,
+    points_per_pass: int | str = "auto",
     save_every: float = 10.0,
     max_points: int | None = None,
     label: str | None = None,
@@ -266,6 +267,8 @@ def surface_from_checkpoint(
         overwrite: replace a surface file made with other settings.
         eigen_tol: Lanczos tolerance of ``eigen`` directions.
         chunk_size: points per rank between gathers.
+        points_per_pass: grid points per pass over the data, or ``'auto'`` (see
+            :func:`landscape.surface.compute_surface`; not part of the fingerprint).
         save_every: seconds between atomic saves.
         max_points: stop after this many new points.
         label: legend label stored with the surface (default ``"run (file)"`` inside a run folder,
@@ -339,6 +342,7 @@ def surface_from_checkpoint(
             metadata=meta,
             extras=built.extras,
             chunk_size=chunk_size,
+            points_per_pass=points_per_pass,
             save_every=save_every,
             max_points=max_points,
             callback=callback,

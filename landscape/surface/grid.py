@@ -34,6 +34,7 @@ from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import data_digest, settings_digest, tensors_digest
 from landscape.objective import Objective
 from landscape.progress import Progress
+from landscape.surface.batched import DEFAULT_MEMORY_BUDGET, BatchedPointEvaluator, choose_points_per_pass
 from landscape.surface.directions import describe_directions, is_variance, log_space_dtype
 from landscape.surface.store import NonFiniteLossWarning, Surface, check_resumable
 
@@ -242,38 +243,47 @@ def open_or_resume(
 
 def _evaluate_points(
     surface: Surface,
-    evaluator: PointEvaluator,
+    evaluate: Callable[[list[tuple[float, ...]]], list[tuple[float, float]]],
     todo: np.ndarray,
     *,
     save: Callable[[], None],
     chunk_size: int,
+    points_per_pass: int,
     save_every: float,
     callback: PointCallback | None,
     quiet: bool,
 ) -> None:
-    """Fill the points ``todo`` of ``surface`` chunk by chunk, each rank its share, saving as it goes."""
+    """Fill the points ``todo`` of ``surface`` chunk by chunk, each rank its share, saving as it goes.
+
+    ``evaluate(coords)`` returns ``(loss, accuracy)`` for each point of a pass; each rank's share of a
+    chunk goes through it ``points_per_pass`` points at a time.
+    """
     rank, world = rank_and_world_size()
     flat_loss, flat_acc, flat_done = (a.reshape(-1) for a in (surface.loss, surface.accuracy, surface.done))
+    per_rank = max(chunk_size, points_per_pass)
 
     def record(k: int, loss: float, acc: float) -> None:
+        if not np.isfinite(loss):
+            acc = float("nan")  # the outputs are not numbers: no prediction to score
         flat_loss[k], flat_acc[k], flat_done[k] = loss, acc, True
         if callback is not None and rank == 0:
             callback(k, loss, acc)
 
     last_save = time.monotonic()
     with Progress(len(todo), "surface", quiet=quiet or rank != 0, unit="pt") as bar:
-        for start in range(0, len(todo), chunk_size * world):
-            chunk = todo[start : start + chunk_size * world]
+        for start in range(0, len(todo), per_rank * world):
+            chunk = todo[start : start + per_rank * world]
+            mine = [int(k) for k in my_share(chunk, rank, world)]
             results: list[tuple[int, float, float]] = []
-            for k in my_share(chunk, rank, world):
-                loss, acc = evaluator.evaluate(surface.coordinates(int(k)))
-                if not np.isfinite(loss):
-                    acc = float("nan")  # the outputs are not numbers: no prediction to score
-                if world == 1:  # kept at once, so an interruption saves every finished point
-                    record(int(k), loss, acc)
-                    bar.update()
+            for first in range(0, len(mine), points_per_pass):
+                ks = mine[first : first + points_per_pass]
+                done = [(k, *r) for k, r in zip(ks, evaluate([surface.coordinates(k) for k in ks]))]
+                if world == 1:  # kept at once, so an interruption saves every finished pass
+                    for k, loss, acc in done:
+                        record(k, loss, acc)
+                    bar.update(len(done))
                 else:
-                    results.append((int(k), loss, acc))
+                    results.extend(done)
             if world > 1:
                 for part in all_gather_objects(results, world):
                     for k, loss, acc in part:
@@ -282,6 +292,15 @@ def _evaluate_points(
             if save_every <= 0 or time.monotonic() - last_save >= save_every:
                 save()
                 last_save = time.monotonic()
+
+
+def _pass_function(
+    evaluator: PointEvaluator, points_per_pass: int
+) -> Callable[[list[tuple[float, ...]]], list[tuple[float, float]]]:
+    """``coords -> [(loss, accuracy), ...]``: the one-point path, or one vmapped pass for them all."""
+    if points_per_pass == 1:
+        return lambda coords: [evaluator.evaluate(c) for c in coords]
+    return BatchedPointEvaluator(evaluator).evaluate
 
 
 def compute_surface(
@@ -297,6 +316,8 @@ def compute_surface(
     metadata: Mapping[str, Any] | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
     chunk_size: int = 8,
+    points_per_pass: int | str = "auto",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     save_every: float = 10.0,
     max_points: int | None = None,
     callback: PointCallback | None = None,
@@ -317,7 +338,15 @@ def compute_surface(
             The base weights, the directions, the grid, the data and ``bn`` always enter it.
         metadata: recorded in the file, not fingerprinted.
         extras: arrays stored with the surface (e.g. a projected trajectory).
-        chunk_size: points per rank between gathers (and the granularity of saves).
+        chunk_size: points per rank between gathers (and the granularity of saves); at least
+            ``points_per_pass``.
+        points_per_pass: grid points evaluated in one pass over the data (a vmapped forward of
+            stacked parameter sets, :mod:`landscape.surface.batched`), or ``'auto'``: as many as
+            ``memory_budget`` allows for small models, 1 for large ones and with
+            ``bn='recalibrate'``. 1 is the sequential path. It does not change the results (beyond
+            rounding) and does not enter the fingerprint; the number used and why are recorded in
+            the metadata (``points_per_pass``, ``points_per_pass_reason``).
+        memory_budget: bytes of stacked tensors and activations per pass for ``'auto'``.
         save_every: seconds between atomic saves (0: after every chunk); the end is always saved.
         max_points: stop after this many new points (the file stays resumable).
         callback: ``callback(flat_index, loss, accuracy)`` after each point (rank 0).
@@ -347,9 +376,14 @@ def compute_surface(
         raise ConfigError("split either the grid points or the data across ranks, not both (shard=None)")
 
     evaluator = PointEvaluator(objective, directions, bn=bn)
+    per_pass, per_pass_reason = choose_points_per_pass(
+        evaluator, points_per_pass, memory_budget=memory_budget
+    )
     fp, parts, meta = surface_fingerprint(
         objective, evaluator, xs, ys, bn=bn, settings=settings, metadata=metadata
     )
+    # how the points were computed, not what they are: recorded, never fingerprinted
+    meta.update(points_per_pass=per_pass, points_per_pass_reason=per_pass_reason)
     surface = open_or_resume(path, xs, ys, fingerprint=fp, parts=parts, metadata=meta, overwrite=overwrite)
     if extras:
         surface.extras.update({k: np.asarray(v) for k, v in extras.items()})
@@ -367,10 +401,11 @@ def compute_surface(
         with evaluator:
             _evaluate_points(
                 surface,
-                evaluator,
+                _pass_function(evaluator, per_pass),
                 todo,
                 save=save,
                 chunk_size=chunk_size,
+                points_per_pass=per_pass,
                 save_every=save_every,
                 callback=callback,
                 quiet=quiet,

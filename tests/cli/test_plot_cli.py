@@ -374,7 +374,19 @@ def test_interrupted_run_saves_its_points_and_resumes_with_only_the_rest(tmp_pat
     """SIGINT (Ctrl-C) mid-grid with no periodic save due: the points done are saved, exit 130, and
     a rerun limited to the missing number of points completes the identical surface."""
     a = _ckpt(tmp_path / "a.pt", 0)
-    args = ["plot2d", str(a), "--x", "-1:1:20", "--y", "-1:1:20", "--chunk-size", "1", *COMMON]
+    args = [
+        "plot2d",
+        str(a),
+        "--x",
+        "-1:1:20",
+        "--y",
+        "-1:1:20",
+        "--chunk-size",
+        "1",
+        "--points-per-pass",
+        "1",
+    ]
+    args += COMMON
     full = subprocess.run(
         [sys.executable, "-m", "landscape", *args, "-o", str(tmp_path / "full")],
         env=_env(),

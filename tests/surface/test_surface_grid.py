@@ -140,7 +140,7 @@ def test_interrupted_run_resumes_to_the_identical_array(make_objective, tmp_path
     before = _state(obj)
     dirs = random_directions(obj, 2, seed=0)
     xs, ys = np.linspace(-1, 1, 5), np.linspace(-1, 0.5, 4)
-    full = compute_surface(obj, dirs, xs, ys, quiet=True)
+    full = compute_surface(obj, dirs, xs, ys, points_per_pass=1, quiet=True)
     path = tmp_path / "s.npz"
     seen: list[int] = []
 
@@ -151,7 +151,15 @@ def test_interrupted_run_resumes_to_the_identical_array(make_objective, tmp_path
 
     with pytest.raises(_StopError):
         compute_surface(
-            obj, dirs, xs, ys, path=path, chunk_size=chunk_size, save_every=0, callback=stop_after_7
+            obj,
+            dirs,
+            xs,
+            ys,
+            path=path,
+            chunk_size=chunk_size,
+            points_per_pass=1,  # chunk_size is the save granularity of the one-point path
+            save_every=0,
+            callback=stop_after_7,
         )
     _assert_same_state(obj, before)
     partial = Surface.load(path)
@@ -159,7 +167,14 @@ def test_interrupted_run_resumes_to_the_identical_array(make_objective, tmp_path
     assert partial.num_done == (6 // chunk_size) * chunk_size  # the 7th point raised before its save
     resumed_points: list[int] = []
     s = compute_surface(
-        obj, dirs, xs, ys, path=path, chunk_size=chunk_size, callback=lambda k, *_: resumed_points.append(k)
+        obj,
+        dirs,
+        xs,
+        ys,
+        path=path,
+        chunk_size=chunk_size,
+        points_per_pass=1,
+        callback=lambda k, *_: resumed_points.append(k),
     )
     assert len(resumed_points) == 20 - partial.num_done
     assert np.array_equal(s.loss, full.loss) and np.array_equal(s.accuracy, full.accuracy)
