@@ -395,7 +395,9 @@ def _build_optimizer(
 def _train_epoch(run: _Run, epoch: int, step: int) -> Iterator[dict[str, Any]]:
     """Train one epoch, yielding the ``steps.csv`` row of each step as it is taken.
 
-    The row's ``lr`` is the rate the step was taken with; the schedule moves on after it.
+    The row's ``lr`` is the rate the step was taken with; the schedule moves on once the caller is
+    done with the row, so a sharpness measurement at the step records that rate too (at the last step
+    of a cosine schedule the next rate would be 0).
     """
     cfg = run.config
     torch.manual_seed(derived_seed(cfg.seed, epoch))  # dropout and other stochastic layers
@@ -425,9 +427,10 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> Iterator[dict[str, Any]]:
             )
         row: dict[str, Any] = {"epoch": epoch, "step": step, "loss": loss, "lr": lr}
         row.update(step_statistics(run.optimizer) or {})
+        yield row
+        # after the caller's tracking and hooks: they see the rate this step was taken with
         if run.scheduler is not None:
             run.scheduler.step()
-        yield row
 
 
 def _track(run: _Run, step: int, epoch: int) -> dict[str, Any] | None:
