@@ -128,7 +128,7 @@ def to_flags(message: str) -> str:
     default=1,
     show_default=True,
     type=int,
-    help="Checkpoint every N evaluated epochs' multiples.",
+    help="Checkpoint the evaluated epochs that are multiples of N (and the last).",
 )
 @click.option(
     "--eval-every",
@@ -236,9 +236,9 @@ def train(
       landscape train --optimizer sam-magnitude --decomposition elementwise -o runs/sam-mag
       landscape train --model resnet18 --data cifar100 --data-dir ~/data --optimizer sam --rho 0.1 \\
         --schedule cosine --augment --device cuda -o runs/r18
-      landscape train --model mlp --model-kwargs '{"hidden": [200, 200], "activation": "tanh"}' \\
-        --samples 1024 --loss mse --optimizer gd --lr 0.2 --momentum 0 --weight-decay 0 \\
-        --epochs 400 --eval-every 50 --track-sharpness 5 -o runs/eos
+      landscape train --model mlp --model-kwargs '{"hidden": [64, 64], "activation": "tanh"}' \\
+        --loss mse --optimizer gd --lr 0.2 --momentum 0 --weight-decay 0 --batch-size 2048 \\
+        --epochs 400 --eval-every 100 --track-sharpness 5 -o runs/eos
     """
     extra = parse_json_kwargs(opt_kwargs, "--opt-kwargs") or {}
     if decomposition is not None:
