@@ -5,8 +5,8 @@ The loop is the usual one (the seed documents' Min-Min and MSAM-ScheduleFree loo
     for epoch in 1..epochs:
         for each batch of the epoch's seeded order (augmented if asked):     # gd: one full batch
             loss = training_step(optimizer, model, loss_fn, batch, next_batch)   # any optimizer
-            log the step (loss, lr used, SAM-family statistics); step the lr schedule
-            measure the sharpness when due; run the step hooks
+            log the step (loss, lr used, SAM-family statistics)
+            measure the sharpness when due; run the step hooks; step the lr schedule
         every eval_every epochs and at the last:
             with evaluation_mode(optimizer):                                  # MSAM / schedule-free
                 evaluate train and test sets, save the checkpoint
@@ -19,8 +19,10 @@ resumed run is bit-identical to an uninterrupted one.
 
 Losses: the optimizer steps on ``config.loss`` (with ``label_smoothing``); evaluation, the logged
 train/test losses and the sharpness tracking use ``config.loss`` without smoothing, on non-augmented
-data, which is what the analysis commands measure on the checkpoints. The run folder and its resume policy are
-:mod:`landscape.training.run_folder`'s; the settings and their resolution :mod:`landscape.training.config`'s.
+data, which is what the analysis commands measure on the checkpoints.
+
+The run folder and its resume policy are :mod:`landscape.training.run_folder`'s; the settings and
+their resolution :mod:`landscape.training.config`'s.
 """
 
 from __future__ import annotations
