@@ -187,9 +187,10 @@ class RunFolder:
         epoch_rows = _resume_rows(self.metrics, EPOCH_COLUMNS, epoch)
         expected = [e for e in range(epoch + 1) if e % eval_every == 0 or e == epoch]
         if [int(r["epoch"]) for r in epoch_rows] != expected:
+            listed = f"0..{epoch}" if eval_every == 1 else ", ".join(map(str, expected))
             raise ResultFileError(
-                f"{str(self.metrics)!r} does not list the evaluated epochs up to {epoch} as the resume "
-                f"state says, so the run cannot be resumed; {_START_OVER}"
+                f"{str(self.metrics)!r} does not list epochs {listed} as the resume state says, so the "
+                f"run cannot be resumed; {_START_OVER}"
             )
         if len(step_rows) != step:
             raise ResultFileError(
