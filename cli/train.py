@@ -10,11 +10,13 @@ import click
 from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
 from landscape.device import DTYPES, resolve_dtype
 from landscape.errors import LandscapeError
+from landscape.io.atomic import atomic_path
 from landscape.io.data import DataSpec
 from landscape.io.models import ModelSpec
 from landscape.optim.decompose import DECOMPOSITIONS
-from landscape.optim.factory import OPTIMIZER_NAMES
-from landscape.training import TrainConfig
+from landscape.recipes import SCHEDULES
+from landscape.tracking import DEFAULT_TRACK_SAMPLES
+from landscape.training import TRAIN_OPTIMIZERS, TrainConfig
 from landscape.training import train as run_training
 
 # Library messages name TrainConfig fields and train() parameters; here they are these flags.
@@ -29,6 +31,14 @@ _VALUE_FLAGS = {  # "name=value" -> "--flag=value"
     "seed": "--seed",
     "device": "--device",
     "dtype": "--dtype",
+    "loss": "--loss",
+    "schedule": "--schedule",
+    "warmup_epochs": "--warmup-epochs",
+    "label_smoothing": "--label-smoothing",
+    "eval_every": "--eval-every",
+    "track_sharpness": "--track-sharpness",
+    "track_top_k": "--track-top-k",
+    "track_samples": "--track-samples",
 }
 _WORD_FLAGS = {  # the bare name, where a message says what to change ("lower batch_size")
     "lr": "--lr",
@@ -36,17 +46,24 @@ _WORD_FLAGS = {  # the bare name, where a message says what to change ("lower ba
     "batch_size": "--batch-size",
     "optimizer_kwargs": "--opt-kwargs",
     "out_dir": "-o/--out",
+    "augment": "--augment",
 }
 _NAME = r"(?<![-\w.])"  # a name starts here: not inside a word, a path or a flag
 _REWRITES = (
     (re.compile(_NAME + r"overwrite=True\b"), "--overwrite"),
+    (re.compile(_NAME + r"augment=True\b"), "--augment"),
+    (
+        re.compile(_NAME + r"(schedule='constant') without (warmup_epochs)\b"),
+        "--schedule constant without --warmup-epochs",
+    ),
+    (re.compile(_NAME + r"loss='([^']*)'"), r"--loss \1"),
     (re.compile(_NAME + r"out_dir="), "-o/--out "),
     (re.compile(_NAME + r"data="), "--data "),
     (re.compile(_NAME + r"optimizer_kwargs="), "--opt-kwargs "),
     (re.compile(_NAME + r"optimizer='([^']*)'"), r"--optimizer \1"),
     (re.compile(_NAME + "(" + "|".join(_VALUE_FLAGS) + ")="), lambda m: _VALUE_FLAGS[m.group(1)] + "="),
     (
-        re.compile(r"\b(lower|or|in|another) (" + "|".join(_WORD_FLAGS) + r")\b(?!=)"),
+        re.compile(r"\b(lower|or|in|another|turn|set) (" + "|".join(_WORD_FLAGS) + r")\b(?!=)"),
         lambda m: f"{m.group(1)} {_WORD_FLAGS[m.group(2)]}",
     ),
 )
@@ -70,7 +87,18 @@ def to_flags(message: str) -> str:
 @click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files.")
 @click.option("--samples", default=None, type=int, help="Train on a fixed seeded subset of N examples.")
 @click.option(
-    "--optimizer", default="sgd", show_default=True, type=click.Choice(OPTIMIZER_NAMES), help="Optimizer."
+    "--optimizer",
+    default="sgd",
+    show_default=True,
+    type=click.Choice(TRAIN_OPTIMIZERS),
+    help="Optimizer; gd: full-batch gradient descent, one step per epoch on the whole training set.",
+)
+@click.option(
+    "--loss",
+    default="cross-entropy",
+    show_default=True,
+    metavar="cross-entropy|mse|pkg.mod:fn",
+    help="Training loss; mse is 1/2 sum_c (f_c - onehot_c)^2 per example (recorded in checkpoints).",
 )
 @click.option("--lr", default=0.05, show_default=True, type=float, help="Learning rate.")
 @click.option("--momentum", default=0.9, show_default=True, type=float, help="SGD momentum.")
@@ -95,7 +123,57 @@ def to_flags(message: str) -> str:
 )
 @click.option("--batch-size", default=64, show_default=True, type=int, help="Training batch size.")
 @click.option("--epochs", default=10, show_default=True, type=int, help="Epochs.")
-@click.option("--save-every", default=1, show_default=True, type=int, help="Checkpoint every N epochs.")
+@click.option(
+    "--save-every",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Checkpoint the evaluated epochs that are multiples of N (and the last).",
+)
+@click.option(
+    "--eval-every",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Evaluate, log metrics and write the resume state every N epochs and at the last.",
+)
+@click.option(
+    "--schedule",
+    default="constant",
+    show_default=True,
+    type=click.Choice(SCHEDULES),
+    help="Learning-rate schedule per step (cosine to 0; step: x0.1 at 50% and 75%).",
+)
+@click.option(
+    "--warmup-epochs",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Linear warmup (epochs, may be fractional).",
+)
+@click.option(
+    "--label-smoothing", default=0.0, show_default=True, type=float, help="Label smoothing in [0, 1)."
+)
+@click.option(
+    "--augment", is_flag=True, help="Random crop (4-pixel zero padding) and horizontal flip of image data."
+)
+@click.option(
+    "--track-sharpness",
+    default=None,
+    type=int,
+    metavar="EVERY",
+    help="Top Hessian eigenvalue every EVERY steps and at the last: RUN/sharpness.csv and sharpness.png.",
+)
+@click.option("--track-top-k", default=1, show_default=True, type=int, help="Tracked eigenvalues.")
+@click.option(
+    "--track-samples",
+    default=None,
+    type=int,
+    help=f"Fixed seeded training sample of the tracking (default: all, up to {DEFAULT_TRACK_SAMPLES}).",
+)
+@click.option(
+    "--track-overlap", is_flag=True, help="Also track the gradient's fraction in the top-k eigenspace."
+)
 @click.option(
     "--seed", default=0, show_default=True, type=SEED, help="Seed of initialization and data order."
 )
@@ -116,6 +194,7 @@ def train(
     data_dir: str | None,
     samples: int | None,
     optimizer: str,
+    loss: str,
     lr: float,
     momentum: float,
     weight_decay: float,
@@ -125,6 +204,15 @@ def train(
     batch_size: int,
     epochs: int,
     save_every: int,
+    eval_every: int,
+    schedule: str,
+    warmup_epochs: float,
+    label_smoothing: float,
+    augment: bool,
+    track_sharpness: int | None,
+    track_top_k: int,
+    track_samples: int | None,
+    track_overlap: bool,
     seed: int,
     device: str,
     dtype: str,
@@ -146,7 +234,11 @@ def train(
       landscape train -o runs/sgd
       landscape train --optimizer sam --rho 0.05 --epochs 20 -o runs/sam
       landscape train --optimizer sam-magnitude --decomposition elementwise -o runs/sam-mag
-      landscape train --model resnet18 --data cifar10 --data-dir ~/data --device cuda -o runs/r18
+      landscape train --model resnet18 --data cifar100 --data-dir ~/data --optimizer sam --rho 0.1 \\
+        --schedule cosine --augment --device cuda -o runs/r18
+      landscape train --model mlp --model-kwargs '{"hidden": [64, 64], "activation": "tanh"}' \\
+        --loss mse --optimizer gd --lr 0.2 --momentum 0 --weight-decay 0 --batch-size 2048 \\
+        --epochs 400 --eval-every 100 --track-sharpness 5 -o runs/eos
     """
     extra = parse_json_kwargs(opt_kwargs, "--opt-kwargs") or {}
     if decomposition is not None:
@@ -164,6 +256,16 @@ def train(
         epochs=epochs,
         seed=seed,
         save_every=save_every,
+        loss=loss,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        augment=augment,
+        eval_every=eval_every,
+        track_sharpness=track_sharpness,
+        track_top_k=track_top_k,
+        track_samples=track_samples,
+        track_overlap=track_overlap,
     )
     try:
         result = run_training(
@@ -171,6 +273,7 @@ def train(
         )
     except LandscapeError as exc:
         raise type(exc)(to_flags(str(exc))) from None
+    figure = _draw_sharpness(result.out_dir) if track_sharpness is not None else None
     summary = {
         "out": str(result.out_dir),
         "final_checkpoint": str(result.final_checkpoint),
@@ -178,8 +281,21 @@ def train(
         "steps": result.steps_done,
         "resumed_from_epoch": result.resumed_from_epoch,
         **{k: v for k, v in result.final_metrics.items() if k not in ("epoch", "step")},
+        **({"sharpness_figure": str(figure)} if figure is not None else {}),
     }
     if as_json:
         echo_json(summary)
     else:
         echo_table([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in summary.items()])
+
+
+def _draw_sharpness(run: Path) -> Path:
+    """RUN/sharpness.png from RUN/sharpness.csv and RUN/steps.csv (as ``landscape plot-sharpness RUN``)."""
+    from landscape.plot.sharpness_track import plot_sharpness_track
+    from landscape.tracking import read_history
+
+    out = run / "sharpness.png"
+    fig = plot_sharpness_track([read_history(run)])
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    return out

@@ -30,5 +30,6 @@ landscape plot1d "$WORK/runs/sgd/ckpts/epoch_000.pt" --to "$WORK/runs/sgd/final.
 cp "$WORK/surfaces/interpolation.png" figures/interpolation1d.png
 landscape plot2d "$WORK/runs/sgd/final.pt" --trajectory "$WORK/runs/sgd/ckpts" --samples 512 --name pca --label "sgd: PCA of its trajectory" --overwrite -q -o "$WORK/surfaces" > /dev/null
 cp "$WORK/surfaces/pca_contour.png" figures/pca_trajectory.png
+landscape train --model mlp --model-kwargs '{"hidden": [64, 64], "activation": "tanh"}' --loss mse --optimizer gd --lr 0.2 --momentum 0 --weight-decay 0 --batch-size 2048 --epochs 400 --eval-every 100 --track-sharpness 5 --overwrite -q -o "$WORK/runs/eos" > /dev/null && cp "$WORK/runs/eos/sharpness.png" figures/edge_of_stability.png
 python benchmarks/bench_connect.py --threads 1 --figure figures/connect_digits_mlp.png --json "$WORK/bench_connect.json" > /dev/null
 echo "figures written: $(ls figures/*.png | tr '\n' ' ')"

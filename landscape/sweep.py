@@ -36,6 +36,7 @@ from landscape.device import dtype_name
 from landscape.errors import ConfigError, LandscapeError, ResultFileError, check_positive
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options
 from landscape.training import TrainConfig, train
+from landscape.training.config import factory_name, recorded_settings, resolve_saved_settings
 
 Log = Callable[[str], None]
 DECOMPOSITIONS = ("global", "elementwise")
@@ -166,9 +167,10 @@ def _expected_config(config: TrainConfig, dtype: torch.dtype) -> dict[str, Any]:
     given = dict(config.optimizer_kwargs)
     if config.optimizer == "sgd-hess":
         given.setdefault("seed", config.seed)
-    rho, options = resolve_options(config.optimizer, rho=config.rho, **given)
-    d = {**config.to_dict(), "rho": rho, "optimizer_kwargs": options, "dtype": dtype_name(dtype)}
-    return json.loads(json.dumps(d))
+    rho, options = resolve_options(factory_name(config.optimizer), rho=config.rho, **given)
+    return recorded_settings(
+        dataclasses.replace(config, rho=rho, optimizer_kwargs=options), dtype_name(dtype)
+    )
 
 
 def config_differences(saved: dict[str, Any], config: TrainConfig, dtype: torch.dtype) -> list[str]:
@@ -178,10 +180,13 @@ def config_differences(saved: dict[str, Any], config: TrainConfig, dtype: torch.
     (``train`` adds the input size and class count it reads from the data).
     """
     wanted = _expected_config(config, dtype)
+    saved = resolve_saved_settings(saved)  # a run recorded before later settings existed
     differ = []
     for key in sorted(set(saved) | set(wanted)):
         a, b = saved.get(key), wanted.get(key)
-        if key == "model" and isinstance(a, dict) and isinstance(b, dict):
+        if key == "track_samples" and b is None and config.track_sharpness is not None:
+            same = isinstance(a, int)  # train fills in the training set's size (up to the default)
+        elif key == "model" and isinstance(a, dict) and isinstance(b, dict):
             kwargs = a.get("kwargs") if isinstance(a.get("kwargs"), dict) else {}
             same = a.get("name") == b.get("name") and all(
                 kwargs.get(k) == v for k, v in (b.get("kwargs") or {}).items()
@@ -392,6 +397,16 @@ _ARGV_FIELDS = frozenset(
         "epochs",
         "seed",
         "save_every",
+        "loss",
+        "schedule",
+        "warmup_epochs",
+        "label_smoothing",
+        "augment",
+        "eval_every",
+        "track_sharpness",
+        "track_top_k",
+        "track_samples",
+        "track_overlap",
     }
 )
 
@@ -430,8 +445,21 @@ def _train_argv(p: PlannedRun, *, device: str, dtype: torch.dtype) -> list[str]:
         ("--epochs", c.epochs),
         ("--save-every", c.save_every),
         ("--seed", c.seed),
+        ("--eval-every", c.eval_every),
+        ("--warmup-epochs", c.warmup_epochs),
+        ("--label-smoothing", c.label_smoothing),
+        ("--track-top-k", c.track_top_k),
     ):
         argv += [flag, repr(value)]
+    argv += ["--loss", c.loss, "--schedule", c.schedule]
+    if c.augment:
+        argv.append("--augment")
+    if c.track_sharpness is not None:
+        argv += ["--track-sharpness", repr(c.track_sharpness)]
+    if c.track_samples is not None:
+        argv += ["--track-samples", repr(c.track_samples)]
+    if c.track_overlap:
+        argv.append("--track-overlap")
     argv += ["--device", device, "--dtype", dtype_name(dtype), "-o", str(p.out_dir), "-q", "--json"]
     return argv
 

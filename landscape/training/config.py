@@ -19,9 +19,27 @@ from landscape.errors import ConfigError, check_choice, check_positive
 from landscape.io.data import DataSpec, input_shape, num_classes
 from landscape.io.models import ModelSpec
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options, run_option_defaults
+from landscape.recipes import SCHEDULES
+from landscape.tracking import DEFAULT_TRACK_SAMPLES
 
 #: Registry models whose first layer is convolutional: ``in_channels`` comes from the data.
 _CONV_MODELS = ("cnn", "resnet18", "resnet34", "resnet50", "wrn")
+
+#: ``gd``: full-batch gradient descent, torch's SGD stepped once per epoch on the gradient of the
+#: whole training set (:mod:`landscape.full_batch`); the other names are :mod:`landscape.optim.factory`'s.
+FULL_BATCH = "gd"
+TRAIN_OPTIMIZERS: tuple[str, ...] = (*OPTIMIZER_NAMES, FULL_BATCH)
+
+#: How the examples are ordered, recorded in ``config.json`` (:mod:`landscape.training.batches`).
+DATA_ORDER_SHUFFLED = "epoch e: torch.randperm(N) drawn with seed * 1000003 + e"
+DATA_ORDER_FULL_BATCH = "full batch: every example in every step"
+#: Seed key of the augmentation draws of an epoch: ``derived_seed(seed, epoch, AUGMENT_KEY)``.
+AUGMENT_KEY = 1
+
+
+def factory_name(optimizer: str) -> str:
+    """The :func:`~landscape.optim.factory.make_optimizer` name behind a training optimizer name."""
+    return "sgd" if optimizer == FULL_BATCH else optimizer
 
 
 @dataclass
@@ -41,6 +59,16 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 1
     eval_batch_size: int = 512
+    loss: str = "cross-entropy"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    eval_every: int = 1
+    track_sharpness: int | None = None
+    track_top_k: int = 1
+    track_samples: int | None = None
+    track_overlap: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -57,7 +85,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first setting out of range (by its field name)."""
-        check_choice("optimizer", self.optimizer, OPTIMIZER_NAMES)
+        check_choice("optimizer", self.optimizer, TRAIN_OPTIMIZERS)
         check_positive("lr", self.lr)
         check_positive("epochs", self.epochs)
         check_positive("batch_size", self.batch_size)
@@ -68,6 +96,37 @@ class TrainConfig:
             check_positive("rho", self.rho, allow_zero=True)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum={self.momentum!r} must be in [0, 1)")
+        self._validate_recipe()
+        self._validate_tracking()
+
+    def _validate_recipe(self) -> None:
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_positive("warmup_epochs", self.warmup_epochs, allow_zero=True)
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"warmup_epochs={self.warmup_epochs!r} must be smaller than epochs={self.epochs!r}"
+            )
+        _check_integer("eval_every", self.eval_every)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing!r} must be in [0, 1)")
+        if self.label_smoothing > 0 and self.loss != "cross-entropy":
+            raise ConfigError(
+                f"label_smoothing={self.label_smoothing!r} applies to loss='cross-entropy' only, not "
+                f"loss={self.loss!r}; set label_smoothing=0 or use the cross-entropy loss"
+            )
+        if self.augment and self.optimizer == FULL_BATCH:
+            raise ConfigError(
+                "augment=True does not fit optimizer='gd' (full-batch descent on a fixed training set); "
+                "turn augment off or use a stochastic optimizer"
+            )
+
+    def _validate_tracking(self) -> None:
+        if self.track_sharpness is None:
+            return
+        _check_integer("track_sharpness", self.track_sharpness)
+        _check_integer("track_top_k", self.track_top_k)
+        if self.track_samples is not None:
+            _check_integer("track_samples", self.track_samples)
 
 
 def resolve_config(config: TrainConfig, train_data: Dataset) -> TrainConfig:
@@ -78,14 +137,26 @@ def resolve_config(config: TrainConfig, train_data: Dataset) -> TrainConfig:
     (:func:`~landscape.optim.factory.resolve_options`, over the run's own defaults such as the
     ``sgd-hess`` probe seed, :func:`~landscape.optim.factory.run_option_defaults`).
     """
-    given = {**run_option_defaults(config.optimizer, seed=config.seed), **config.optimizer_kwargs}
-    rho, options = resolve_options(config.optimizer, rho=config.rho, **given)
+    name = factory_name(config.optimizer)
+    given = {**run_option_defaults(name, seed=config.seed), **config.optimizer_kwargs}
+    rho, options = resolve_options(name, rho=config.rho, **given)
+    track_samples = None
+    if config.track_sharpness is not None:
+        available = len(train_data)  # type: ignore[arg-type]
+        wanted = config.track_samples if config.track_samples is not None else DEFAULT_TRACK_SAMPLES
+        track_samples = min(int(wanted), available)
     return replace(
         config,
         model=_model_with_data_sizes(config.model, train_data),
         rho=rho,
         optimizer_kwargs=options,
+        track_samples=track_samples,
     )
+
+
+def _check_integer(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name}={value!r} must be an integer >= 1")
 
 
 def _model_with_data_sizes(spec: ModelSpec, train_data: Dataset) -> ModelSpec:
@@ -103,22 +174,45 @@ def _model_with_data_sizes(spec: ModelSpec, train_data: Dataset) -> ModelSpec:
 
 
 def recorded_settings(config: TrainConfig, dtype_name: str) -> dict[str, Any]:
-    """What ``config.json`` holds for a resolved ``config``: its fields and the dtype, as JSON reads back."""
-    return json_plain({**config.to_dict(), "dtype": dtype_name})
+    """What ``config.json`` holds for a resolved ``config``: its fields, the dtype and the data order,
+    as JSON reads back."""
+    order = DATA_ORDER_FULL_BATCH if config.optimizer == FULL_BATCH else DATA_ORDER_SHUFFLED
+    return json_plain({**config.to_dict(), "dtype": dtype_name, "data_order": order})
 
 
 def resolve_saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """A saved ``config.json`` with ``rho`` and the optimizer options resolved as this version records them.
 
-    Runs written before resolved values were recorded (``"rho": null``) still resume.
+    Runs written before resolved values were recorded (``"rho": null``) or before the recipe,
+    loss and tracking settings existed (they take the defaults those runs had) still resume.
     """
     kwargs = saved.get("optimizer_kwargs")
     name = saved.get("optimizer")
-    if not isinstance(kwargs, dict) or name not in OPTIMIZER_NAMES:
+    if not isinstance(kwargs, dict) or name not in TRAIN_OPTIMIZERS:
         return saved  # damaged or foreign: compares unequal and is reported as other settings
+    name = factory_name(name)
     given = {**run_option_defaults(name, seed=saved.get("seed", 0)), **kwargs}
     rho, options = resolve_options(name, rho=saved.get("rho"), **given)
-    return json_plain({**saved, "rho": rho, "optimizer_kwargs": options})
+    defaults = {k: v for k, v in TrainConfig().to_dict().items() if k in _ADDED_LATER}
+    order = DATA_ORDER_FULL_BATCH if saved.get("optimizer") == FULL_BATCH else DATA_ORDER_SHUFFLED
+    return json_plain({**defaults, "data_order": order, **saved, "rho": rho, "optimizer_kwargs": options})
+
+
+#: Settings that runs recorded before recipes, losses and tracking existed lack (their defaults held).
+_ADDED_LATER = frozenset(
+    {
+        "loss",
+        "schedule",
+        "warmup_epochs",
+        "label_smoothing",
+        "augment",
+        "eval_every",
+        "track_sharpness",
+        "track_top_k",
+        "track_samples",
+        "track_overlap",
+    }
+)
 
 
 def json_plain(obj: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +237,28 @@ def checkpoint_hparams(config: TrainConfig) -> dict[str, Any]:
     }
     if config.rho is not None:
         h["rho"] = config.rho
+    if config.schedule != "constant" or config.warmup_epochs:
+        h.update(schedule=config.schedule, warmup_epochs=config.warmup_epochs)
+    if config.label_smoothing:
+        h["label_smoothing"] = config.label_smoothing
+    if config.augment:
+        h["augment"] = True
     scalar = (int, float, str, bool)
     for k, v in config.optimizer_kwargs.items():
         if isinstance(v, scalar) or (isinstance(v, (list, tuple)) and all(isinstance(e, scalar) for e in v)):
             h[k] = list(v) if isinstance(v, tuple) else v
     return h
+
+
+def checkpoint_loss(checkpoint: Any) -> str | None:
+    """The training loss a checkpoint records (``'mse'``, ``'cross-entropy'``, ``'pkg.mod:fn'``), if any.
+
+    ``train`` writes it as ``extra["loss"]``; checkpoints from older runs or other tools have none
+    (``None``: the analysis commands then use cross-entropy, as those runs did).
+
+    Args:
+        checkpoint: a :class:`~landscape.io.checkpoints.Checkpoint` or the dict of a raw checkpoint file.
+    """
+    extra = checkpoint.get("extra") if isinstance(checkpoint, dict) else getattr(checkpoint, "extra", None)
+    loss = extra.get("loss") if isinstance(extra, dict) else None
+    return loss if isinstance(loss, str) and loss else None

@@ -3,17 +3,26 @@
 The loop is the usual one (the seed documents' Min-Min and MSAM-ScheduleFree loops)::
 
     for epoch in 1..epochs:
-        for each batch of the epoch's seeded order:
+        for each batch of the epoch's seeded order (augmented if asked):     # gd: one full batch
             loss = training_step(optimizer, model, loss_fn, batch, next_batch)   # any optimizer
-            log the step (loss, lr, SAM-family statistics); run the step hooks
-        with evaluation_mode(optimizer):                                      # MSAM / schedule-free
-            evaluate train and test sets, save the checkpoint
-        run the epoch hooks; write the logs, then the resume state
+            log the step (loss, lr used, SAM-family statistics)
+            measure the sharpness when due; run the step hooks; step the lr schedule
+        every eval_every epochs and at the last:
+            with evaluation_mode(optimizer):                                  # MSAM / schedule-free
+                evaluate train and test sets, save the checkpoint
+            run the epoch hooks; write the logs, then the resume state
 
-Every random draw (initialization, the per-epoch order of the examples, dropout, probes) comes from
-``config.seed``; the order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run is
-bit-identical to an uninterrupted one. The run folder and its resume policy are
-:mod:`landscape.training.run_folder`'s; the settings and their resolution :mod:`landscape.training.config`'s.
+Every random draw (initialization, the per-epoch order of the examples, the augmentation, dropout,
+probes, the tracking sample) comes from ``config.seed``; the order and the augmentation of epoch
+``e`` depend only on ``(seed, e)`` and the schedule and tracker states are in the resume state, so a
+resumed run is bit-identical to an uninterrupted one.
+
+Losses: the optimizer steps on ``config.loss`` (with ``label_smoothing``); evaluation, the logged
+train/test losses and the sharpness tracking use ``config.loss`` without smoothing, on non-augmented
+data, which is what the analysis commands measure on the checkpoints.
+
+The run folder and its resume policy are :mod:`landscape.training.run_folder`'s; the settings and
+their resolution :mod:`landscape.training.config`'s.
 """
 
 from __future__ import annotations
@@ -30,10 +39,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from landscape.device import dtype_name, resolve_device
-from landscape.errors import ConfigError, DataError
+from landscape.errors import ConfigError, DataError, ResultFileError
+from landscape.full_batch import full_batch_objective, full_batch_step
 from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import load_dataset
+from landscape.io.data import input_shape, load_dataset
 from landscape.io.models import build_model
+from landscape.losses import resolve_loss
 from landscape.objective import Objective
 from landscape.optim.factory import (
     evaluation_mode,
@@ -44,8 +55,18 @@ from landscape.optim.factory import (
     training_step,
 )
 from landscape.progress import Progress
+from landscape.recipes import augment_batch, make_loss, make_scheduler, warmup_steps_for
+from landscape.tracking import SharpnessTracker, tracking_objective
 from landscape.training.batches import SeededBatches, derived_seed, load_test_split
-from landscape.training.config import TrainConfig, checkpoint_hparams, recorded_settings, resolve_config
+from landscape.training.config import (
+    AUGMENT_KEY,
+    FULL_BATCH,
+    TrainConfig,
+    checkpoint_hparams,
+    factory_name,
+    recorded_settings,
+    resolve_config,
+)
 from landscape.training.run_folder import RunFolder
 
 
@@ -105,13 +126,50 @@ class _Run:
     folder: RunFolder
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    loss_fn: nn.Module
+    loss_fn: nn.Module  # what the optimizer steps on (label smoothing included)
     batches: SeededBatches
     small: int  # examples of a step's (first) batch
     large: int  # examples of its second, disjoint batch (Min-Min), else 0
     steps_per_epoch: int
     eval_train: Objective
     eval_test: Objective | None
+    full_batch: Objective | None  # gd: the whole training set, stepped on once per epoch
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    tracker: SharpnessTracker | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    def evaluated(self, epoch: int) -> bool:
+        """Whether ``epoch`` is evaluated (and logged, and may be checkpointed): 0, every N-th, the last."""
+        return epoch % self.config.eval_every == 0 or epoch == self.config.epochs
+
+    def resume_extra(self) -> dict[str, Any]:
+        """State beyond the model's and the optimizer's that an exact resume needs."""
+        extra: dict[str, Any] = {}
+        if self.scheduler is not None:
+            extra["scheduler"] = self.scheduler.state_dict()
+        if self.tracker is not None:
+            extra["tracker"] = self.tracker.state_dict()
+        return extra
+
+    def load_resume_extra(self, extra: dict[str, Any]) -> None:
+        for key, part in (("scheduler", self.scheduler), ("tracker", self.tracker)):
+            if part is None:
+                continue
+            if key not in extra:
+                raise ResultFileError(
+                    f"{str(self.folder.state)!r} has no {key} state, so the run cannot be resumed; "
+                    "pass overwrite=True to start over"
+                )
+            try:
+                part.load_state_dict(extra[key])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ResultFileError(
+                    f"{str(self.folder.state)!r} holds a damaged {key} state ({exc}); pass overwrite=True "
+                    "to start over"
+                ) from None
 
 
 def train(
@@ -144,9 +202,12 @@ def train(
         dtype: parameter dtype.
         overwrite: start over even if ``out_dir`` holds another run.
         quiet: no progress bar.
-        on_epoch: called after each epoch, once its resume state is written, with ``(epoch, metrics)``.
-        step_hooks: called after each optimizer step with a :class:`StepEnd`.
-        epoch_hooks: called after each epoch's evaluation with an :class:`EpochEnd`, before its logs.
+        on_epoch: called after each evaluated epoch, once its resume state is written, with
+            ``(epoch, metrics)``.
+        step_hooks: called after each optimizer step (and its sharpness measurement) with a
+            :class:`StepEnd`.
+        epoch_hooks: called after each evaluated epoch's evaluation with an :class:`EpochEnd`,
+            before its logs.
 
     Raises:
         ConfigError: a bad setting (named by its ``TrainConfig`` field or parameter).
@@ -156,32 +217,42 @@ def train(
     """
     run = _prepare(config, out_dir, device, dtype)
     cfg = run.config
-    resume = run.folder.open(run.settings, run.model, run.optimizer, overwrite=overwrite)
+    resume = run.folder.open(
+        run.settings, run.model, run.optimizer, overwrite=overwrite, eval_every=cfg.eval_every
+    )
     if resume is None:
         start_epoch, step, step_rows = 0, 0, []
         epoch_rows = [_evaluate_and_save(run, 0, 0)]
-        run.folder.write_logs(step_rows, epoch_rows)
+        _track(run, 0, 0)
+        _write_logs(run, step_rows, epoch_rows)
     else:
         start_epoch, step = resume.epoch, resume.step
         step_rows, epoch_rows = resume.step_rows, resume.epoch_rows
+        run.load_resume_extra(resume.extra)
 
     run.model.train()
     total = (cfg.epochs - start_epoch) * run.steps_per_epoch
     with Progress(total, f"train {cfg.optimizer}", quiet=quiet) as bar:
+        note = ""
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             for row in _train_epoch(run, epoch, step):
                 step = row["step"]
                 step_rows.append(row)
+                tracked = _track(run, step, epoch)
+                if tracked is not None:
+                    note = SharpnessTracker.progress_note(tracked)
                 for step_hook in step_hooks:
                     step_hook(StepEnd(epoch, step, row["loss"], row, run.model, run.optimizer))
                 bar.update()
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
+                bar.set_postfix(loss=f"{row['loss']:.4f}", **({"sharpness": note} if note else {}))
+            if not run.evaluated(epoch):
+                continue
             metrics = _evaluate_and_save(run, epoch, step)
             for epoch_hook in epoch_hooks:
                 epoch_hook(EpochEnd(epoch, step, metrics, run.model, run.optimizer, run.folder))
             epoch_rows.append(metrics)
-            run.folder.write_logs(step_rows, epoch_rows)  # logs first: a crash then replays the epoch
-            run.folder.write_state(epoch, step, run.model, run.optimizer)
+            _write_logs(run, step_rows, epoch_rows)  # logs first: a crash then replays the epoch
+            run.folder.write_state(epoch, step, run.model, run.optimizer, run.resume_extra())
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
 
@@ -206,30 +277,57 @@ def _prepare(
     folder = RunFolder(out_dir)
     folder.check_place()
     dev = resolve_device(device)
+    eval_loss = resolve_loss(config.loss)
+    train_loss = make_loss(config.label_smoothing) if config.label_smoothing else eval_loss
     train_ds = load_dataset(config.data)
     if len(train_ds) == 0:  # type: ignore[arg-type]
         raise DataError(f"data={config.data.name!r} holds no training examples; give a non-empty dataset")
+    if config.augment and len(input_shape(train_ds)) != 3:
+        raise ConfigError(
+            f"augment=True needs image data (examples shaped (C, H, W)), but data={config.data.name!r} "
+            f"has examples shaped {tuple(input_shape(train_ds))}; turn augment off for this data"
+        )
     test_ds = load_test_split(config.data)
     cfg = resolve_config(config, train_ds)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device=dev, dtype=dtype)
-    loss_fn = nn.CrossEntropyLoss()  # recipes (label smoothing) choose the loss here
-    optimizer = _build_optimizer(cfg, model, train_ds, loss_fn, user_options=config.optimizer_kwargs)
-    # A learning-rate schedule is built here from the config and stepped by a step hook; its state
-    # then goes into state.pt with the optimizer's, so that a resumed run stays bit-identical.
+    optimizer = _build_optimizer(cfg, model, train_ds, train_loss, user_options=config.optimizer_kwargs)
     batches = SeededBatches(train_ds, dev, dtype)
-    small, large = step_batch_sizes(optimizer, cfg.batch_size)
-    steps_per_epoch = batches.n // (small + large)
+    full_batch = None
+    if cfg.optimizer == FULL_BATCH:
+        # batch_size only splits the one full-batch gradient into pieces that fit in memory
+        full_batch = full_batch_objective(model, train_ds, loss_fn=train_loss, batch_size=cfg.batch_size)
+        small, large, steps_per_epoch = batches.n, 0, 1
+    else:
+        small, large = step_batch_sizes(optimizer, cfg.batch_size)
+        steps_per_epoch = batches.n // (small + large)
     if steps_per_epoch == 0:
         fix = "lower small_batch_size/large_batch_size in optimizer_kwargs" if large else "lower batch_size"
         raise ConfigError(
             f"the training set has {batches.n} example(s), fewer than one step's batch ({small + large}); "
             f"{fix} or use more data"
         )
+    scheduler = _build_scheduler(cfg, optimizer, steps_per_epoch)
+    tracker = None
+    if cfg.track_sharpness is not None:
+        assert cfg.track_samples is not None  # resolved
+        sample = tracking_objective(
+            model,
+            train_ds,
+            loss_fn=eval_loss,
+            num_samples=cfg.track_samples,
+            seed=cfg.seed,
+            batch_size=cfg.eval_batch_size,
+        )
+        tracker = SharpnessTracker(
+            sample, every=cfg.track_sharpness, k=cfg.track_top_k, seed=cfg.seed, overlap=cfg.track_overlap
+        )
 
     def objective(ds: Dataset) -> Objective:
-        return Objective(model, ds, batch_size=cfg.eval_batch_size, device=dev, dtype=dtype)
+        return Objective(
+            model, ds, loss_fn=eval_loss, batch_size=cfg.eval_batch_size, device=dev, dtype=dtype
+        )
 
     return _Run(
         config=cfg,
@@ -237,24 +335,49 @@ def _prepare(
         folder=folder,
         model=model,
         optimizer=optimizer,
-        loss_fn=loss_fn,
+        loss_fn=train_loss,
         batches=batches,
         small=small,
         large=large,
         steps_per_epoch=steps_per_epoch,
         eval_train=objective(train_ds),
         eval_test=objective(test_ds) if test_ds is not None else None,
+        full_batch=full_batch,
+        scheduler=scheduler,
+        tracker=tracker,
     )
+
+
+def _build_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule of ``cfg`` (``None`` for a constant rate without warmup)."""
+    warmup = warmup_steps_for(cfg.warmup_epochs, steps_per_epoch)
+    if cfg.schedule == "constant" and warmup == 0:
+        return None  # the rate never changes: no scheduler, as in runs made before schedules existed
+    if not all("lr" in group for group in optimizer.param_groups):
+        raise ConfigError(
+            f"optimizer={cfg.optimizer!r} has no learning rate per parameter group to schedule; "
+            "use schedule='constant' without warmup_epochs"
+        )
+    total = cfg.epochs * steps_per_epoch
+    if warmup >= total:
+        raise ConfigError(
+            f"warmup_epochs={cfg.warmup_epochs!r} is {warmup} steps, not fewer than the run's {total}; "
+            "shorten the warmup"
+        )
+    return make_scheduler(optimizer, cfg.schedule, total, warmup)
 
 
 def _build_optimizer(
     cfg: TrainConfig, model: nn.Module, train_ds: Dataset, loss_fn: nn.Module, *, user_options: dict[str, Any]
 ) -> torch.optim.Optimizer:
     """The optimizer of the resolved ``cfg``; a refusal names the options the user gave."""
-    extra = {**run_arguments(cfg.optimizer, train_data=train_ds, loss_fn=loss_fn), **cfg.optimizer_kwargs}
+    name = factory_name(cfg.optimizer)
+    extra = {**run_arguments(name, train_data=train_ds, loss_fn=loss_fn), **cfg.optimizer_kwargs}
     try:
         return make_optimizer(
-            cfg.optimizer,
+            name,
             model,
             lr=cfg.lr,
             momentum=cfg.momentum,
@@ -272,29 +395,61 @@ def _build_optimizer(
 
 
 def _train_epoch(run: _Run, epoch: int, step: int) -> Iterator[dict[str, Any]]:
-    """Train one epoch, yielding the ``steps.csv`` row of each step as it is taken."""
+    """Train one epoch, yielding the ``steps.csv`` row of each step as it is taken.
+
+    The row's ``lr`` is the rate the step was taken with; the schedule moves on once the caller is
+    done with the row, so a sharpness measurement at the step records that rate too (at the last step
+    of a cosine schedule the next rate would be 0).
+    """
     cfg = run.config
     torch.manual_seed(derived_seed(cfg.seed, epoch))  # dropout and other stochastic layers
-    order = run.batches.order(cfg.seed, epoch)
+    augment = (
+        torch.Generator().manual_seed(derived_seed(cfg.seed, epoch, AUGMENT_KEY)) if cfg.augment else None
+    )
+    order = run.batches.order(cfg.seed, epoch) if run.full_batch is None else None
     chunk = run.small + run.large
     for i in range(run.steps_per_epoch):
-        idx = order[i * chunk : (i + 1) * chunk]
-        batch = run.batches.take(idx[: run.small])
-        next_batch = run.batches.take(idx[run.small :]) if run.large else None
-        loss = training_step(run.optimizer, run.model, run.loss_fn, batch, next_batch)
+        lr = run.optimizer.param_groups[0]["lr"]
+        if run.full_batch is not None:
+            loss = full_batch_step(run.optimizer, run.full_batch)
+        else:
+            assert order is not None
+            idx = order[i * chunk : (i + 1) * chunk]
+            batch = run.batches.take(idx[: run.small])
+            next_batch = run.batches.take(idx[run.small :]) if run.large else None
+            if augment is not None:
+                batch = (augment_batch(batch[0], augment), batch[1])
+                if next_batch is not None:
+                    next_batch = (augment_batch(next_batch[0], augment), next_batch[1])
+            loss = training_step(run.optimizer, run.model, run.loss_fn, batch, next_batch)
         step += 1
         if not math.isfinite(loss):
             raise ConfigError(
                 f"the loss became {loss} at epoch {epoch}, step {step}; lower lr (now {cfg.lr}) or rho"
             )
-        row: dict[str, Any] = {
-            "epoch": epoch,
-            "step": step,
-            "loss": loss,
-            "lr": run.optimizer.param_groups[0]["lr"],
-        }
+        row: dict[str, Any] = {"epoch": epoch, "step": step, "loss": loss, "lr": lr}
         row.update(step_statistics(run.optimizer) or {})
         yield row
+        # after the caller's tracking and hooks: they see the rate this step was taken with
+        if run.scheduler is not None:
+            run.scheduler.step()
+
+
+def _track(run: _Run, step: int, epoch: int) -> dict[str, Any] | None:
+    """Measure the sharpness at ``step`` when it is due, at the evaluated (and saved) parameters."""
+    if run.tracker is None:
+        return None
+    last = step == run.total_steps
+    if not run.tracker.due(step, last):
+        return None
+    with evaluation_mode(run.optimizer):
+        return run.tracker.measure(step, epoch, run.optimizer)
+
+
+def _write_logs(run: _Run, step_rows: list[dict[str, Any]], epoch_rows: list[dict[str, Any]]) -> None:
+    if run.tracker is not None:
+        run.tracker.write_csv(run.folder.sharpness)
+    run.folder.write_logs(step_rows, epoch_rows)
 
 
 def _evaluate_and_save(run: _Run, epoch: int, step: int) -> dict[str, Any]:
@@ -311,7 +466,7 @@ def _evaluate_and_save(run: _Run, epoch: int, step: int) -> dict[str, Any]:
             "test_loss": te.loss if te else float("nan"),
             "test_accuracy": te.accuracy if te else float("nan"),
         }
-        if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
+        if epoch % cfg.save_every == 0 or epoch == cfg.epochs:  # among the evaluated epochs
             save_checkpoint(
                 run.folder.checkpoint(epoch),
                 run.model,
@@ -321,6 +476,6 @@ def _evaluate_and_save(run: _Run, epoch: int, step: int) -> dict[str, Any]:
                 step=step,
                 epoch=epoch,
                 metrics={k: v for k, v in metrics.items() if k not in ("epoch", "step")},
-                extra={"seed": cfg.seed},
+                extra={"seed": cfg.seed, "loss": cfg.loss},
             )
     return metrics

@@ -9,12 +9,16 @@ A run folder holds::
     ckpts/epoch_000.pt   checkpoints after each ``save_every`` epochs (epoch 0 = initialization)
     final.pt             the last checkpoint
     summary.json         the final metrics, epochs and steps
-    state.pt             model + optimizer state for an exact resume after an interruption
+    state.pt             model + optimizer (+ learning-rate schedule, sharpness tracker) state for an
+                         exact resume after an interruption
+    sharpness.csv        with sharpness tracking: one row per measurement (landscape.tracking)
+    sharpness.png        its figure, drawn by ``landscape train`` at the end
 
 Resume policy: a folder whose ``config.json`` resolves to the same settings resumes from its last
 ``state.pt``; one with other settings is refused unless ``overwrite``. The logs are written before the
 resume state, so a crash in between replays one epoch (its rows are dropped and rewritten), never skips
-one. Every file is written atomically.
+one. With ``eval_every`` N the logs and the resume state are written at the evaluated epochs (every
+N-th and the last), so an interruption replays at most N epochs. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class ResumePoint:
     step: int
     step_rows: list[dict[str, Any]]
     epoch_rows: list[dict[str, Any]]
+    extra: dict[str, Any]  # further state saved by write_state (schedule, tracker), by key
 
 
 class RunFolder:
@@ -62,6 +67,8 @@ class RunFolder:
         self.summary = self.path / "summary.json"
         self.final = self.path / "final.pt"
         self.ckpts = self.path / "ckpts"
+        self.sharpness = self.path / "sharpness.csv"
+        self.sharpness_figure = self.path / "sharpness.png"
 
     def checkpoint(self, epoch: int) -> Path:
         """The checkpoint file of ``epoch``."""
@@ -73,14 +80,21 @@ class RunFolder:
             raise ConfigError(f"out_dir={str(self.path)!r} exists and is not a directory")
 
     def open(
-        self, settings: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, *, overwrite: bool
+        self,
+        settings: dict[str, Any],
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        overwrite: bool,
+        eval_every: int = 1,
     ) -> ResumePoint | None:
         """Make the folder hold this run: resume it, or start it over.
 
         A folder holding the same run (``settings`` equal to its resolved ``config.json``) with a resume
         state loads that state into ``model`` and ``optimizer`` and returns where to continue. Otherwise
         the run starts at epoch 0 (``None``); with ``overwrite`` the files of a previous run are removed
-        first. ``config.json`` is (re)written last.
+        first. ``config.json`` is (re)written last. ``eval_every``: the epochs that have rows in
+        ``metrics.csv`` are 0, every ``eval_every``-th and the one the resume state was written at.
 
         Raises:
             ResultFileError: the folder holds another run (without ``overwrite``), or a run whose
@@ -90,7 +104,7 @@ class RunFolder:
         if self.config.exists() and not overwrite:
             self._check_same_run(settings)
             if self.state.exists():
-                resume = self._resume(model, optimizer)
+                resume = self._resume(model, optimizer, eval_every)
         elif overwrite:
             for f in [
                 self.state,
@@ -98,6 +112,8 @@ class RunFolder:
                 self.metrics,
                 self.summary,
                 self.final,
+                self.sharpness,
+                self.sharpness_figure,
                 *self.ckpts.glob("epoch_*.pt"),
             ]:
                 f.unlink(missing_ok=True)
@@ -111,13 +127,26 @@ class RunFolder:
             atomic_write_text(self.steps, csv_text(step_rows, STEP_COLUMNS))
         atomic_write_text(self.metrics, csv_text(epoch_rows, EPOCH_COLUMNS))
 
-    def write_state(self, epoch: int, step: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Save what an exact resume after ``epoch`` needs (after the logs of that epoch)."""
+    def write_state(
+        self,
+        epoch: int,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Save what an exact resume after ``epoch`` needs (after the logs of that epoch).
+
+        ``extra``: further state by key (the learning-rate scheduler's and the sharpness tracker's
+        ``state_dict``), handed back by :meth:`open` as :attr:`ResumePoint.extra`; it must load with
+        ``weights_only=True`` (tensors and plain values).
+        """
         state = {
             "epoch": epoch,
             "step": step,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "extra": dict(extra or {}),
         }
         atomic_torch_save(state, self.state)
 
@@ -143,21 +172,24 @@ class RunFolder:
                 "use another out_dir or pass overwrite=True"
             )
 
-    def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> ResumePoint:
+    def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer, eval_every: int) -> ResumePoint:
         try:
             state = torch.load(self.state, map_location="cpu", weights_only=True)
             epoch, step = int(state["epoch"]), int(state["step"])
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            extra = dict(state.get("extra") or {})
         except Exception as exc:  # any damage to the file; the message names it and the way out
             raise ResultFileError(
                 f"cannot resume from {str(self.state)!r} ({type(exc).__name__}); {_START_OVER}"
             ) from None
         step_rows = _resume_rows(self.steps, STEP_COLUMNS[:4], epoch)
         epoch_rows = _resume_rows(self.metrics, EPOCH_COLUMNS, epoch)
-        if [int(r["epoch"]) for r in epoch_rows] != list(range(epoch + 1)):
+        expected = [e for e in range(epoch + 1) if e % eval_every == 0 or e == epoch]
+        if [int(r["epoch"]) for r in epoch_rows] != expected:
+            listed = f"0..{epoch}" if eval_every == 1 else ", ".join(map(str, expected))
             raise ResultFileError(
-                f"{str(self.metrics)!r} does not list epochs 0..{epoch} as the resume state says, so the "
+                f"{str(self.metrics)!r} does not list epochs {listed} as the resume state says, so the "
                 f"run cannot be resumed; {_START_OVER}"
             )
         if len(step_rows) != step:
@@ -165,7 +197,7 @@ class RunFolder:
                 f"{str(self.steps)!r} has {len(step_rows)} steps where the resume state has {step}, so "
                 f"the run cannot be resumed; {_START_OVER}"
             )
-        return ResumePoint(epoch=epoch, step=step, step_rows=step_rows, epoch_rows=epoch_rows)
+        return ResumePoint(epoch=epoch, step=step, step_rows=step_rows, epoch_rows=epoch_rows, extra=extra)
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
