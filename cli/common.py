@@ -75,6 +75,12 @@ data_options = _compose(
         "--samples", default=None, type=int, help="Use a fixed seeded subset of N examples (default: all)."
     ),
     click.option("--batch-size", default=256, show_default=True, type=int, help="Batch size of each pass."),
+    click.option(
+        "--loss",
+        default=None,
+        metavar="cross-entropy|mse|pkg.mod:fn",
+        help="Loss of the objective (default: the one the checkpoint was trained with, else cross-entropy).",
+    ),
 )
 
 device_options = _compose(
@@ -139,6 +145,7 @@ SOURCE_KEYS = (
     "batch_size",
     "device",
     "dtype",
+    "loss",
 )
 
 

@@ -19,6 +19,7 @@ from landscape.device import resolve_device
 from landscape.errors import ConfigError, DataError
 from landscape.io.checkpoints import Checkpoint, load_model
 from landscape.io.data import DataSpec, load_dataset
+from landscape.losses import checkpoint_loss, resolve_loss
 from landscape.objective import Objective
 
 
@@ -68,8 +69,12 @@ def objective_from_checkpoint(
     dtype: torch.dtype | None = None,
     bn_mode: str = "eval",
     shard: tuple[int, int] | None = None,
+    loss: str | None = None,
 ) -> tuple[Objective, Checkpoint, DataSpec]:
     """Load a checkpoint's model onto ``device`` and pair it with its (or the given) data.
+
+    The loss is ``loss`` when given (``cross-entropy``, ``mse`` or ``pkg.mod:fn``), else the one the
+    checkpoint records (``landscape train`` writes it), else cross-entropy.
 
     Returns:
         The objective, the checkpoint (with its model spec filled in) and the data spec used.
@@ -86,6 +91,7 @@ def objective_from_checkpoint(
         dtype=dtype,
         bn_mode=bn_mode,
         shard=shard,
+        loss_fn=resolve_loss(loss or checkpoint_loss(ckpt) or "cross-entropy"),
     )
     return objective, ckpt, spec
 

@@ -14,6 +14,7 @@ The name a loss is resolved from is what runs and checkpoints record.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,3 +93,17 @@ def resolve_loss(name: str) -> LossFn:
         except TypeError as exc:
             raise ConfigError(f"loss={name!r} cannot be built without arguments: {exc}") from None
     return obj
+
+
+def checkpoint_loss(checkpoint: Any) -> str | None:
+    """The training loss a checkpoint records (``'mse'``, ``'cross-entropy'``, ``'pkg.mod:fn'``), if any.
+
+    ``train`` writes it as ``extra["loss"]``; checkpoints from older runs or other tools have none
+    (``None``: the analysis commands then use cross-entropy, as those runs did).
+
+    Args:
+        checkpoint: a :class:`~landscape.io.checkpoints.Checkpoint` or the dict of a raw checkpoint file.
+    """
+    extra = checkpoint.get("extra") if isinstance(checkpoint, dict) else getattr(checkpoint, "extra", None)
+    loss = extra.get("loss") if isinstance(extra, dict) else None
+    return loss if isinstance(loss, str) and loss else None

@@ -340,3 +340,28 @@ def test_a_sweep_process_gets_every_recipe_and_tracking_setting(tmp_path):
     assert replanned.status == "done"  # the saved config.json is the planned one
     saved = json.loads((planned.out_dir / "config.json").read_text())
     assert saved["augment"] is True and saved["track_overlap"] is True and saved["track_samples"] == 32
+
+
+def test_analysis_commands_use_the_checkpoints_loss_unless_told(tmp_path):
+    """``evaluate`` of an mse checkpoint reports its half squared error; ``--loss`` overrides it."""
+    run = tmp_path / "run"
+    args = ["--model", "mlp", "--model-kwargs", '{"hidden": [8]}', "--samples", "64", "--seed", "3"]
+    r = CliRunner().invoke(
+        cli, ["train", *args, "--loss", "mse", "--batch-size", "16", "--epochs", "1", "-q", "-o", str(run)]
+    )
+    assert r.exit_code == 0, r.output
+    model = load_model(run / "final.pt")[0].eval()
+    x, y = load_dataset(DIGITS).tensors[:2]
+    with torch.no_grad():
+        f = model(x.float()).double()
+    onehot = torch.nn.functional.one_hot(y, f.shape[1]).double()
+    mse = float((0.5 * ((f - onehot) ** 2).sum(dim=1)).mean())
+    cross_entropy = float(torch.nn.functional.cross_entropy(f, y))
+    data = ["--samples", "64", "--seed", "3", "--json"]
+    own = CliRunner().invoke(cli, ["evaluate", str(run / "final.pt"), *data])
+    told = CliRunner().invoke(cli, ["evaluate", str(run / "final.pt"), *data, "--loss", "cross-entropy"])
+    assert own.exit_code == 0 and told.exit_code == 0, own.output + told.output
+    assert json.loads(own.output)["loss"] == pytest.approx(mse, rel=1e-5)
+    assert json.loads(told.output)["loss"] == pytest.approx(cross_entropy, rel=1e-5)
+    bad = CliRunner().invoke(cli, ["evaluate", str(run / "final.pt"), *data, "--loss", "hinge"])
+    assert bad.exit_code == 1 and "hinge" in bad.output and "Traceback" not in bad.output

@@ -84,6 +84,7 @@ def connect_checkpoints(
     batch_size: int = 256,
     device: str | torch.device = "auto",
     dtype: torch.dtype | None = None,
+    loss: str | None = None,
     quiet: bool = False,
 ) -> ConnectResult:
     """Linear path, barriers and optionally an aligned B and a trained curve between two checkpoints.
@@ -114,6 +115,7 @@ def connect_checkpoints(
         batch_size: batch size of evaluation, recalibration and curve training.
         device: ``auto|cpu|cuda[:N]|mps``.
         dtype: model precision (``None``: as stored).
+        loss: the objective's loss (``None``: the checkpoint's, else cross-entropy).
         quiet: no progress bars.
 
     Returns:
@@ -141,6 +143,7 @@ def connect_checkpoints(
         "seed": seed,
         "device": device,
         "dtype": dtype,
+        "loss": loss,
     }
     ends = _load_endpoints(a, b, bn, source)
     job = (
@@ -277,7 +280,11 @@ def _training_objective(objective: Objective, spec: DataSpec, batch_size: int) -
     if train_spec == spec:
         return train_spec, objective
     return train_spec, Objective(
-        objective.model, load_dataset(train_spec), batch_size=batch_size, device=objective.device
+        objective.model,
+        load_dataset(train_spec),
+        batch_size=batch_size,
+        device=objective.device,
+        loss_fn=objective.loss_fn,
     )
 
 

@@ -65,6 +65,7 @@ class CheckpointSource:
         batch_size: evaluation batch size.
         device: ``auto|cpu|cuda[:N]|mps``.
         dtype: model precision (``None``: as stored).
+        loss: ``cross-entropy``, ``mse`` or ``pkg.mod:fn`` (``None``: the checkpoint's, else cross-entropy).
     """
 
     model: str | None = None
@@ -77,6 +78,7 @@ class CheckpointSource:
     batch_size: int = 256
     device: str = "auto"
     dtype: torch.dtype | None = None
+    loss: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from landscape.errors import ConfigError, check_choice, check_positive
 from landscape.io.data import DataSpec, input_shape, num_classes
 from landscape.io.models import ModelSpec
+from landscape.losses import checkpoint_loss  # noqa: F401  (re-exported by landscape.training)
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options, run_option_defaults
 from landscape.recipes import SCHEDULES
 from landscape.tracking import DEFAULT_TRACK_SAMPLES
@@ -248,17 +249,3 @@ def checkpoint_hparams(config: TrainConfig) -> dict[str, Any]:
         if isinstance(v, scalar) or (isinstance(v, (list, tuple)) and all(isinstance(e, scalar) for e in v)):
             h[k] = list(v) if isinstance(v, tuple) else v
     return h
-
-
-def checkpoint_loss(checkpoint: Any) -> str | None:
-    """The training loss a checkpoint records (``'mse'``, ``'cross-entropy'``, ``'pkg.mod:fn'``), if any.
-
-    ``train`` writes it as ``extra["loss"]``; checkpoints from older runs or other tools have none
-    (``None``: the analysis commands then use cross-entropy, as those runs did).
-
-    Args:
-        checkpoint: a :class:`~landscape.io.checkpoints.Checkpoint` or the dict of a raw checkpoint file.
-    """
-    extra = checkpoint.get("extra") if isinstance(checkpoint, dict) else getattr(checkpoint, "extra", None)
-    loss = extra.get("loss") if isinstance(extra, dict) else None
-    return loss if isinstance(loss, str) and loss else None
