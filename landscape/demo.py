@@ -53,8 +53,13 @@ METRICS = (
     "train_loss",
     "lambda_max",
     "trace",
+    "sharpness_average",
+    "sharpness_worst",
     *(f"{k}_late" for k in STEP_STATS),
 )
+# Sharpness beyond the Hessian in every run's sharpness.json (landscape.measures, default settings):
+# adaptive-free average- and worst-case sharpness, so flatness is judged by several measures at once.
+DEMO_MEASURES = ("average", "worst")
 METHODS = ("sgd", "sam", "sam-direction", "sam-magnitude")
 DECOMPOSED = ("sam-direction", "sam-magnitude")
 Log = Callable[[str], None]
@@ -236,7 +241,7 @@ def train_runs(
 
 # -- sharpness, density, surfaces ------------------------------------------------------------------
 def measure_sharpness(run_dir: Path, settings: DemoSettings, *, density: bool, device: str = "auto") -> Path:
-    """``lambda_max`` and ``tr(H)`` (and the SLQ density) of ``run_dir/final.pt``, saved beside it.
+    """``lambda_max``, ``tr(H)``, the :data:`DEMO_MEASURES` (and the SLQ density) of ``run_dir/final.pt``.
 
     The sample is the same fixed, seeded subset of the training set for every run, so the numbers are
     comparable across runs. Skipped when ``sharpness.json`` already exists.
@@ -264,6 +269,7 @@ def measure_sharpness(run_dir: Path, settings: DemoSettings, *, density: bool, d
         density=density,
         density_runs=settings.density_runs,
         density_steps=settings.density_steps,
+        measures=DEMO_MEASURES,
         seed=settings.analysis_seed,
     )
     result.save(out)
@@ -361,8 +367,15 @@ def run_row(point: RunPoint, run_dir: Path) -> dict[str, Any]:
         "trace": float(trace.get("estimate", float("nan"))),
         "trace_stderr": float(trace.get("stderr", float("nan"))),
         "sharpness_samples": int(sharp["samples"]),
+        **{f"sharpness_{name}": _measure_value(sharp, name) for name in DEMO_MEASURES},
         **late_step_stats(run_dir / "steps.csv"),
     }
+
+
+def _measure_value(sharp: dict[str, Any], name: str) -> float:
+    """A measure's value from ``sharpness.json`` (NaN when the file predates it or it is non-finite)."""
+    value = ((sharp.get("measures") or {}).get(name) or {}).get("value")
+    return float(value) if isinstance(value, (int, float)) else float("nan")
 
 
 def group_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

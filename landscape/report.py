@@ -150,7 +150,13 @@ def findings(result: DemoResult) -> list[dict[str, Any]]:
     """Every paired comparison of lambda_max, trace and test accuracy, as numbers and a sentence."""
     out = []
     for p in result.paired:
-        if p["metric"] not in ("lambda_max", "trace", "test_accuracy"):
+        if p["metric"] not in (
+            "lambda_max",
+            "trace",
+            "sharpness_average",
+            "sharpness_worst",
+            "test_accuracy",
+        ):
             continue
         sentence = (
             f"{p['metric']}: {p['a']} - {p['b']} = {fmt_interval(p['mean'], p['ci95_low'], p['ci95_high'])} "
@@ -287,14 +293,9 @@ def _interval_cells(group: dict[str, Any], metrics: Sequence[str]) -> list[str]:
 def _add_groups(rep: Report, result: DemoResult, rel: dict[str, str]) -> None:
     """Per-group intervals of accuracy and curvature, the seed-study table and SAM's update statistics."""
     rep.heading("Groups")
-    header = ["group", "n", "test accuracy mean [95% CI]", "lambda_max mean [95% CI]", "trace mean [95% CI]"]
-    rep.table(
-        header,
-        [
-            [g["group"], g["n"], *_interval_cells(g, ("test_accuracy", "lambda_max", "trace"))]
-            for g in result.groups
-        ],
-    )
+    metrics = ("test_accuracy", "lambda_max", "trace", "sharpness_average", "sharpness_worst")
+    header = ["group", "n", *(f"{m.replace('_', ' ')} mean [95% CI]" for m in metrics)]
+    rep.table(header, [[g["group"], g["n"], *_interval_cells(g, metrics)] for g in result.groups])
     rep.paragraph("lambda_max as mean ± std over seeds, in the layout of the seed study:")
     rep.table(*_seed_study_table(result, "lambda_max"))
     rep.figure(rel["groups"], "group means with 95% t-intervals; dots are single seeds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -210,6 +211,12 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
     with open(out / "runs.csv", newline="") as fh:
         runs = list(csv.DictReader(fh))
     assert len(runs) == 8 and all(np.isfinite(float(r["trace"])) for r in runs)
+    # sharpness beyond the Hessian: each run's value is the one its sharpness.json holds
+    for r in runs:
+        stored = json.loads((out / "runs" / r["run"] / "sharpness.json").read_text())["measures"]
+        for name in ("average", "worst"):
+            assert float(r[f"sharpness_{name}"]) == pytest.approx(stored[name]["value"], rel=1e-9)
+    assert "sharpness_average: SAM rho=0.2 - SGD = " in md
     # the same command again: every stage is found on disk, nothing is retrained
     again = _demo(out)
     assert again.returncode == 0, again.stderr[-2000:]
