@@ -52,11 +52,11 @@ def _package() -> tuple[Any, str]:
         data_module = importlib.import_module("mnist1d.data")
     except ImportError:
         raise DataError(f"MNIST-1D needs the mnist1d package: {EXTRA_HINT}") from None
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         pkg_version = version("mnist1d")
-    except Exception:  # an unpackaged checkout of mnist1d has no metadata
+    except PackageNotFoundError:  # an unpackaged checkout of mnist1d has no metadata
         pkg_version = "unknown"
     return data_module, pkg_version
 
