@@ -40,7 +40,7 @@ def demo(out: Path, quick: bool, data: str, seed: int, device: str, quiet: bool)
 
     Writes OUT/report.md and a self-contained OUT/report.html (figures embedded) stating the finding
     with 95% intervals, plus the tables (runs.csv, groups.csv, paired.csv) and every run folder.
-    No download, no GPU needed: about 1.5 minutes on 2 CPU cores (--quick: about 10 s).
+    No download, no GPU needed: about 1.5 minutes on 2 CPU cores (--quick: about 15 s).
     Interrupted, the same command resumes where it stopped.
 
     \b
