@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from landscape.demo import DATA_CHOICES, demo_settings, run_demo
-from landscape.errors import LandscapeError
 
 
 @click.command()
@@ -49,11 +48,9 @@ def demo(out: Path, quick: bool, data: str, seed: int, device: str, quiet: bool)
       landscape demo --quick -o /tmp/demo
       landscape demo --data mnist1d -o demo-mnist1d
     """
-    try:
-        log = (lambda _line: None) if quiet else click.echo
-        result = run_demo(out, demo_settings(data, quick=quick, seed=seed), device=device, log=log)
-    except LandscapeError as exc:  # the library names its parameter; the user typed a flag
-        raise type(exc)(str(exc).replace("out_dir", "-o/--out")) from None
+    # Library errors name out_dir; the group shows them as -o/--out (COMMAND_PARAM_FLAGS["demo"]).
+    log = (lambda _line: None) if quiet else click.echo
+    result = run_demo(out, demo_settings(data, quick=quick, seed=seed), device=device, log=log)
     click.echo(f"done in {result.seconds:.0f} s")
     for name in ("report.html", "report.md", "groups.csv", "paired.csv", "runs.csv"):
         click.echo(f"  {name:12s} {out / name}")
