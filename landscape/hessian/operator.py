@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from landscape.errors import ConfigError, NonDeterministicDataError, check_choice
+from landscape.hessian.bn_fold import FoldedModel, fold_eval_batchnorm
 from landscape.objective import Objective
 
 HVP_MODES = ("auto", "rev-rev", "fwd-rev")
@@ -62,6 +63,10 @@ class HessianOperator:
             reverse-over-reverse product is one double-backward pass per batch instead of a forward,
             a backward and a double backward. Costs the memory of the activations and gradient
             graph of the whole sample; a single batch is always cached.
+        fold_batchnorm: with batch norm in eval mode, differentiate the model with every batch norm
+            folded into the convolution or linear layer before it (:mod:`~landscape.hessian.bn_fold`):
+            the same function, so the same product up to rounding, at a lower cost. ``folded`` records
+            the pairs folded, or why none were.
 
     Raises:
         NonDeterministicDataError: the loader shuffles or two passes disagree.
@@ -79,6 +84,7 @@ class HessianOperator:
         allow_nondeterministic: bool = False,
         block_size: int = 16,
         cache_graphs: bool = False,
+        fold_batchnorm: bool = True,
     ) -> None:
         check_choice("mode", mode, HVP_MODES)
         if block_size < 1:
@@ -124,6 +130,7 @@ class HessianOperator:
                 )
             if check_determinism:
                 objective.check_deterministic()
+        self.folded = self._fold(fold_batchnorm)
 
     # -- conversions --------------------------------------------------------------------------
     def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -147,6 +154,37 @@ class HessianOperator:
         if self._batches is not None:
             return len(self._batches) == 1
         return self.objective.num_batches == 1
+
+    def _fold(self, enabled: bool) -> FoldedModel:
+        model = self.objective.model
+        if not enabled:
+            return FoldedModel(model, [], "folding switched off")
+        if self.objective.bn_mode != "eval":
+            return FoldedModel(model, [], "batch norm normalizes with batch statistics (bn_mode='train')")
+        folded = fold_eval_batchnorm(model)
+        if folded.pairs:
+            # the same function by construction; one forward on the first batch guards against a
+            # model whose traced graph does not match what it runs
+            x, _, _ = next(iter(self._iter_batches()))
+            with torch.no_grad(), self.objective.model_mode():
+                want, got = model(x), folded.module(x)
+            scale = float(want.abs().max()) if want.numel() else 0.0
+            if got.shape != want.shape or float((got - want).abs().max()) > (
+                torch.finfo(self.dtype).eps ** 0.5 * max(scale, 1.0)
+            ):
+                return FoldedModel(model, [], "the folded model disagreed with the model")
+        return folded
+
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self.objective.model_mode():
+            return self.objective.loss_fn(self.folded.module(x), y)
+
+    def _functional_batch_loss(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        with self.objective.model_mode():
+            out = torch.func.functional_call(self.folded.module, params, (x,), strict=False)
+        return self.objective.loss_fn(out, y)
 
     def _reduce(self, out: torch.Tensor) -> None:
         if self._batches is None:
@@ -189,7 +227,7 @@ class HessianOperator:
 
     def _first_order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor | None], list[int]]:
         with torch.enable_grad():
-            loss = self.objective.batch_loss(x, y)
+            loss = self._batch_loss(x, y)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
         used = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
         return list(grads), used
@@ -237,7 +275,7 @@ class HessianOperator:
         def loss(*sub: torch.Tensor) -> torch.Tensor:
             d = dict(full)
             d.update(zip(names, sub))
-            return self.objective.functional_batch_loss(d, x, y)
+            return self._functional_batch_loss(d, x, y)
 
         grad_fn = torch.func.grad(loss, argnums=tuple(range(len(primals))))
 
