@@ -182,6 +182,9 @@ class Surface:
         }
         if self.ys is not None:
             out["y_range"] = [float(self.ys[0]), float(self.ys[-1])]
+        for key in ("precision", "precision_check"):  # a reduced precision and its float32 difference
+            if key in self.metadata:
+                out[key] = self.metadata[key]
         if mask.any():
             k = int(np.argmin(np.where(mask, self.loss, np.inf)))
             out["loss_min"] = float(self.loss.reshape(-1)[k])
