@@ -6,7 +6,9 @@ batch-norm running variances as ``v_0 exp(a d_1 + b d_2)``, see :mod:`landscape.
 the loss and accuracy are evaluated over the objective's fixed data, and at the end the base is
 copied back bit for bit. With ``bn='recalibrate'`` the batch-norm running statistics are re-estimated
 at every point (reset, one pass in training mode with ``momentum=None``, i.e. the exact average over
-batches) before evaluating in evaluation mode; the base buffers are restored at the end.
+batches) before evaluating in evaluation mode; the base buffers are restored at the end. With
+``precision='bfloat16'|'float16'`` every forward (recalibration included) runs under autocast and a
+few points are evaluated again in float32 (:mod:`landscape.surface.precision`).
 
 The computed points are saved atomically to the surface file every ``save_every`` seconds (and at the
 end, and on ``KeyboardInterrupt`` before it propagates); a rerun with the same settings computes

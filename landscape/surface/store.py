@@ -2,8 +2,8 @@
 
 One NPZ file holds everything a figure needs; it is rewritten atomically as chunks of grid points
 finish, so an interrupted run leaves a valid partial file that the same command resumes. A file made
-with other settings (checkpoint, directions, grid, data, batch-norm policy) has another fingerprint
-and is refused unless the caller asks to overwrite it.
+with other settings (checkpoint, directions, grid, data, batch-norm policy, a reduced precision) has
+another fingerprint and is refused unless the caller asks to overwrite it.
 """
 
 from __future__ import annotations
