@@ -14,6 +14,12 @@ Usage::
     python benchmarks/bench_surface.py                      # all cases, ~2-4 minutes on 2 CPU cores
     python benchmarks/bench_surface.py --steps 11 --repeats 1 --cases mlp
     python benchmarks/bench_surface.py --no-loss-landscapes --cases mlp mlp-small mlp-tiny cnn16
+    python benchmarks/bench_surface.py --precision bfloat16 --cases mlp mlp-small cnn16 --steps 11
+
+With ``--precision bfloat16|float16`` it measures instead the same grid in float32 and in that
+precision (``compute_surface(..., precision=...)``, forward under autocast), one point per pass and
+``points_per_pass='auto'``, and prints the throughput ratio and the largest loss difference over
+the whole grid (and the ``precision_check`` the surface records from its check points).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from landscape import Objective, build_model, digits_tensors
@@ -129,6 +137,68 @@ def bench_case(
     }
 
 
+def bench_precision(name: str, steps: int, samples: int, repeats: int, precision: str) -> dict[str, Any]:
+    """Points per second in float32 and in ``precision`` (1/pass and auto), and the loss difference."""
+    kind, kwargs, case_samples = CASES[name]
+    samples = case_samples or samples
+    torch.manual_seed(0)
+    model = build_model(kind, **kwargs).eval()
+    x, y = digits_tensors("train")
+    obj = Objective(model, (x[:samples].contiguous(), y[:samples].contiguous()), device="cpu")
+    dirs = random_directions(obj, 2, seed=0)
+    grid = torch.linspace(-1, 1, steps).numpy()
+    runs = {(p, per): None for p in ("float32", precision) for per in (1, "auto")}
+    best = dict.fromkeys(runs, float("inf"))
+    for p, per in runs:  # warm-up (autocast and vmap first calls)
+        compute_surface(obj, dirs, grid[:2], grid[:2], points_per_pass=per, precision=p, quiet=True)
+    for _ in range(repeats):  # round-robin, best of each
+        for p, per in runs:
+            t = time.perf_counter()
+            runs[p, per] = compute_surface(
+                obj, dirs, grid, grid, points_per_pass=per, precision=p, quiet=True
+            )
+            best[p, per] = min(best[p, per], time.perf_counter() - t)
+    points = steps * steps
+    full, low = runs["float32", 1], runs[precision, 1]
+    diff = np.abs(low.loss - full.loss)
+    return {
+        "case": name,
+        "params": sum(p.numel() for p in model.parameters()),
+        "samples": samples,
+        "points": points,
+        "auto_points_per_pass": runs["float32", "auto"].metadata["points_per_pass"],
+        **{f"{p}_{per}_pts_per_s": points / t for (p, per), t in best.items()},
+        "max_abs_loss_diff": float(diff.max()),
+        "max_rel_loss_diff": float((diff / np.abs(full.loss)).max()),
+        "max_abs_loss_diff_auto": float(np.abs(runs[precision, "auto"].loss - full.loss).max()),
+        "max_accuracy_diff": float(np.abs(low.accuracy - full.accuracy).max()),
+        "check": low.metadata["precision_check"],
+    }
+
+
+def print_precision(args: argparse.Namespace) -> None:
+    """The ``--precision`` table: float32 vs the reduced precision, same grid, same process."""
+    p = args.precision
+    print(f"# grid {args.steps}x{args.steps}, float32 vs {p} autocast, best of {args.repeats}")
+    print(
+        f"| case | params | samples | f32 1/pass pts/s | {p} 1/pass pts/s | ratio | f32 auto (N) pts/s | "
+        f"{p} auto pts/s | ratio | max abs loss diff (1/pass, auto) | max rel loss diff | "
+        "max acc diff | check: points, max rel |"
+    )
+    print("|" + "---|" * 13)
+    for name in args.cases:
+        r = bench_precision(name, args.steps, args.samples, args.repeats, p)
+        f1, l1 = r["float32_1_pts_per_s"], r[f"{p}_1_pts_per_s"]
+        fa, la = r["float32_auto_pts_per_s"], r[f"{p}_auto_pts_per_s"]
+        print(
+            f"| {name} | {r['params']:,} | {r['samples']} | {f1:.1f} | {l1:.1f} | {l1 / f1:.2f}x | "
+            f"{fa:.1f} ({r['auto_points_per_pass']}) | {la:.1f} | {la / fa:.2f}x | "
+            f"{r['max_abs_loss_diff']:.1e}, {r['max_abs_loss_diff_auto']:.1e} | {r['max_rel_loss_diff']:.1e} | "
+            f"{r['max_accuracy_diff']:.4f} | {len(r['check']['points'])}, {r['check']['max_rel_diff']:.1e} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=21)
@@ -138,12 +208,21 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--no-loss-landscapes", action="store_true", help="Skip loss-landscapes (faster).")
     ap.add_argument("--json", type=Path, default=None, help="Also write the rows as JSON here.")
+    ap.add_argument(
+        "--precision",
+        choices=["bfloat16", "float16"],
+        default=None,
+        help="Measure float32 against this autocast precision instead (throughput and loss difference).",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
         f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={torch.get_num_threads()}"
     )
+    if args.precision:
+        print_precision(args)
+        return
     print(
         f"# grid {args.steps}x{args.steps}, {args.samples} digits in one batch (unless the case sets its own), float32, best of {args.repeats}"
     )

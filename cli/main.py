@@ -95,6 +95,8 @@ PARAM_FLAGS: dict[str, str] = {
 # Where a command sets a library parameter with a flag of another name (or shows it otherwise).
 COMMAND_PARAM_FLAGS: dict[str, dict[str, str]] = {
     "demo": {"out_dir": "-o/--out "},
+    "plot1d": {"precision": "--precision "},
+    "plot2d": {"precision": "--precision "},
     "compare-magnitude": {"samples": "--sharpness ", "subset": "--sharpness "},
     "connect": {
         "align": "--align ",

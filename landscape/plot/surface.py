@@ -81,6 +81,21 @@ def _label(surface: Surface, default: str) -> str:
     return str(surface.metadata.get("label") or default)
 
 
+def reduced_precision(surface: Surface) -> str | None:
+    """The autocast precision a surface was computed in (``bfloat16``/``float16``), else ``None``."""
+    precision = surface.metadata.get("precision", "float32")
+    return None if precision == "float32" else str(precision)
+
+
+def _title_with_precision(title: str | None, surfaces: Sequence[Surface]) -> str | None:
+    """``title`` plus a line naming the reduced precisions, so a figure never passes for float32."""
+    reduced = sorted({p for p in map(reduced_precision, surfaces) if p is not None})
+    if not reduced:
+        return title
+    note = f"loss from a {'/'.join(reduced)} forward (autocast)"
+    return f"{title}\n{note}" if title else note
+
+
 def plot_surface_1d(
     surfaces: Surface | Sequence[Surface],
     *,
@@ -98,7 +113,7 @@ def plot_surface_1d(
         labels: legend entries (default: each surface's ``metadata['label']`` or its index).
         log: logarithmic loss axis.
         accuracy: draw accuracy (dashed) on a twin right axis.
-        title: figure title.
+        title: figure title (a second line names a reduced precision the surface was computed in).
         xlabel: label of the horizontal axis (default from the direction kind).
         ax: draw into these axes (the accuracy goes on a twin of them); default: a new figure.
 
@@ -118,6 +133,8 @@ def plot_surface_1d(
     for i, s in enumerate(group):
         color = f"C{i % 10}"
         name = labels[i] if labels is not None else _label(s, f"surface {i}" if len(group) > 1 else "")
+        if len(group) > 1 and reduced_precision(s):
+            name = f"{name} [{reduced_precision(s)}]"
         loss = _values(s, "loss")
         ax.plot(s.xs, loss, "-", color=color, lw=1.8, label=f"{name} loss".strip())
         if ax2 is not None:
@@ -137,6 +154,7 @@ def plot_surface_1d(
         handles, names = handles + h2, names + n2
     if handles:
         ax.legend(handles, names, loc="best", fontsize="small")
+    title = _title_with_precision(title, group)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -177,7 +195,7 @@ def plot_surface_2d(
             ``vmin``/``vmax`` to several figures to compare them.
         vmax: upper end of the colour scale (default: the surface's maximum).
         trajectory: overlay ``extras['path_x'/'path_y']`` and ``extras['points_x'/'points_y']``.
-        title: figure title.
+        title: figure title (a second line names a reduced precision the surface was computed in).
         cmap: matplotlib colour map.
         ax: draw into these axes (3D axes for ``surface3d``: ``fig.add_subplot(projection="3d")``);
             the colour bar takes room from them. Default: a new figure.
@@ -235,6 +253,7 @@ def plot_surface_2d(
     xl, yl = surface.metadata.get("axis_labels", ["alpha", "beta"])
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
+    title = _title_with_precision(title, [surface])
     if title:
         ax.set_title(title)
     return fig

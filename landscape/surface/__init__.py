@@ -24,6 +24,7 @@ from landscape.surface.from_checkpoint import (
     surface_from_checkpoint,
 )
 from landscape.surface.grid import BN_POLICIES, PointEvaluator, compute_surface
+from landscape.surface.precision import PRECISIONS
 from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismatchError
 from landscape.surface.trajectory import PCAResult, pca_directions, plane_directions, trajectory_files
 
@@ -35,6 +36,7 @@ __all__ = [
     "IGNORES",
     "MODES",
     "NORMS",
+    "PRECISIONS",
     "CheckpointSource",
     "Direction",
     "NonFiniteLossWarning",

@@ -14,6 +14,12 @@ float64 sums), so the result equals the one-point path up to the rounding of a b
 product (tests: 1e-6 in float32, 1e-12 in float64).
 
 Batch-norm recalibration needs one training-mode pass per point and stays on the one-point path.
+
+In a reduced precision (:mod:`landscape.surface.precision`) the vmapped forward runs under autocast
+and its outputs are cast to float32 before the loss. The batched forward rounds at other places
+than the one-point one (a vmapped ``Linear`` is a low-precision product plus a float32 bias, not
+one fused low-precision ``addmm``), so the two paths agree to the reduced precision's rounding,
+not to float32's.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from torch import nn
 
 from landscape.errors import ConfigError
 from landscape.surface.directions import log_space_dtype
+from landscape.surface.precision import autocast, is_reduced
 
 if TYPE_CHECKING:  # grid.py imports this module
     from landscape.surface.grid import PointEvaluator
@@ -169,9 +176,13 @@ class BatchedPointEvaluator:
         batched_loss = torch.func.vmap(obj.loss_fn, in_dims=(0, None)) if per_point_loss else None
         sums = torch.zeros((2, points), dtype=torch.float64, device=obj.device)
         classified = True
+        precision = self.evaluator.precision
         with torch.no_grad(), obj.model_mode():
             for x, y, w in obj.batches():
-                out = forward(params, x)
+                with autocast(obj, precision):
+                    out = forward(params, x)
+                if is_reduced(precision):
+                    out = out.float()  # the loss of float32 outputs, as on the one-point path
                 if batched_loss is not None:
                     losses = batched_loss(out, y)
                 else:  # a plain callable may not vmap: one call per point, still one forward

@@ -34,6 +34,7 @@ from landscape.surface.builders import (
 )
 from landscape.surface.directions import MODES, Direction, bn_buffers, snapshot
 from landscape.surface.grid import PointCallback, compute_surface
+from landscape.surface.precision import PRECISIONS, check_precision
 from landscape.surface.store import Surface
 
 __all__ = [
@@ -230,6 +231,7 @@ def surface_from_checkpoint(
     mode: str | None = None,
     seed: int = 0,
     bn: str = "fixed",
+    precision: str = "float32",
     source: CheckpointSource | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -263,6 +265,9 @@ def surface_from_checkpoint(
             interpolation is not the second checkpoint.
         seed: seed of every random draw (random directions, data subset, eigen start vector).
         bn: ``fixed`` or ``recalibrate``.
+        precision: ``float32``, ``bfloat16`` or ``float16`` (forward under autocast, losses in
+            float32; see :func:`landscape.surface.compute_surface`). A reduced precision needs a
+            float32 model.
         source: model, data and device settings (default: the checkpoint's model and data, all
             of it, batches of 256, the best device).
         out: surface file (NPZ); resumed when it has the same settings.
@@ -284,7 +289,8 @@ def surface_from_checkpoint(
     Raises:
         CheckpointError: a checkpoint holds NaN or infinite values (checked before anything is
             written).
-        ConfigError: a bad option (a direction kind without its checkpoints...).
+        ConfigError: a bad option (a direction kind without its checkpoints, a reduced precision
+            for a float64 model...), before anything is written.
 
     Warns:
         NonFiniteLossWarning: some grid points have a NaN or infinite loss.
@@ -294,8 +300,10 @@ def surface_from_checkpoint(
     ys = None if ys is None else np.asarray(ys, dtype=np.float64)
     ndim = 1 if ys is None else 2
     check_direction_inputs(dir_type, ndim, to=to, ckpts=ckpts, trajectory=trajectory)
+    check_choice("precision", precision, PRECISIONS)
     with process_group(source.device) as group:
         objective, ckpt, spec = source.objective(checkpoint, seed=seed, device=group.device)
+        check_precision(precision, objective)  # before directions are built (eigen ones take long)
         check_finite_tensors(objective.model.state_dict().items(), checkpoint)
         load_kwargs = source.load_kwargs()
         if ckpt.model_spec is not None and load_kwargs["model"] is None:
@@ -340,6 +348,7 @@ def surface_from_checkpoint(
             path=out,
             overwrite=overwrite,
             bn=bn,
+            precision=precision,
             settings=settings,
             metadata=meta,
             extras=built.extras,

@@ -6,7 +6,9 @@ batch-norm running variances as ``v_0 exp(a d_1 + b d_2)``, see :mod:`landscape.
 the loss and accuracy are evaluated over the objective's fixed data, and at the end the base is
 copied back bit for bit. With ``bn='recalibrate'`` the batch-norm running statistics are re-estimated
 at every point (reset, one pass in training mode with ``momentum=None``, i.e. the exact average over
-batches) before evaluating in evaluation mode; the base buffers are restored at the end.
+batches) before evaluating in evaluation mode; the base buffers are restored at the end. With
+``precision='bfloat16'|'float16'`` every forward (recalibration included) runs under autocast and a
+few points are evaluated again in float32 (:mod:`landscape.surface.precision`).
 
 The computed points are saved atomically to the surface file every ``save_every`` seconds (and at the
 end, and on ``KeyboardInterrupt`` before it propagates); a rerun with the same settings computes
@@ -36,6 +38,14 @@ from landscape.objective import Objective
 from landscape.progress import Progress
 from landscape.surface.batched import DEFAULT_MEMORY_BUDGET, BatchedPointEvaluator, choose_points_per_pass
 from landscape.surface.directions import describe_directions, is_variance, log_space_dtype
+from landscape.surface.precision import (
+    autocast,
+    check_points,
+    check_precision,
+    check_surface_points,
+    evaluate_in_precision,
+    is_reduced,
+)
 from landscape.surface.store import NonFiniteLossWarning, Surface, check_resumable
 
 BN_POLICIES = ("fixed", "recalibrate")
@@ -57,6 +67,8 @@ class PointEvaluator:
         directions: one or two directions (``name -> tensor``); names not in a direction stay put.
         base: the base point (defaults to a snapshot of the tensors the directions name).
         bn: ``fixed`` (keep the buffers) or ``recalibrate`` (re-estimate them at every point).
+        precision: ``float32``, or ``bfloat16``/``float16`` to run every forward under autocast
+            (:mod:`landscape.surface.precision`); the moved tensors stay in the model's dtype.
     """
 
     def __init__(
@@ -66,12 +78,15 @@ class PointEvaluator:
         *,
         base: Mapping[str, torch.Tensor] | None = None,
         bn: str = "fixed",
+        precision: str = "float32",
     ) -> None:
         check_choice("bn", bn, BN_POLICIES)
+        check_precision(precision, objective)
         if not directions:
             raise ConfigError("at least one direction is needed")
         self.objective = objective
         self.bn = bn
+        self.precision = precision
         live = dict(zip(objective.param_names, objective.params))
         live.update(dict(objective.model.named_buffers()))
         names = list(dict.fromkeys(n for d in directions for n in d))
@@ -133,8 +148,12 @@ class PointEvaluator:
                 for c, d in terms[1:]:
                     t.add_(d, alpha=c)
 
-    def recalibrate(self) -> None:
-        """Re-estimate batch-norm running statistics on the objective's data (exact average)."""
+    def recalibrate(self, precision: str | None = None) -> None:
+        """Re-estimate batch-norm running statistics on the objective's data (exact average).
+
+        The pass runs in ``precision`` (default: the evaluator's), so the statistics are those of
+        the activations the evaluation in that precision normalizes; the buffers stay float32.
+        """
         model = self.objective.model
         bns = _bn_modules(model)
         saved = [(m.training, m.momentum) for m in bns]
@@ -143,7 +162,7 @@ class PointEvaluator:
                 m.reset_running_stats()
                 m.momentum = None
                 m.train()
-            with torch.no_grad():
+            with torch.no_grad(), autocast(self.objective, precision or self.precision):
                 for x, _, _ in self.objective.batches():
                     model(x)
         finally:
@@ -151,11 +170,15 @@ class PointEvaluator:
                 m.train(training)
                 m.momentum = momentum
 
-    def evaluate(self, coords: Sequence[float]) -> tuple[float, float]:
-        """Loss and accuracy at ``base + sum_k coords[k] d_k``."""
+    def evaluate(self, coords: Sequence[float], *, precision: str | None = None) -> tuple[float, float]:
+        """Loss and accuracy at ``base + sum_k coords[k] d_k`` (in ``precision``, default the
+        evaluator's; ``'float32'`` is :meth:`Objective.evaluate` itself)."""
+        precision = precision or self.precision
         self.set_point(coords)
         if self.bn == "recalibrate":
-            self.recalibrate()
+            self.recalibrate(precision)
+        if is_reduced(precision):
+            return evaluate_in_precision(self.objective, precision)
         ev = self.objective.evaluate()
         return ev.loss, ev.accuracy
 
@@ -189,7 +212,9 @@ def surface_fingerprint(
     """The fingerprint of a surface, the settings it is made of, and the metadata to record.
 
     The base weights, the directions, the grid, the data, ``bn`` and the objective's policy always
-    enter it; ``settings`` adds the caller's (direction kind, seed...).
+    enter it, and the evaluator's precision when it is reduced (a float32 surface keeps the
+    fingerprint it had before precisions existed, so its files still resume); ``settings`` adds
+    the caller's (direction kind, seed...).
 
     Returns:
         ``(fingerprint, parts, metadata)``.
@@ -211,9 +236,17 @@ def surface_fingerprint(
             "loss_fn": type(objective.loss_fn).__name__,
         }
     )
+    if is_reduced(evaluator.precision):
+        parts["precision"] = evaluator.precision
     meta = dict(metadata or {})
     meta.update(
-        {"fingerprint_parts": parts, "objective": objective.metadata(), "bn": bn, "directions": described}
+        {
+            "fingerprint_parts": parts,
+            "objective": objective.metadata(),
+            "bn": bn,
+            "directions": described,
+            "precision": evaluator.precision,
+        }
     )
     return settings_digest(parts), parts, meta
 
@@ -303,6 +336,20 @@ def _pass_function(
     return BatchedPointEvaluator(evaluator).evaluate
 
 
+def _float32_check(surface: Surface, evaluator: PointEvaluator) -> dict[str, Any]:
+    """The reduced-precision surface against float32 at its computed check points (every rank
+    evaluates them: a sharded objective reduces over all ranks)."""
+    points = check_points(surface.xs, surface.ys)
+    return check_surface_points(
+        surface.loss,
+        surface.accuracy,
+        surface.done,
+        points,
+        surface.coordinates,
+        lambda coords: evaluator.evaluate(coords, precision="float32"),
+    )
+
+
 def compute_surface(
     objective: Objective,
     directions: Sequence[Mapping[str, torch.Tensor]],
@@ -312,6 +359,7 @@ def compute_surface(
     path: str | Path | None = None,
     overwrite: bool = False,
     bn: str = "fixed",
+    precision: str = "float32",
     settings: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
@@ -334,6 +382,12 @@ def compute_surface(
             computed; with another fingerprint it is refused unless ``overwrite``.
         overwrite: discard an existing file made with other settings.
         bn: ``fixed`` or ``recalibrate`` (see :class:`PointEvaluator`).
+        precision: ``float32`` (default), ``bfloat16`` or ``float16``: the forward of every point
+            under ``torch.autocast`` with float32 outputs, losses and weights
+            (:mod:`landscape.surface.precision`). It enters the fingerprint (a file never mixes
+            precisions); a reduced precision also evaluates a few points (:func:`check_points`)
+            in float32 and records ``metadata['precision_check']``: the points, both losses,
+            ``max_abs_diff``, ``max_rel_diff`` and ``max_accuracy_diff``.
         settings: extra settings that enter the fingerprint (direction kind, seed, checkpoint...).
             The base weights, the directions, the grid, the data and ``bn`` always enter it.
         metadata: recorded in the file, not fingerprinted.
@@ -361,7 +415,8 @@ def compute_surface(
 
     Raises:
         SurfaceMismatchError: ``path`` holds a surface made with other settings.
-        ConfigError: bad grid or direction count.
+        ConfigError: bad grid or direction count; a reduced precision with a model that is not
+            float32, or on a device whose autocast does not support it.
         KeyboardInterrupt: re-raised after the points computed so far are saved to ``path``.
     """
     xs = np.asarray(xs, dtype=np.float64)
@@ -375,7 +430,7 @@ def compute_surface(
     if world > 1 and objective.shard is not None:
         raise ConfigError("split either the grid points or the data across ranks, not both (shard=None)")
 
-    evaluator = PointEvaluator(objective, directions, bn=bn)
+    evaluator = PointEvaluator(objective, directions, bn=bn, precision=precision)
     per_pass, per_pass_reason = choose_points_per_pass(
         evaluator, points_per_pass, memory_budget=memory_budget
     )
@@ -410,6 +465,8 @@ def compute_surface(
                 callback=callback,
                 quiet=quiet,
             )
+            if is_reduced(precision):
+                surface.metadata["precision_check"] = _float32_check(surface, evaluator)
     except KeyboardInterrupt:
         save()  # keep every point computed since the last periodic save, then stop as asked
         raise

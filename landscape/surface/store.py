@@ -2,8 +2,8 @@
 
 One NPZ file holds everything a figure needs; it is rewritten atomically as chunks of grid points
 finish, so an interrupted run leaves a valid partial file that the same command resumes. A file made
-with other settings (checkpoint, directions, grid, data, batch-norm policy) has another fingerprint
-and is refused unless the caller asks to overwrite it.
+with other settings (checkpoint, directions, grid, data, batch-norm policy, a reduced precision) has
+another fingerprint and is refused unless the caller asks to overwrite it.
 """
 
 from __future__ import annotations
@@ -182,6 +182,9 @@ class Surface:
         }
         if self.ys is not None:
             out["y_range"] = [float(self.ys[0]), float(self.ys[-1])]
+        for key in ("precision", "precision_check"):  # a reduced precision and its float32 difference
+            if key in self.metadata:
+                out[key] = self.metadata[key]
         if mask.any():
             k = int(np.argmin(np.where(mask, self.loss, np.inf)))
             out["loss_min"] = float(self.loss.reshape(-1)[k])

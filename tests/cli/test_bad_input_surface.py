@@ -99,6 +99,13 @@ CASES = [
     ("plot2d", ["{a}", "--trajectory", "{one}"], ["holds 1 checkpoint", "at least 2"]),
     ("plot1d", ["{a}", "--to", "{mlp}"], ["mlp.pt", "does not fit"]),
     ("plot1d", ["{mlp}", "--bn", "recalibrate"], ["bn='recalibrate'", "bn='fixed'"]),
+    ("plot1d", ["{a}", "--precision", "fp8"], ["--precision fp8", "'float32', 'bfloat16', 'float16'"]),
+    ("plot2d", ["{a}", "--precision", "half"], ["--precision half", "is not valid"]),
+    (
+        "plot2d",
+        ["{a}", "--precision", "bfloat16", "--dtype", "float64"],
+        ["--precision bfloat16 needs a float32 model", "float64", "--dtype=float32", "--precision float32"],
+    ),
     (
         "plot1d",
         ["{a}", "--x", "0:1:2", "--seed", "5", "-o", "{made}"],
@@ -166,8 +173,12 @@ def test_parse_range_values():
             "bn='recalibrate' needs batch norm; use bn='fixed'",
         ),
         ("batch_size=0 must be >= 1, up to=3", "batch_size=0 must be >= 1, up --to 3"),
+        (
+            "precision='fp8' is not valid; use precision='float32'",
+            "--precision fp8 is not valid; use --precision float32",
+        ),
     ],
-    ids=["to", "ckpts", "trajectory", "untouched", "word-boundary"],
+    ids=["to", "ckpts", "trajectory", "untouched", "word-boundary", "precision"],
 )
 def test_library_parameter_names_become_flags(message, expected):
     assert as_surface_flags(message).startswith(expected)

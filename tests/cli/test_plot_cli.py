@@ -210,6 +210,36 @@ def test_bad_input_is_one_line(tmp_path, args, fragment):
     assert fragment in r.output
 
 
+@pytest.mark.parametrize("command", ["plot1d", "plot2d"])
+def test_precision_prints_the_float32_difference_and_refuses_a_mix(tmp_path, command):
+    a = _ckpt(tmp_path / "a.pt", 0)
+    grid = ["--x", "-1:1:21"] if command == "plot1d" else ["--x", "-1:1:5", "--y", "-1:1:5"]
+    args = [command, a, *grid, "-o", tmp_path, *COMMON]
+    r = run(*args, "--precision", "bfloat16")
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("precision ")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "precision bfloat16 vs float32 at 1 point: max |loss diff| "
+    )
+    s = Surface.load(tmp_path / f"a_random_{command[-2:]}.npz")
+    check = s.metadata["precision_check"]
+    assert s.metadata["precision"] == "bfloat16" and f"{check['max_abs_diff']:.2e}" in lines[0]
+    r = run(*args, "--json")  # float32 on the bfloat16 file
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "differs in: precision" in r.output and "--overwrite" in r.output
+    r = run(*args, "--precision", "bfloat16", "--json")  # resumes: nothing to compute
+    assert r.exit_code == 0, r.output
+    surface = json.loads(r.output)["surfaces"][0]
+    assert surface["precision"] == "bfloat16" and surface["precision_check"] == check
+
+
+def test_precision_in_help_and_float32_prints_no_difference(tmp_path):
+    r = run("plot2d", "--help")
+    assert "--precision" in r.output and "float32|bfloat16|float16" in r.output
+    r = run("plot1d", _ckpt(tmp_path / "a.pt", 0), "--x", "-1:1:3", "-o", tmp_path, *COMMON)
+    assert r.exit_code == 0 and not any(line.startswith("precision") for line in r.output.splitlines())
+
+
 def test_missing_checkpoint_or_both_inputs(tmp_path):
     r = run("plot2d", "-o", tmp_path)
     assert r.exit_code == 1 and "missing CHECKPOINT" in r.output
