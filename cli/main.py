@@ -234,10 +234,32 @@ def raise_unexpected(exc: Exception) -> None:
     sys.exit(1)
 
 
+def _check_threads(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    from landscape.errors import ConfigError
+    from landscape.threads import choose_threads
+
+    try:
+        return choose_threads(value)
+    except ConfigError as exc:
+        raise click.BadParameter(f"{value!r} is not auto or a whole number >= 1", ctx, param) from exc
+
+
 @click.group(cls=LandscapeGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, "--version", prog_name="landscape")
-def cli() -> None:
+@click.option(
+    "--threads",
+    default="auto",
+    show_default=True,
+    callback=_check_threads,
+    help="torch CPU threads: a number, or auto (the cores other processes leave idle, by the "
+    "one-minute load average; torch's own choice when OMP_NUM_THREADS is set).",
+)
+def cli(threads: int | None) -> None:
     """Loss-landscape geometry for PyTorch: Hessian spectra, sharpness and loss surfaces."""
+    if threads is not None:  # only once a command runs: a usage error never loads torch
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def main() -> None:
