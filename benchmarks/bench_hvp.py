@@ -147,7 +147,9 @@ def grads_batched_block(op: HessianOperator, V: torch.Tensor) -> Callable[[], to
     def run() -> torch.Tensor:
         out = torch.zeros_like(V)
         for x, y, w in op.objective.batches():
-            grads = torch.autograd.grad(op._batch_loss(x, y), op.params, create_graph=True)
+            with op.objective.model_mode():
+                loss = op._batch_loss(x, y)
+            grads = torch.autograd.grad(loss, op.params, create_graph=True)
             hv = torch.autograd.grad(grads, op.params, grad_outputs=cols, is_grads_batched=True)
             out.add_(torch.cat([h.reshape(k, -1) for h in hv], dim=1).T, alpha=w)
         return out
@@ -162,7 +164,8 @@ def compiled_product(op: HessianOperator, v: torch.Tensor, say: Callable[[str], 
 
     def batch_hvp(params: dict, x: torch.Tensor, y: torch.Tensor) -> tuple:
         def grad_of(p: dict) -> dict:
-            return torch.func.grad(lambda q: op._functional_batch_loss(q, x, y))(p)
+            with op.objective.model_mode():
+                return torch.func.grad(lambda q: op._functional_batch_loss(q, x, y))(p)
 
         return torch.func.jvp(grad_of, (params,), (tangents,))[1]
 

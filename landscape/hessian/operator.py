@@ -175,15 +175,14 @@ class HessianOperator:
                 return FoldedModel(model, [], "the folded model disagreed with the model")
         return folded
 
+    # The two batch losses run inside ``objective.model_mode()``, which ``_block`` enters once per pass.
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with self.objective.model_mode():
-            return self.objective.loss_fn(self.folded.module(x), y)
+        return self.objective.loss_fn(self.folded.module(x), y)
 
     def _functional_batch_loss(
         self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        with self.objective.model_mode():
-            out = torch.func.functional_call(self.folded.module, params, (x,), strict=False)
+        out = torch.func.functional_call(self.folded.module, params, (x,), strict=False)
         return self.objective.loss_fn(out, y)
 
     def _reduce(self, out: torch.Tensor) -> None:
@@ -199,8 +198,11 @@ class HessianOperator:
             )
         vec = v.dim() == 1
         V = v.reshape(self.shape[0], -1).to(device=self.device, dtype=self.dtype)
-        cols = [self._block(V[:, j : j + self.block_size]) for j in range(0, V.shape[1], self.block_size)]
-        out = torch.cat(cols, dim=1)
+        if V.shape[1] <= self.block_size:
+            out = self._block(V)
+        else:
+            steps = range(0, V.shape[1], self.block_size)
+            out = torch.cat([self._block(V[:, j : j + self.block_size]) for j in steps], dim=1)
         return out[:, 0] if vec else out
 
     def hvp(self, vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -210,16 +212,18 @@ class HessianOperator:
     def _block(self, V: torch.Tensor) -> torch.Tensor:
         k = V.shape[1]
         out = torch.zeros_like(V)
-        if self.mode == "rev-rev" and (self.cache_graphs or self._single_batch()):
-            for grads, used in self._cached_graphs():
-                out += self._rev_rev_from_graph(grads, used, V, retain=True)
-        else:
-            for x, y, w in self._iter_batches():
-                if self.mode == "rev-rev":
-                    grads, used = self._first_order(x, y)
-                    out.add_(self._rev_rev_from_graph(grads, used, V, retain=False), alpha=w)
-                else:
-                    out.add_(self._fwd_rev(x, y, V), alpha=w)
+        # one mode switch per pass, not per batch: on small models it is a visible share of a product
+        with self.objective.model_mode():
+            if self.mode == "rev-rev" and (self.cache_graphs or self._single_batch()):
+                for grads, used in self._cached_graphs():
+                    self._add_rev_rev(out, grads, used, V, weight=1.0, retain=True)
+            else:
+                for x, y, w in self._iter_batches():
+                    if self.mode == "rev-rev":
+                        grads, used = self._first_order(x, y)
+                        self._add_rev_rev(out, grads, used, V, weight=w, retain=False)
+                    else:
+                        out.add_(self._fwd_rev(x, y, V), alpha=w)
         self._reduce(out)
         self.matvecs += k
         self.passes += 1
@@ -245,12 +249,19 @@ class HessianOperator:
         """Forget the cached gradient graphs (call after changing the parameters in place)."""
         self._graphs = None
 
-    def _rev_rev_from_graph(
-        self, grads: list[torch.Tensor | None], used: list[int], V: torch.Tensor, *, retain: bool
-    ) -> torch.Tensor:
-        out = torch.zeros_like(V)
+    def _add_rev_rev(
+        self,
+        out: torch.Tensor,
+        grads: list[torch.Tensor | None],
+        used: list[int],
+        V: torch.Tensor,
+        *,
+        weight: float,
+        retain: bool,
+    ) -> None:
+        """``out += weight * H_b V`` by one double-backward pass per column through ``grads``' graph."""
         if not used:
-            return out
+            return
         gs = [grads[i] for i in used]
         k = V.shape[1]
         for j in range(k):
@@ -262,10 +273,12 @@ class HessianOperator:
                 retain_graph=retain or j < k - 1,
                 allow_unused=True,
             )
-            out[:, j] = torch.cat(
-                [(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(hv, self.params)]
-            )
-        return out
+            col = out[:, j]
+            offset = 0
+            for h, size in zip(hv, self.sizes):
+                if h is not None:  # unused parameters contribute zero rows
+                    col[offset : offset + size].add_(h.reshape(-1), alpha=weight)
+                offset += size
 
     def _fwd_rev(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         full = self.objective.param_dict()
