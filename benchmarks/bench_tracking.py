@@ -56,24 +56,24 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return digits_tensors("train")
 
 
-def warm_vs_cold(width: int, lr: float, steps: int, every: int, tol: float) -> dict[str, float]:
-    """Two trackers (warm, cold) at the same steps of one full-batch GD run."""
+def warm_vs_cold(width: int, lr: float, steps: int, every: int, tol: float, k: int = 1) -> dict[str, float]:
+    """Two trackers (warm, cold) of the top ``k`` at the same steps of one full-batch GD run."""
     x, y = digits()
     model = tanh_mlp(width)
     loss_fn = resolve_loss("mse")
     train_obj = full_batch_objective(model, (x, y), loss_fn=loss_fn, batch_size=None)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sample = tracking_objective(model, (x, y), loss_fn=loss_fn, batch_size=None)
-    warm = SharpnessTracker(sample, every=every, tol=tol)
+    warm = SharpnessTracker(sample, every=every, tol=tol, k=k)
     ref_values: dict[int, float] = {}
-    cold = SharpnessTracker(sample, every=every, tol=tol, warm_start=False)
+    cold = SharpnessTracker(sample, every=every, tol=tol, k=k, warm_start=False)
     for step in range(steps + 1):
         if warm.due(step, last=step == steps):
             a = warm.measure(step, step, opt)
             b = cold.measure(step, step, opt)
             if abs(a["lambda_max"] - b["lambda_max"]) > 1e-5 * abs(b["lambda_max"]):
                 ref_values[step] = float(
-                    lanczos(HessianOperator(sample), 3, tol=1e-9, max_matvecs=800).eigenvalues[0]
+                    lanczos(HessianOperator(sample), k + 2, tol=1e-9, max_matvecs=800).eigenvalues[0]
                 )
         if step < steps:
             full_batch_step(opt, train_obj)

@@ -232,13 +232,15 @@ def block_lanczos(
     n, dtype, device = operator_info(op)
     gen = torch.Generator().manual_seed(int(seed))
     b, budget, m = _block_sizes(n, k, block_size, tol, max_matvecs, ncv, _start_columns(V0, n))
-    W = _start_block(V0, n, b, gen).to(device=device, dtype=dtype)
-    basis = _Basis(n, m, dtype, device)
+    # the basis, its images and the Ritz residuals in float64 whatever the operator's dtype: with a
+    # float32 operator the explicit residuals then carry only the products' own rounding
+    W = _start_block(V0, n, b, gen).to(device=device, dtype=torch.float64)
+    basis = _Basis(n, m, torch.float64, device)
     matvecs = passes = restarts = 0
     with Progress(budget, f"block lanczos ({which}, k={k}, b={b})", quiet=quiet, unit="hvp") as bar:
         while True:
             W = basis.orthonormal_block(W[:, : min(W.shape[1], n - basis.size)], gen)
-            AW = (op @ W).to(device=device, dtype=dtype).reshape(n, -1)
+            AW = (op @ W.to(dtype)).to(device=device, dtype=torch.float64).reshape(n, -1)
             matvecs, passes = matvecs + W.shape[1], passes + 1
             bar.update(W.shape[1])
             basis.append(W, AW)
@@ -263,6 +265,6 @@ def block_lanczos(
         method="block-lanczos",
         restarts=restarts,
         seconds=time.perf_counter() - t0,
-        vectors=r.Y[:, : r.k].clone() if return_vectors else None,
+        vectors=r.Y[:, : r.k].to(dtype) if return_vectors else None,
         passes=passes,
     )
