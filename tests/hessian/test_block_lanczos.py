@@ -182,3 +182,14 @@ def test_result_roundtrip_keeps_passes_and_reads_old_files(tmp_path) -> None:
     old = res.to_dict()
     del old["passes"]  # a file written before the field existed
     assert EigenResult.from_dict(old).passes is None
+
+
+def test_float32_operator_stops_at_its_rounding_level() -> None:
+    """A tolerance below float32 rounding: explicit residuals stall near eps ||A||, which counts as
+    converged (the eigenvalues are then float32-accurate), instead of spending the whole budget."""
+    A = _indefinite(200)
+    res = block_lanczos(A.float(), 3, block_size=3, tol=1e-12, max_matvecs=600)
+    assert res.all_converged and res.matvecs < 600
+    assert res.vectors.dtype == torch.float32
+    np.testing.assert_allclose(res.eigenvalues, [50.0, 30.0, 20.0], rtol=1e-5)
+    assert np.all(res.residuals <= 10 * float(torch.finfo(torch.float32).eps) * 60.0)
