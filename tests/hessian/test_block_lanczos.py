@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.errors import ConfigError
-from landscape.hessian import EigenResult, HessianOperator, block_lanczos
+from landscape.hessian import EigenResult, HessianOperator, SharpnessOptions, block_lanczos, sharpness
 from landscape.testing import spectrum_matrix
 
 
@@ -193,3 +193,32 @@ def test_float32_operator_stops_at_its_rounding_level() -> None:
     assert res.vectors.dtype == torch.float32
     np.testing.assert_allclose(res.eigenvalues, [50.0, 30.0, 20.0], rtol=1e-5)
     assert np.all(res.residuals <= 10 * float(torch.finfo(torch.float32).eps) * 60.0)
+
+
+def test_sharpness_with_eigen_block_matches_dense(mlp_problem) -> None:
+    obj, H = mlp_problem
+    res = sharpness(obj, top_k=4, tol=1e-10, eigen_block=2)
+    np.testing.assert_allclose(
+        res.eigenvalues, _expected(torch.linalg.eigvalsh(H).numpy(), 4, "LA"), rtol=1e-8
+    )
+    assert any("block Lanczos, blocks of 2" in n for n in res.notes)
+    assert SharpnessOptions(eigen_block="auto").eigen_block_size is None  # the benchmark's choice
+    assert SharpnessOptions(eigen_block=1).eigen_block_size is None
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"eigen_block": 0}, "eigen_block=0 is not valid"),
+        ({"eigen_block": "big"}, "eigen_block='big' is not valid"),
+        ({"eigen_block": True}, "eigen_block=True is not valid"),
+        (
+            {"eigen_block": 2, "backend": "pyhessian"},
+            "eigen_block=2 is not available with backend='pyhessian'",
+        ),
+    ],
+    ids=["zero", "word", "bool", "pyhessian"],
+)
+def test_bad_eigen_block(options: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SharpnessOptions(**options).validate(100)
