@@ -223,7 +223,8 @@ def block_lanczos(
             cluster, and one data pass per block; ``k = 1`` is single-vector Lanczos in block form).
         which: ``'LA'``, ``'SA'`` or ``'LM'`` (as :func:`~landscape.hessian.krylov.lanczos`).
         tol: relative residual tolerance ``||A y_i - theta_i y_i|| <= tol |theta_i|`` (residuals
-            computed explicitly from the kept images).
+            computed explicitly from the kept images; a residual at the products' rounding level,
+            ``<= ROUNDING eps ||T||``, also counts as converged).
         max_matvecs: budget of products, columns counted (default ``max(300, 60 k)``); the last block
             is narrowed to fit.
         ncv: basis size before a restart (default ``max(2k + b, k + 20 + b)``, at most ``n``).
