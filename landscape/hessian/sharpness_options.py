@@ -26,9 +26,11 @@ def auto_eigen_block(top_k: int) -> int | None:
     ``top_k``.
 
     Block Lanczos would pay for ``top_k >= 4`` only if it were faster in seconds. It is not on the
-    benchmark (benchmarks/bench_block_lanczos.py, benchmarks/RESULTS.md "Block Lanczos"): on the
-    CPU's reverse-over-reverse products a block shares only the first-order pass, and the blocks
-    need 1.5-3x the products of single-vector Lanczos, whose Krylov degree grows one per product.
+    benchmark (benchmarks/bench_block_lanczos.py, benchmarks/RESULTS.md "Block Lanczos"; top-5 to
+    top-20 of a float32 CNN, CPU): 1.15x-3.9x slower, because on reverse-over-reverse products a block
+    shares only the first-order pass (a product in a block costs 0.73-0.90 of a single one) while the
+    blocks need 1.5x-5.3x the products of single-vector Lanczos, whose Krylov degree grows one per
+    product.
     """
     del top_k  # kept so a future measurement (say on CUDA's vmapped products) can pick by k
     return None
