@@ -222,3 +222,17 @@ def test_sharpness_with_eigen_block_matches_dense(mlp_problem) -> None:
 def test_bad_eigen_block(options: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         SharpnessOptions(**options).validate(100)
+
+
+def test_a_start_block_of_eigenvectors_certifies_them_at_once() -> None:
+    """Why the sharpness tracker keeps its summed start: from a block holding the old top
+    eigenvector (still an eigenvector) and a random column, the first Rayleigh-Ritz certifies the
+    old pair, missing a larger eigenvalue whose direction is orthogonal to the old one."""
+    A = torch.diag(torch.cat([torch.tensor([5.0, 6.0]), torch.linspace(0.0, 2.0, 38)]).double())
+    e1 = torch.zeros(40, 1, dtype=torch.float64)
+    e1[0] = 1.0
+    r = torch.randn(40, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    res = block_lanczos(A, 1, block_size=2, tol=1e-4, V0=torch.cat([e1, r], dim=1))
+    assert res.passes == 1 and res.all_converged
+    assert res.eigenvalues[0] == pytest.approx(5.0)  # the true top is 6
+    assert block_lanczos(A, 1, block_size=2, tol=1e-4).eigenvalues[0] == pytest.approx(6.0)
