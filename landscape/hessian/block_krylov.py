@@ -222,15 +222,13 @@ def block_lanczos(
         block_size: columns per product (default ``k``: the smallest block that holds a ``k``-fold
             cluster, and one data pass per block; ``k = 1`` is single-vector Lanczos in block form).
         which: ``'LA'``, ``'SA'`` or ``'LM'`` (as :func:`~landscape.hessian.krylov.lanczos`).
-        tol: relative residual tolerance ``||A y_i - theta_i y_i|| <= tol |theta_i|`` (residuals
-            computed explicitly from the kept images; a residual at the products' rounding level,
-            ``<= ROUNDING eps ||T||``, also counts as converged).
+        tol: relative residual tolerance ``||A y_i - theta_i y_i|| <= tol |theta_i|`` (explicit
+            residuals; one at the products' rounding, ``<= ROUNDING eps ||T||``, also converges).
         max_matvecs: budget of products, columns counted (default ``max(300, 60 k)``); the last block
             is narrowed to fit.
         ncv: basis size before a restart (default ``max(2k + b, k + 20 + b)``, at most ``n``).
         seed: seed of the random start block and of replacement directions.
-        V0: start block ``(n, c)`` (or a vector); topped up at random to ``block_size`` columns, and
-            pushed whole when wider.
+        V0: start block ``(n, c)`` or a vector: topped up at random to ``block_size`` columns.
         return_vectors: keep the ``(n, k)`` Ritz vectors in ``result.vectors``.
         quiet: no progress bar.
 
@@ -246,8 +244,7 @@ def block_lanczos(
     n, dtype, device = operator_info(op)
     gen = torch.Generator().manual_seed(int(seed))
     b, budget, m = _block_sizes(n, k, block_size, tol, max_matvecs, ncv, _start_columns(V0, n))
-    # the basis, its images and the Ritz residuals in float64 whatever the operator's dtype: with a
-    # float32 operator the explicit residuals then carry only the products' own rounding
+    # basis, images and residuals in float64: with a float32 operator only the products round
     W = _start_block(V0, n, b, gen).to(device=device, dtype=torch.float64)
     basis = _Basis(n, m, torch.float64, device)
     matvecs = passes = restarts = 0
