@@ -3,9 +3,11 @@
 Model: a tanh MLP (64 -> W -> W -> 10) on the 1438 training digits (8x8, flattened), square loss
 (``mse``: 1/2 ||f(x) - onehot(y)||^2, averaged), full-batch gradient descent, float32, CPU, one thread.
 
-1. HVPs per measurement, warm-started (previous eigenvectors) vs cold (random start), measured by two
-   trackers at the same steps of the same run, for several EVERY and tolerances; the largest relative
-   difference between their lambda_max.
+1. HVPs per measurement, warm-started (the sum of the previous eigenvectors, the library's tracker),
+   from a start block (previous eigenvectors as columns plus a random column, blocks of k + 1), from a
+   mixed start block (each previous eigenvector plus 0.1 random, blocks of k) and cold (random
+   start), measured by four trackers at the same steps of the same run, for several k, EVERY and
+   tolerances; the largest relative difference of their lambda_max from the cold one.
 2. Training-time overhead of tracking every 50 steps: full-batch GD and minibatch SGD (batch 64), with
    the tracker on the whole training set (1438 examples).
 3. Progressive sharpening and the edge of stability (Cohen et al. 2021): full-batch GD at two learning
@@ -16,7 +18,7 @@ Model: a tanh MLP (64 -> W -> W -> 10) on the 1438 training digits (8x8, flatten
    lambda_1(P^-1 H) against 38/lr (figure to --adam-figure).
 
 Run:  python benchmarks/bench_tracking.py --figure eos.png [--adam-figure adam.png] [--runs DIR]
-      [--quick] [--out FILE]
+      [--quick] [--warm-cold-only] [--out FILE]
 Prints a Markdown report (and writes it to --out).
 """
 
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 
 from landscape.full_batch import full_batch_objective, full_batch_step
-from landscape.hessian import HessianOperator, lanczos
+from landscape.hessian import EigenResult, HessianOperator, block_lanczos, lanczos
 from landscape.io.atomic import atomic_path, atomic_write_text
 from landscape.io.data import digits_tensors
 from landscape.losses import resolve_loss
@@ -56,50 +58,77 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return digits_tensors("train")
 
 
-def warm_vs_cold(width: int, lr: float, steps: int, every: int, tol: float) -> dict[str, float]:
-    """Two trackers (warm, cold) at the same steps of one full-batch GD run."""
+class BlockStartTracker(SharpnessTracker):
+    """The tracker warm-started from a block (issue 12): ``block_lanczos`` with ``V0`` = the previous
+    ``k`` Ritz vectors plus one random column, blocks of ``k + 1`` (``mix=False``), or each previous
+    vector plus ``explore`` times its own random unit vector, blocks of ``k`` (``mix=True``). Cold
+    (the first measurement) as the library's tracker. Records the passes of every measurement."""
+
+    def __init__(self, *args: object, mix: bool, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.mix = mix
+        self.passes: list[int] = []
+
+    def _eigen(self, op: HessianOperator, seed: int) -> EigenResult:
+        if self._vectors is None:
+            res = super()._eigen(op, seed)
+            self.passes.append(res.matvecs)
+            return res
+        n, k = op.shape[0], self.k
+        U = self._vectors.to(op.dtype)
+        R = torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        R = (R / torch.linalg.vector_norm(R, dim=0)).to(op.dtype)
+        V0, block = (U + self.explore * R, k) if self.mix else (torch.cat([U, R[:, :1]], dim=1), k + 1)
+        res = block_lanczos(
+            op, k, block_size=block, V0=V0, tol=self.tol, max_matvecs=self.max_hvps, seed=seed
+        )
+        self.passes.append(int(res.passes or 0))
+        return res
+
+
+def warm_vs_cold(width: int, lr: float, steps: int, every: int, tol: float, k: int = 1) -> dict[str, float]:
+    """Four trackers of the top ``k`` at the same steps of one full-batch GD run: warm (the summed
+    start), block start, mixed block start, cold."""
     x, y = digits()
     model = tanh_mlp(width)
     loss_fn = resolve_loss("mse")
     train_obj = full_batch_objective(model, (x, y), loss_fn=loss_fn, batch_size=None)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     sample = tracking_objective(model, (x, y), loss_fn=loss_fn, batch_size=None)
-    warm = SharpnessTracker(sample, every=every, tol=tol)
-    ref_values: dict[int, float] = {}
-    cold = SharpnessTracker(sample, every=every, tol=tol, warm_start=False)
+    trackers = {
+        "warm": SharpnessTracker(sample, every=every, tol=tol, k=k),
+        "block": BlockStartTracker(sample, every=every, tol=tol, k=k, mix=False),
+        "mixed": BlockStartTracker(sample, every=every, tol=tol, k=k, mix=True),
+        "cold": SharpnessTracker(sample, every=every, tol=tol, k=k, warm_start=False),
+    }
+    misses = dict.fromkeys(trackers, 0)
     for step in range(steps + 1):
-        if warm.due(step, last=step == steps):
-            a = warm.measure(step, step, opt)
-            b = cold.measure(step, step, opt)
-            if abs(a["lambda_max"] - b["lambda_max"]) > 1e-5 * abs(b["lambda_max"]):
-                ref_values[step] = float(
-                    lanczos(HessianOperator(sample), 3, tol=1e-9, max_matvecs=800).eigenvalues[0]
-                )
+        if trackers["warm"].due(step, last=step == steps):
+            lam = {name: t.measure(step, step, opt)["lambda_max"] for name, t in trackers.items()}
+            # where they disagree, a tight reference says which missed the top eigenvalue
+            if max(lam.values()) - min(lam.values()) > 1e-5 * abs(lam["cold"]):
+                ref = float(lanczos(HessianOperator(sample), k + 2, tol=1e-9, max_matvecs=800).eigenvalues[0])
+                for name, value in lam.items():
+                    misses[name] += abs(value - ref) > 1e-5 * abs(ref)
         if step < steps:
             full_batch_step(opt, train_obj)
-    # the first measurement has no previous eigenvector: both are cold there
-    # where the two disagree, a tight reference says which one missed the top eigenvalue
-    misses = {"warm": 0, "cold": 0}
-    for a, b in zip(warm.rows, cold.rows):
-        if abs(a["lambda_max"] - b["lambda_max"]) > 1e-5 * abs(b["lambda_max"]):
-            ref = ref_values[a["step"]]
-            for name, row in (("warm", a), ("cold", b)):
-                misses[name] += abs(row["lambda_max"] - ref) > 1e-5 * abs(ref)
-    w = np.array([r["hvps"] for r in warm.rows[1:]], dtype=float)
-    c = np.array([r["hvps"] for r in cold.rows[1:]], dtype=float)
-    lw = np.array([r["lambda_max"] for r in warm.rows])
-    lc = np.array([r["lambda_max"] for r in cold.rows])
+    # the first measurement has no previous eigenvector: all are cold there
+    hvps = {name: np.array([r["hvps"] for r in t.rows[1:]], dtype=float) for name, t in trackers.items()}
+    lams = {name: np.array([r["lambda_max"] for r in t.rows]) for name, t in trackers.items()}
+    lc = lams["cold"]
     return {
         "params": sample.num_params,
-        "measurements": len(w),
-        "warm": float(w.mean()),
-        "cold": float(c.mean()),
-        "ratio": float(c.mean() / w.mean()),
-        "max_rel_diff": float(np.max(np.abs(lw - lc) / np.abs(lc))),
-        "misses_warm": misses["warm"],
-        "misses_cold": misses["cold"],
-        "lambda_first": float(lw[0]),
-        "lambda_last": float(lw[-1]),
+        "measurements": len(hvps["cold"]),
+        **{name: float(h.mean()) for name, h in hvps.items()},
+        **{
+            f"ratio_{name}": float(hvps["cold"].mean() / hvps[name].mean())
+            for name in ("warm", "block", "mixed")
+        },
+        **{f"passes_{name}": float(np.mean(trackers[name].passes[1:])) for name in ("block", "mixed")},
+        "max_rel_diff": max(float(np.max(np.abs(v - lc) / np.abs(lc))) for v in lams.values()),
+        **{f"misses_{name}": n for name, n in misses.items()},
+        "lambda_first": float(lc[0]),
+        "lambda_last": float(lc[-1]),
     }
 
 
@@ -180,37 +209,18 @@ def main() -> None:
     )
     ap.add_argument("--adam-figure", type=Path, default=None, help="where to save the Adam figure")
     ap.add_argument("--out", type=Path, default=None, help="also write the report here")
+    ap.add_argument(
+        "--warm-cold-only",
+        action="store_true",
+        help="only the warm vs cold table (--figure is still required)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     q = args.quick
-    lines = ["### Warm vs cold start: HVPs per measurement (full-batch GD, lr 0.1)", ""]
-    lines += [
-        "| model (params) | EVERY | tol | steps | measurements | warm HVPs | cold HVPs | cold / warm "
-        "| max rel. diff of lambda_max | top eigenvalue missed: warm / cold | lambda_max first -> last |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    cases = [
-        (64, 1, 1e-4, 30),
-        (64, 1, 1e-3, 30),
-        (64, 10, 1e-4, 300),
-        (64, 10, 1e-3, 300),
-        (64, 50, 1e-4, 500),
-        (64, 50, 1e-3, 500),
-        (256, 1, 1e-4, 30),
-        (256, 10, 1e-4, 300),
-        (256, 10, 1e-3, 300),
-    ]
-    if q:
-        cases = [(64, 1, 1e-3, 5), (64, 10, 1e-3, 30)]
-    for width, every, tol, steps in cases:
-        r = warm_vs_cold(width, 0.1, steps, every, tol)
-        lines.append(
-            f"| tanh MLP w={width} ({r['params']:,}) | {every} | {tol:g} | {steps} | {r['measurements']} "
-            f"| {r['warm']:.1f} | {r['cold']:.1f} | {r['ratio']:.2f}x | {r['max_rel_diff']:.1e} "
-            f"| {r['misses_warm']} / {r['misses_cold']} "
-            f"| {r['lambda_first']:.3f} -> {r['lambda_last']:.3f} |"
-        )
-        print(lines[-1], flush=True)
+    lines = warm_cold_table(q)
+    if args.warm_cold_only:
+        _report(lines, args.out)
+        return
     lines += [
         "",
         "### Training-time overhead of tracking every 50 steps (tanh MLP w=64, 1438 tracked examples)",
@@ -299,10 +309,52 @@ def main() -> None:
         with atomic_path(args.adam_figure, suffix=f".{fmt}") as tmp:
             fig.savefig(tmp, format=fmt, dpi=150)
         lines += ["", f"Figure: {args.adam_figure} (drawn from {run_dir}/sharpness.csv and steps.csv)"]
+    _report(lines, args.out)
+
+
+def _report(lines: list[str], out: Path | None) -> None:
     report = "\n".join(lines) + "\n"
     print(report)
-    if args.out is not None:
-        atomic_write_text(args.out, report)
+    if out is not None:
+        atomic_write_text(out, report)
+
+
+def warm_cold_table(quick: bool) -> list[str]:
+    """HVPs per measurement of the four starts (see :func:`warm_vs_cold`), as Markdown lines."""
+    lines = ["### Warm vs cold start: HVPs per measurement (full-batch GD, lr 0.1)", ""]
+    lines += [
+        "| model (params) | k | EVERY | tol | steps | measurements | cold HVPs | warm (summed) HVPs, cold/warm "
+        "| block start HVPs (passes), cold/block | mixed block HVPs (passes), cold/mixed "
+        "| max rel. diff of lambda_max | top eigenvalue missed: warm / block / mixed / cold "
+        "| lambda_max first -> last |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cases = [
+        (64, 1, 1, 1e-4, 30),
+        (64, 1, 1, 1e-3, 30),
+        (64, 1, 10, 1e-4, 300),
+        (64, 1, 10, 1e-3, 300),
+        (64, 1, 50, 1e-4, 500),
+        (64, 3, 1, 1e-4, 30),
+        (64, 3, 10, 1e-4, 300),
+        (64, 5, 10, 1e-4, 300),
+        (256, 1, 10, 1e-4, 300),
+        (256, 3, 10, 1e-4, 300),
+    ]
+    if quick:
+        cases = [(64, 1, 1, 1e-3, 5), (64, 3, 10, 1e-3, 30)]
+    for width, k, every, tol, steps in cases:
+        r = warm_vs_cold(width, 0.1, steps, every, tol, k)
+        lines.append(
+            f"| tanh MLP w={width} ({r['params']:,}) | {k} | {every} | {tol:g} | {steps} | {r['measurements']} "
+            f"| {r['cold']:.1f} | {r['warm']:.1f}, {r['ratio_warm']:.2f}x "
+            f"| {r['block']:.1f} ({r['passes_block']:.1f}), {r['ratio_block']:.2f}x "
+            f"| {r['mixed']:.1f} ({r['passes_mixed']:.1f}), {r['ratio_mixed']:.2f}x | {r['max_rel_diff']:.1e} "
+            f"| {r['misses_warm']} / {r['misses_block']} / {r['misses_mixed']} / {r['misses_cold']} "
+            f"| {r['lambda_first']:.3f} -> {r['lambda_last']:.3f} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ PARAM_FLAGS: dict[str, str] = {
     "data_dir": "--data-dir ",
     "device": "--device=",
     "dtype": "--dtype=",
+    "eigen_block": "--eigen-block ",
     "model_kwargs": "--model-kwargs ",
     "samples": "--samples ",
     "subset": "--samples ",

@@ -52,6 +52,13 @@ def _fmt(v: float | None) -> str:
 )
 @click.option("--tol", default=1e-6, show_default=True, type=float, help="Relative Ritz residual tolerance.")
 @click.option("--max-matvecs", default=None, type=int, help="Lanczos budget of Hessian-vector products.")
+@click.option(
+    "--eigen-block",
+    default=None,
+    metavar="N|auto",
+    help="Block Lanczos with blocks of N products (one data pass each); 1 or unset: single-vector "
+    "Lanczos; auto: whichever the benchmark found faster (single-vector so far).",
+)
 @click.option("--trace", "with_trace", is_flag=True, help="Estimate the trace.")
 @click.option(
     "--trace-method",
@@ -151,6 +158,7 @@ def sharpness(
     which: str,
     tol: float,
     max_matvecs: int | None,
+    eigen_block: str | None,
     with_trace: bool,
     trace_method: str,
     trace_matvecs: int,
@@ -204,6 +212,7 @@ def sharpness(
     Examples:
       landscape sharpness runs/sgd/final.pt --samples 2048 --top-k 5 --trace -o out/
       landscape sharpness ckpt.pt --which SA --top-k 3 --json
+      landscape sharpness ckpt.pt --top-k 20 --eigen-block 4
       landscape sharpness ckpt.pt --trace --trace-rtol 0.01 --density -o out/
       landscape sharpness ckpt.pt --per-batch 10 --batch-size 128
       landscape sharpness ckpt.pt --measure worst,average --adaptive --rho 0.05 -o out/
@@ -228,6 +237,7 @@ def sharpness(
         which=which,
         tol=tol,
         max_matvecs=max_matvecs,
+        eigen_block=_eigen_block(eigen_block),
         with_trace=with_trace,
         trace_method=trace_method,
         trace_matvecs=trace_matvecs,
@@ -289,6 +299,17 @@ def sharpness(
         _print_table(result, out)
 
 
+def _eigen_block(text: str | None) -> int | str | None:
+    """``--eigen-block`` as the library takes it: an integer, ``'auto'``, or the text as given (the
+    library's check names it)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _settings(
     options: SharpnessOptions, digest: str, ckpt: Any, spec: Any, source: dict[str, Any], bn_mode: str
 ) -> dict[str, Any]:
@@ -322,6 +343,8 @@ def _settings(
         "seed": options.seed,
         "allow_nondeterministic": options.allow_nondeterministic,
     }
+    if options.eigen_block_size is not None:  # absent for single-vector Lanczos, as before
+        settings["eigen_block"] = options.eigen_block_size
     if options.measures:  # absent otherwise, so results written before measures existed still match
         settings["measures"] = {
             "names": list(options.measures),

@@ -23,6 +23,7 @@ _PUBLIC: dict[str, str] = {
     # Hessian spectra and sharpness.
     "HessianOperator": "landscape.hessian.operator:HessianOperator",
     "lanczos": "landscape.hessian.krylov:lanczos",
+    "block_lanczos": "landscape.hessian.block_krylov:block_lanczos",
     "top_eigenpairs": "landscape.hessian.eigen:top_eigenpairs",
     "trace": "landscape.hessian.trace_estimation:trace",
     "hutchinson": "landscape.hessian.trace_hutchinson:hutchinson",
@@ -67,6 +68,7 @@ __all__ = [
     # Hessian spectra and sharpness
     "HessianOperator",
     "lanczos",
+    "block_lanczos",
     "top_eigenpairs",
     "trace",
     "hutchinson",
@@ -123,6 +125,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what IDEs and type checkers see; keep in step with _PUBLIC (a test checks it)
     from landscape.connect.api import connect_checkpoints
     from landscape.errors import CheckpointError, ConfigError, DataError, LandscapeError, ModelError
+    from landscape.hessian.block_krylov import block_lanczos
     from landscape.hessian.eigen import top_eigenpairs
     from landscape.hessian.krylov import lanczos
     from landscape.hessian.operator import HessianOperator

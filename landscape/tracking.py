@@ -25,8 +25,15 @@ net: a direction orthogonal to the previous top ``k`` that overtakes them has no
 and Lanczos started in an invariant subspace would certify the old eigenpair (residual 0). With
 ``explore`` well above ``tol`` the first residual is large and Lanczos keeps going until it finds the new
 direction; in the benchmark 0.1 costs no measurable HVPs over 0.001 (the random part lies mostly in the
-bulk of the spectrum, which Lanczos removes in a few steps). A block start (``V0 = U_prev``) would
-need a new ``lanczos`` keyword.
+bulk of the spectrum, which Lanczos removes in a few steps).
+
+A start *block* (:func:`~landscape.hessian.block_krylov.block_lanczos` with ``V0`` = the previous
+Ritz vectors) was measured and is not used (benchmarks/RESULTS.md, "Warm vs cold start"): with the
+random part as its own column it certifies the old eigenpairs after one block when they are still
+eigenpairs, so it misses a new top direction orthogonal to them (the safety net above fails); with
+the random part mixed into each column it is safe but needs more HVPs than the summed start for
+``k >= 2`` (and the same for ``k = 1``), because a block pays ``b`` products per Krylov step while
+the previous eigenvectors are only ~0.05-0.3 (sine) from the new ones.
 
 The measurement runs the model in evaluation mode (batch norm with running statistics, no dropout)
 and restores every module's training flag afterwards; it never changes parameters or buffers.
@@ -50,7 +57,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from landscape.errors import ConfigError, ResultFileError, check_positive
-from landscape.hessian import HessianOperator, lanczos
+from landscape.hessian import EigenResult, HessianOperator, lanczos
 from landscape.io.atomic import atomic_write_text
 from landscape.objective import LossFn, Objective
 from landscape.precond import is_adaptive, preconditioned_sharpness, preconditioner_ready
@@ -221,6 +228,11 @@ class SharpnessTracker:
             v = v + self.explore * r / torch.linalg.vector_norm(r)
         return v
 
+    def _eigen(self, op: HessianOperator, seed: int) -> EigenResult:
+        """Top-``k`` eigenpairs by Lanczos from the warm start (or a random vector)."""
+        v0 = self._start(self._vectors, op.shape[0], seed)
+        return lanczos(op, self.k, tol=self.tol, max_matvecs=self.max_hvps, seed=seed, v0=v0)
+
     def measure(
         self,
         step: int,
@@ -254,14 +266,7 @@ class SharpnessTracker:
             op = HessianOperator(obj, mode=self.mode, check_determinism=None if not self._checked else False)
             self._checked = True
             n = op.shape[0]
-            res = lanczos(
-                op,
-                self.k,
-                tol=self.tol,
-                max_matvecs=self.max_hvps,
-                seed=seed,
-                v0=self._start(self._vectors, n, seed),
-            )
+            res = self._eigen(op, seed)
             assert res.vectors is not None
             self._vectors = res.vectors.detach()
             row: dict[str, Any] = {"step": int(step), "epoch": int(epoch)}

@@ -6,6 +6,7 @@ for what they hold, never for a function they export, so ``import landscape.hess
 gives the module:
 
 * ``operator``: :class:`HessianOperator` (HVPs over the data); ``krylov``: :func:`lanczos`;
+  ``block_krylov``: :func:`block_lanczos` (products in blocks, one data pass per block);
   ``power``: :func:`power_iteration`; ``eigen``: :func:`top_eigenpairs`.
 * ``trace_estimation``: :func:`trace` by name, over ``trace_hutchinson``, ``trace_hutchpp`` and
   ``trace_xtrace`` (one estimator each; ``trace_common`` holds what they share).
@@ -15,6 +16,7 @@ gives the module:
   and :class:`SharpnessResult` (``sharpness_result``); ``pyhessian_backend``; ``stages`` (resume).
 """
 
+from landscape.hessian.block_krylov import block_lanczos
 from landscape.hessian.eigen import top_eigenpairs
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.layer_blocks import per_layer
@@ -48,6 +50,7 @@ __all__ = [
     "SharpnessOptions",
     "SharpnessResult",
     "TraceResult",
+    "block_lanczos",
     "hutchinson",
     "hutchpp",
     "lanczos",

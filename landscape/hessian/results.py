@@ -126,8 +126,10 @@ class EigenResult(SavedResult):
         matvecs: Hessian-vector products used.
         which: ``LA``, ``SA`` or ``LM``.
         tol: the relative residual tolerance.
-        method: ``lanczos`` or ``power``.
+        method: ``lanczos``, ``block-lanczos`` or ``power``.
         restarts: Lanczos restarts (iterations per eigenpair for power iteration).
+        passes: ``op @`` calls of a block method (each pushes a block of vectors through one
+            product call); ``None`` for the single-vector methods and for files written before.
         vectors: ``(n, k)`` flat eigenvectors (columns), or ``None``.
         eigenvectors: one list of parameter-shaped tensors per eigenpair (operator results only).
     """
@@ -141,6 +143,7 @@ class EigenResult(SavedResult):
     method: str = "lanczos"
     restarts: int = 0
     seconds: float = 0.0
+    passes: int | None = None
     vectors: torch.Tensor | None = None
     eigenvectors: list[list[torch.Tensor]] = field(default_factory=list, repr=False)
 

@@ -21,6 +21,21 @@ if TYPE_CHECKING:  # the measures import this package: load them only when asked
 BACKENDS = ("landscape", "pyhessian")
 
 
+def auto_eigen_block(top_k: int) -> int | None:
+    """The block size ``eigen_block='auto'`` stands for: ``None`` (single-vector Lanczos) for every
+    ``top_k``.
+
+    Block Lanczos would pay for ``top_k >= 4`` only if it were faster in seconds. It is not on the
+    benchmark (benchmarks/bench_block_lanczos.py, benchmarks/RESULTS.md "Block Lanczos"; top-5 to
+    top-20 of a float32 CNN, CPU): 1.15x-3.9x slower, because on reverse-over-reverse products a block
+    shares only the first-order pass (a product in a block costs 0.73-0.90 of a single one) while the
+    blocks need 1.5x-5.3x the products of single-vector Lanczos, whose Krylov degree grows one per
+    product.
+    """
+    del top_k  # kept so a future measurement (say on CUDA's vmapped products) can pick by k
+    return None
+
+
 @dataclass
 class SharpnessOptions:
     """What ``sharpness`` computes and how (every field is a keyword of :func:`sharpness` too).
@@ -30,6 +45,10 @@ class SharpnessOptions:
         which: ``'LA'``, ``'SA'`` or ``'LM'`` (Lanczos; PyHessian's power iteration is always ``LM``).
         tol: Lanczos relative Ritz residual tolerance (PyHessian: its relative-change tolerance).
         max_matvecs: Lanczos budget (PyHessian: ``maxIter`` per eigenvalue, default 100).
+        eigen_block: ``None`` or ``1``: single-vector Lanczos; an integer ``b >= 2``: block Lanczos
+            with blocks of ``b`` products, each block one pass over the data
+            (:func:`~landscape.hessian.block_krylov.block_lanczos`); ``'auto'``: whichever the block
+            Lanczos benchmark found faster in seconds (:func:`auto_eigen_block`).
         with_trace: estimate ``tr(H)`` (implied by ``trace_rtol``).
         trace_method: ``'hutch++'``, ``'hutchinson'`` or ``'xtrace'``.
         trace_matvecs: products of a fixed-budget trace (sketch size with ``trace_rtol``).
@@ -56,6 +75,7 @@ class SharpnessOptions:
     which: str = "LA"
     tol: float = 1e-6
     max_matvecs: int | None = None
+    eigen_block: int | str | None = None
     with_trace: bool = False
     trace_method: str = "hutch++"
     trace_matvecs: int = 99
@@ -79,6 +99,13 @@ class SharpnessOptions:
     def wants_trace(self) -> bool:
         """The trace is estimated when asked for, or when a target accuracy is given."""
         return self.with_trace or self.trace_rtol is not None
+
+    @property
+    def eigen_block_size(self) -> int | None:
+        """Block size of the eigenvalue stage: ``None`` for single-vector Lanczos (and for a value
+        that :meth:`validate` refuses)."""
+        b = auto_eigen_block(self.top_k) if self.eigen_block == "auto" else self.eigen_block
+        return b if isinstance(b, int) and not isinstance(b, bool) and b >= 2 else None
 
     @property
     def measure_settings(self) -> MeasureOptions:
@@ -111,6 +138,7 @@ class SharpnessOptions:
         check_choice("per_batch_which", self.per_batch_which, WHICH)
         check_positive("top_k", self.top_k)
         check_positive("tol", self.tol)
+        self._check_eigen_block(num_params)
         if self.per_layer_by is not None:
             check_choice("per_layer", self.per_layer_by, GROUP_BY)
         if self.trace_rtol is not None:
@@ -123,6 +151,21 @@ class SharpnessOptions:
             self.measure_settings.validate()
         if self.backend == "pyhessian":
             self._check_pyhessian()
+
+    def _check_eigen_block(self, n: int) -> None:
+        b = self.eigen_block
+        if b is None or b == "auto":
+            return
+        if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= n:
+            raise ConfigError(
+                f"eigen_block={b!r} is not valid; use None or 1 (single-vector Lanczos), an integer "
+                f"between 2 and {n} (block Lanczos) or 'auto'"
+            )
+        if b > 1 and self.backend == "pyhessian":
+            raise ConfigError(
+                f"eigen_block={b!r} is not available with backend='pyhessian' (power iteration); "
+                "use backend='landscape' or eigen_block=None"
+            )
 
     def _check_budgets(self, n: int) -> None:
         if self.top_k > n:

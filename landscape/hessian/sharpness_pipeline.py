@@ -1,6 +1,6 @@
 """Sharpness of a trained network, as ``landscape sharpness`` reports it.
 
-Full-data ``lambda_max`` and the top-``k`` eigenvalues (Lanczos), optionally the trace (Hutch++,
+Full-data ``lambda_max`` and the top-``k`` eigenvalues (Lanczos, or block Lanczos with ``eigen_block``), optionally the trace (Hutch++,
 Hutchinson or XTrace; fixed budget or target relative standard error), the spectral density (SLQ),
 per-layer curvature, the per-batch protocol of the empirical SAM study
 (:mod:`landscape.hessian.per_batch`) and the sharpness measures beyond the spectrum
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from landscape.errors import ConfigError
+from landscape.hessian.block_krylov import block_lanczos
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.layer_blocks import per_layer
 from landscape.hessian.operator import HessianOperator
@@ -86,6 +87,8 @@ def sharpness(
             mode=opts.mode,
             allow_nondeterministic=opts.allow_nondeterministic,
             cache_graphs=opts.cache_graphs,
+            # a block of eigen_block products is one data pass (the operator's default holds 16)
+            block_size=max(16, opts.eigen_block_size or 1),
         )
         if resume_dir is not None:
             cache = StageCache.for_objective(resume_dir, objective, hvp_mode=op.mode, seed=opts.seed)
@@ -106,27 +109,27 @@ def _landscape_spectrum(
 ) -> SpectrumStages:
     """Eigenpairs (Lanczos) and trace computed by this package."""
     computed: list[EigenResult] = []
+    block = opts.eigen_block_size
 
     def eigen() -> EigenResult:
-        res = lanczos(
-            op,
-            opts.top_k,
-            which=opts.which,
-            tol=opts.tol,
-            max_matvecs=opts.max_matvecs,
-            seed=opts.seed,
-            quiet=quiet,
-        )
+        kwargs = {"which": opts.which, "tol": opts.tol, "max_matvecs": opts.max_matvecs, "seed": opts.seed}
+        if block is None:
+            res = lanczos(op, opts.top_k, **kwargs, quiet=quiet)
+        else:
+            res = block_lanczos(op, opts.top_k, block_size=block, **kwargs, quiet=quiet)
         computed.append(res)
         # the stored stage drops the eigenvectors rather than keep n x k floats on disk
         return replace(res, vectors=None)
 
-    eig = stage(
-        "eigen",
-        {"top_k": opts.top_k, "which": opts.which, "tol": opts.tol, "max_matvecs": opts.max_matvecs},
-        EigenResult,
-        eigen,
-    )
+    eigen_options: dict[str, Any] = {
+        "top_k": opts.top_k,
+        "which": opts.which,
+        "tol": opts.tol,
+        "max_matvecs": opts.max_matvecs,
+    }
+    if block is not None:  # absent for single-vector Lanczos, so stages kept before still match
+        eigen_options["eigen_block"] = block
+    eig = stage("eigen", eigen_options, EigenResult, eigen)
     if computed:  # computed now, not read back: the vectors are at hand (for the overlap measure)
         eig = replace(eig, vectors=computed[0].vectors)
     tr = None
@@ -143,7 +146,8 @@ def _landscape_spectrum(
             TraceResult,
             lambda: trace(op, **trace_options, seed=opts.seed, quiet=quiet),
         )
-    return SpectrumStages(eigen=eig, hvp_mode=op.mode, trace=tr)
+    notes = [] if block is None else [f"eigenvalues: block Lanczos, blocks of {block} ({eig.passes} passes)"]
+    return SpectrumStages(eigen=eig, hvp_mode=op.mode, trace=tr, notes=notes)
 
 
 def _finish(

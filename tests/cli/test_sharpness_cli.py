@@ -141,13 +141,43 @@ def test_pyhessian_backend(cnn_checkpoint) -> None:
         (["--top-k", "0"], "top_k=0"),
         (["--trace-rtol", "-1"], "trace_rtol=-1"),
         (["--samples", "0"], "--samples 0"),
+        (["--eigen-block", "two"], "--eigen-block 'two' is not valid"),
+        (["--eigen-block", "0"], "--eigen-block 0 is not valid"),
     ],
-    ids=["top-k", "trace-rtol", "samples"],
+    ids=["top-k", "trace-rtol", "samples", "eigen-block-word", "eigen-block-zero"],
 )
 def test_bad_options_give_one_line_error(cnn_checkpoint, args: list[str], match: str) -> None:
     code, _, stderr = _run(["sharpness", str(cnn_checkpoint), "--device", "cpu", *args])
     assert code == 1
     assert stderr.startswith("error: ") and match in stderr and stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("block", ["3", "auto"], ids=["block3", "auto"])
+def test_eigen_block_gives_the_same_eigenvalues(cnn_checkpoint, tmp_path, block: str) -> None:
+    out = tmp_path / "out"
+    code, stdout, stderr = _run(
+        [
+            "sharpness",
+            str(cnn_checkpoint),
+            *BASE,
+            "--top-k",
+            "4",
+            "--eigen-block",
+            block,
+            "--json",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    obj, _, _ = objective_from_checkpoint(
+        cnn_checkpoint, samples=48, batch_size=20, device="cpu", dtype=torch.float64
+    )
+    np.testing.assert_allclose(doc["eigenvalues"], top_eigenpairs(obj, 4, tol=1e-10).eigenvalues, rtol=1e-8)
+    blocked = block == "3"  # 'auto' is single-vector Lanczos (the benchmark's finding)
+    assert doc["settings"].get("eigen_block") == (3 if blocked else None)
+    assert any("block Lanczos, blocks of 3" in n for n in doc["notes"]) == blocked
 
 
 def test_subprocess_json(cnn_checkpoint) -> None:
