@@ -313,7 +313,7 @@ def eigen_table(args: argparse.Namespace, say: Callable[[str], None]) -> None:
         record(f"landscape block Lanczos (tol {args.tol:g})", ours_block)
     except ImportError:
         pass
-    for name, run in peer_eigen(model, batches, k, args.tol).items():
+    for name, run in peer_eigen(model, batches, k, args.tol, rows[0][1]).items():
         record(name, run)
     say(f"### Top-{k} end to end ({args.case}, width {args.width}, {args.samples} samples, float32)")
     say("")
@@ -326,7 +326,7 @@ def eigen_table(args: argparse.Namespace, say: Callable[[str], None]) -> None:
     say("")
 
 
-def peer_eigen(model: nn.Module, batches: Batches, k: int, tol: float) -> dict[str, Callable]:
+def peer_eigen(model: nn.Module, batches: Batches, k: int, tol: float, budget: int) -> dict[str, Callable]:
     out: dict[str, Callable] = {}
     params = [p for p in model.parameters() if p.requires_grad]
     try:
@@ -346,6 +346,28 @@ def peer_eigen(model: nn.Module, batches: Batches, k: int, tol: float) -> dict[s
             return np.array(vals), calls[0], calls[0]
 
         out["PyHessian power iteration (its tol 1e-3)"] = pyh
+    except ImportError:
+        pass
+    try:
+        from hessian_eigenthings import HessianOperator as EigenthingsOperator
+        from hessian_eigenthings import lanczos as eigenthings_lanczos
+        from hessian_eigenthings import supervised_loss
+
+        def het() -> tuple[np.ndarray, int, int]:
+            op = EigenthingsOperator(model, batches, supervised_loss(F.cross_entropy))
+            calls = [0]
+            inner = op.matvec
+
+            def counted(v: torch.Tensor) -> torch.Tensor:
+                calls[0] += 1
+                return inner(v)
+
+            op.matvec = counted  # type: ignore[method-assign]
+            # a fixed number of steps without restarts: given the products landscape's Lanczos used
+            res = eigenthings_lanczos(op, k=k, max_iter=budget, tol=tol, which="LA", seed=0)
+            return res.eigenvalues.double().numpy(), calls[0], calls[0]
+
+        out[f"hessian-eigenthings Lanczos, {budget} steps (landscape's product count)"] = het
     except ImportError:
         pass
     try:
