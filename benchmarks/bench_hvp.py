@@ -5,8 +5,8 @@ Every method multiplies the Hessian of the same mean loss over the same batches;
 that their products agree (relative difference to landscape's) before it times them. Timing is round
 robin over the methods, median of ``--repeats``, so a load change on a shared machine hits all of them.
 
-Cases: ``cnn`` (registry CNN with batch norm in eval mode, CIFAR-shaped input) and ``mlp`` (tanh MLP
-on 64 features, no batch norm). ``--scaling`` adds the cost of one product against three widths and
+Cases: ``cnn`` (registry CNN with batch norm in eval mode, CIFAR-shaped input), ``wrn`` (WRN-10-width,
+pre-activation, so no batch norm is folded) and ``mlp`` (tanh MLP on 64 features, no batch norm). ``--scaling`` adds the cost of one product against three widths and
 three sample sizes; ``--eigen`` the end-to-end top-k to a tolerance (products, data passes, seconds).
 
 Run:  OMP_NUM_THREADS=1 python benchmarks/bench_hvp.py [--case cnn|mlp] [--width 56] [--samples 1024]
@@ -40,9 +40,14 @@ def make_case(
     """A briefly trained model and its data, split into batches later."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    if case == "cnn":
+    if case in ("cnn", "wrn"):
         x = torch.randn(samples, 3, 32, 32, generator=gen)
-        model: nn.Module = build_model("cnn", in_channels=3, width=width)
+        # wrn: WRN-10-width, pre-activation blocks whose batch norms no layer before them can absorb
+        model: nn.Module = (
+            build_model("cnn", in_channels=3, width=width)
+            if case == "cnn"
+            else build_model("wrn", depth=10, width=width)
+        )
     else:
         x = torch.randn(samples, 64, generator=gen)
         model = nn.Sequential(
@@ -398,7 +403,7 @@ def peer_eigen(model: nn.Module, batches: Batches, k: int, tol: float, budget: i
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", choices=["cnn", "mlp"], default="cnn")
+    ap.add_argument("--case", choices=["cnn", "mlp", "wrn"], default="cnn")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=int, default=56)
     ap.add_argument("--samples", type=int, default=1024)
