@@ -67,6 +67,7 @@ def bench_case(
     model = build_model(kind, **kwargs).eval()
     x, y = digits_tensors("train")
     x, y = x[:samples].contiguous(), y[:samples].contiguous()
+    samples = len(y)  # the digits training split has 1438 images: a larger request gets them all
     points = steps * steps
     loss_fn = torch.nn.CrossEntropyLoss()
     obj = Objective(model, (x, y), loss_fn=loss_fn, device="cpu")
@@ -144,7 +145,9 @@ def bench_precision(name: str, steps: int, samples: int, repeats: int, precision
     torch.manual_seed(0)
     model = build_model(kind, **kwargs).eval()
     x, y = digits_tensors("train")
-    obj = Objective(model, (x[:samples].contiguous(), y[:samples].contiguous()), device="cpu")
+    x, y = x[:samples].contiguous(), y[:samples].contiguous()
+    samples = len(y)  # the digits training split has 1438 images: a larger request gets them all
+    obj = Objective(model, (x, y), device="cpu")
     dirs = random_directions(obj, 2, seed=0)
     grid = torch.linspace(-1, 1, steps).numpy()
     runs = {(p, per): None for p in ("float32", precision) for per in (1, "auto")}
