@@ -213,15 +213,17 @@ def product_table(args: argparse.Namespace, say: Callable[[str], None]) -> None:
     fns["landscape fwd-rev"] = lambda: ops["fwd-rev"] @ v
     if folded.pairs:
         fns["landscape rev-rev, batch norm not folded"] = lambda: ops["rev-rev unfolded"] @ v
-    fns[f"landscape rev-rev, block of {k} (per vector)"] = lambda: ops["rev-rev"] @ V
-    fns[f"landscape fwd-rev, block of {k} (per vector)"] = lambda: ops["fwd-rev"] @ V
+    if not args.no_blocks:
+        fns[f"landscape rev-rev, block of {k} (per vector)"] = lambda: ops["rev-rev"] @ V
+        fns[f"landscape fwd-rev, block of {k} (per vector)"] = lambda: ops["fwd-rev"] @ V
     fns["landscape rev-rev, cached graphs"] = lambda: ops["cached"] @ v
-    fns[f"rev-rev, block of {k} by is_grads_batched (per vector; not used)"] = grads_batched_block(
-        ops["rev-rev"], V
-    )
+    if not args.no_blocks:
+        blocks_batched = grads_batched_block(ops["rev-rev"], V)
+        fns[f"rev-rev, block of {k} by is_grads_batched (per vector; not used)"] = blocks_batched
     if args.compile:
         fns["torch.compile of the fwd-rev product (not used)"] = compiled_product(ops["fwd-rev"], v, say)
-    fns.update(peer_products(model, batches, v, V))
+    peers = peer_products(model, batches, v, V)
+    fns.update({n: f for n, f in peers.items() if not (args.no_blocks and "block of" in n)})
     ref = ops["rev-rev unfolded"] @ v
     diffs = {}
     for name, fn in fns.items():
@@ -417,6 +419,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--no-products", action="store_true", help="skip the per-product table")
+    ap.add_argument("--no-blocks", action="store_true", help="skip the block rows (slow on large CNNs)")
     ap.add_argument(
         "--compile", action="store_true", help="also time a torch.compile'd product (slow to compile)"
     )
