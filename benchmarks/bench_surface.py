@@ -58,16 +58,22 @@ def _best(fn, repeats: int) -> float:
     return min(times)
 
 
-def bench_case(
-    name: str, steps: int, samples: int, repeats: int, with_ll: bool = True
-) -> dict[str, float | int | str]:
+def case_model_and_data(name: str, samples: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The case's model (seed 0, eval mode) and its digits; the training split has 1438 images, so a
+    larger request gets them all."""
     kind, kwargs, case_samples = CASES[name]
     samples = case_samples or samples
     torch.manual_seed(0)
     model = build_model(kind, **kwargs).eval()
     x, y = digits_tensors("train")
-    x, y = x[:samples].contiguous(), y[:samples].contiguous()
-    samples = len(y)  # the digits training split has 1438 images: a larger request gets them all
+    return model, x[:samples].contiguous(), y[:samples].contiguous()
+
+
+def bench_case(
+    name: str, steps: int, samples: int, repeats: int, with_ll: bool = True
+) -> dict[str, float | int | str]:
+    model, x, y = case_model_and_data(name, samples)
+    samples = len(y)
     points = steps * steps
     loss_fn = torch.nn.CrossEntropyLoss()
     obj = Objective(model, (x, y), loss_fn=loss_fn, device="cpu")
@@ -140,13 +146,8 @@ def bench_case(
 
 def bench_precision(name: str, steps: int, samples: int, repeats: int, precision: str) -> dict[str, Any]:
     """Points per second in float32 and in ``precision`` (1/pass and auto), and the loss difference."""
-    kind, kwargs, case_samples = CASES[name]
-    samples = case_samples or samples
-    torch.manual_seed(0)
-    model = build_model(kind, **kwargs).eval()
-    x, y = digits_tensors("train")
-    x, y = x[:samples].contiguous(), y[:samples].contiguous()
-    samples = len(y)  # the digits training split has 1438 images: a larger request gets them all
+    model, x, y = case_model_and_data(name, samples)
+    samples = len(y)
     obj = Objective(model, (x, y), device="cpu")
     dirs = random_directions(obj, 2, seed=0)
     grid = torch.linspace(-1, 1, steps).numpy()

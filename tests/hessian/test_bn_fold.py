@@ -64,14 +64,8 @@ class SharedConvOutput(nn.Module):
         return self.head((torch.tanh(self.bn(z)) + z).flatten(1))
 
 
-class DataDependentFlow(nn.Module):
+class DataDependentFlow(LinearBN):
     """Python control flow on a tensor value: torch.fx cannot trace it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(6, 5)
-        self.bn = nn.BatchNorm1d(5)
-        self.out = nn.Linear(5, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.bn(self.fc(x))
