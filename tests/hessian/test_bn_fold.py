@@ -8,6 +8,7 @@ from torch import nn
 
 from landscape.hessian import HessianOperator
 from landscape.hessian.bn_fold import FoldedModel, fold_eval_batchnorm
+from landscape.io.models import BasicBlock
 from landscape.objective import Objective
 from landscape.testing import dense_hessian, make_cnn
 
@@ -82,7 +83,20 @@ def _objective(model: nn.Module, x_shape: tuple[int, ...], n: int = 24, bn_mode:
     return Objective(model, (x, y), batch_size=10, dtype=torch.float64, bn_mode=bn_mode)
 
 
+class ResidualBlock(nn.Module):
+    """The registry ResNet's BasicBlock with a strided 1x1 conv + batch norm shortcut, and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = BasicBlock(2, 3, stride=2)
+        self.head = nn.Linear(3 * 2 * 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(x).flatten(1))
+
+
 CASES = {
+    "resnet-basic-block": (ResidualBlock, (2, 4, 4), 3),
     "conv-bias-reflect-no-affine": (ConvBiasReflect, (1, 4, 4), 1),
     "linear-bn1d": (LinearBN, (6,), 1),
     "shared-conv-output": (SharedConvOutput, (2, 5), 0),
