@@ -25,8 +25,8 @@ from bench_hessian import cifar_shaped_digits, trained_cnn
 
 from landscape.hessian import HessianOperator, block_lanczos, lanczos
 from landscape.io.atomic import atomic_write_text
-from landscape.io.models import build_model
-from landscape.objective import Objective
+from landscape.models.builders import build_model
+from landscape.objective.core import Objective
 
 
 def run(method: str, op: HessianOperator, k: int, block: int | None, repeat: int) -> dict:

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from landscape.connect import ConnectResult, connect_checkpoints
+from landscape.data.datasets import DataSpec, digits_tensors
 from landscape.io.atomic import atomic_path
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec, digits_tensors
-from landscape.io.models import ModelSpec, build_model
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 from landscape.plot.connect import plot_connect
 
 SPEC = ModelSpec("mlp", {"in_features": 64, "hidden": [128, 128], "num_classes": 10, "activation": "relu"})

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from landscape.hessian import HessianOperator, lanczos, sharpness, trace
-from landscape.io.data import digits_tensors
-from landscape.io.models import build_model
-from landscape.objective import Objective
+from landscape.analysis import sharpness
+from landscape.data.datasets import digits_tensors
+from landscape.hessian import HessianOperator, lanczos, trace
+from landscape.models.builders import build_model
+from landscape.objective.core import Objective
 
 
 def cifar_shaped_digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.hessian import HessianOperator, lanczos
-from landscape.io.models import build_model
-from landscape.objective import Objective
+from landscape.models.builders import build_model
+from landscape.objective.core import Objective
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -21,10 +21,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from landscape.io.data import digits_tensors
-from landscape.io.models import build_model
+from landscape.data.datasets import digits_tensors
 from landscape.measures import MEASURE_NAMES, MeasureOptions, compute_measures, worst_sharpness
-from landscape.objective import Objective
+from landscape.models.builders import build_model
+from landscape.objective.core import Objective
 
 
 def trained_cnn(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int = 0) -> torch.nn.Module:

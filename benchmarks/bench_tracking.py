@@ -33,13 +33,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.full_batch import full_batch_objective, full_batch_step
+from landscape.data.datasets import digits_tensors
 from landscape.hessian import EigenResult, HessianOperator, block_lanczos, lanczos
 from landscape.io.atomic import atomic_path, atomic_write_text
-from landscape.io.data import digits_tensors
-from landscape.losses import resolve_loss
+from landscape.objective.losses import resolve_loss
 from landscape.plot.sharpness_track import plot_sharpness_track
-from landscape.tracking import SharpnessTracker, read_history, rows_to_csv, tracking_objective
+from landscape.training.full_batch import full_batch_objective, full_batch_step
+from landscape.training.sharpness_tracking import (
+    SharpnessTracker,
+    read_history,
+    rows_to_csv,
+    tracking_objective,
+)
 
 
 def tanh_mlp(width: int, seed: int = 0) -> nn.Module:

@@ -206,7 +206,7 @@ def _read(
     runs: Path, *, from_json: Path | None, baseline: str | None, **kwargs: Any
 ) -> tuple[Comparison, Any]:
     """The per-run comparison and the grouping: from the files of an earlier run, or read/computed."""
-    from landscape.grouping import AUTO_BASELINE, Grouping, group_runs, read_comparison
+    from landscape.runs.grouping import AUTO_BASELINE, Grouping, group_runs, read_comparison
 
     if from_json is not None:
         comparison = Comparison.load(from_json)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from landscape.demo import DATA_CHOICES, demo_settings, run_demo
+from landscape.studies.demo import DATA_CHOICES, demo_settings, run_demo
 
 
 @click.command()

@@ -15,7 +15,7 @@ from landscape.cli.common import (
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
 from landscape.io.atomic import atomic_write_json
-from landscape.loading import objective_from_checkpoint
+from landscape.objective.loading import objective_from_checkpoint
 from landscape.runs import weights_digest
 
 

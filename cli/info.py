@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from landscape.cli.common import echo_json, model_options, parse_json_kwargs
-from landscape.io.checkpoints import describe_checkpoint, load_checkpoint, load_model
+from landscape.models.checkpoints import describe_checkpoint, load_checkpoint, load_model
 
 
 @click.command()

@@ -9,7 +9,7 @@ import click
 from landscape.errors import ConfigError
 from landscape.io.atomic import atomic_path
 from landscape.plot.sharpness_track import plot_sharpness_track
-from landscape.tracking import read_history
+from landscape.training.sharpness_tracking import read_history
 
 FORMATS = ("png", "pdf", "svg")
 

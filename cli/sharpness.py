@@ -8,6 +8,9 @@ from typing import Any
 
 import click
 
+from landscape.analysis import SharpnessOptions, SharpnessResult
+from landscape.analysis import sharpness as compute_sharpness
+from landscape.analysis.options import BACKENDS
 from landscape.cli.common import (
     echo_json,
     echo_table,
@@ -18,17 +21,14 @@ from landscape.cli.common import (
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
 from landscape.device import resolve_device
 from landscape.distributed import process_group
-from landscape.hessian import SharpnessOptions, SharpnessResult
-from landscape.hessian import sharpness as compute_sharpness
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
 from landscape.hessian.operator import HVP_MODES
-from landscape.hessian.sharpness_options import BACKENDS
 from landscape.hessian.trace_estimation import TRACE_METHODS
 from landscape.io.atomic import atomic_save_npz, atomic_write_json, save_figure
-from landscape.loading import objective_from_checkpoint
 from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
 from landscape.measures.options import PERTURB_NORMS
+from landscape.objective.loading import objective_from_checkpoint
 from landscape.runs import weights_digest
 
 STAGE_FOLDER = ".sharpness-stages"

@@ -11,12 +11,12 @@ import click
 
 from landscape.cli.common import echo_json, fail, parse_json_kwargs
 from landscape.cli.train import train as train_command
+from landscape.data.datasets import DataSpec
 from landscape.device import resolve_dtype
 from landscape.errors import LandscapeError
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec
-from landscape.sweep import describe_plan, plan_runs, plan_sweep, run_sweep
+from landscape.models.builders import ModelSpec
 from landscape.training import TrainConfig
+from landscape.training.sweep import describe_plan, plan_runs, plan_sweep, run_sweep
 
 # ``landscape train`` options every run of the sweep shares, taken from that command as they are.
 _SHARED_TRAIN_OPTIONS = (

@@ -8,16 +8,16 @@ from pathlib import Path
 import click
 
 from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
+from landscape.data.datasets import DataSpec
 from landscape.device import DTYPES, resolve_dtype
 from landscape.errors import LandscapeError
 from landscape.io.atomic import atomic_path
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec
+from landscape.models.builders import ModelSpec
 from landscape.optim.decompose import DECOMPOSITIONS
-from landscape.recipes import SCHEDULES
-from landscape.tracking import DEFAULT_TRACK_SAMPLES
 from landscape.training import TRAIN_OPTIMIZERS, TrainConfig
 from landscape.training import train as run_training
+from landscape.training.recipes import SCHEDULES
+from landscape.training.sharpness_tracking import DEFAULT_TRACK_SAMPLES
 
 # Library messages name TrainConfig fields and train() parameters; here they are these flags.
 _VALUE_FLAGS = {  # "name=value" -> "--flag=value"
@@ -292,7 +292,7 @@ def train(
 def _draw_sharpness(run: Path) -> Path:
     """RUN/sharpness.png from RUN/sharpness.csv and RUN/steps.csv (as ``landscape plot-sharpness RUN``)."""
     from landscape.plot.sharpness_track import plot_sharpness_track
-    from landscape.tracking import read_history
+    from landscape.training.sharpness_tracking import read_history
 
     out = run / "sharpness.png"
     fig = plot_sharpness_track([read_history(run)])

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # Public name -> "module:attribute". One line per name, so a module that moves is a one-line change.
 _PUBLIC: dict[str, str] = {
     # The objective: model + loss + data, with loss, gradient and Hessian-vector products.
-    "Objective": "landscape.objective:Objective",
+    "Objective": "landscape.objective.core:Objective",
     # Hessian spectra and sharpness.
     "HessianOperator": "landscape.hessian.operator:HessianOperator",
     "lanczos": "landscape.hessian.krylov:lanczos",
@@ -30,17 +30,17 @@ _PUBLIC: dict[str, str] = {
     "hutchpp": "landscape.hessian.trace_hutchpp:hutchpp",
     "xtrace": "landscape.hessian.trace_xtrace:xtrace",
     "slq": "landscape.hessian.spectral_density:slq",
-    "sharpness": "landscape.hessian.sharpness_pipeline:sharpness",
+    "sharpness": "landscape.analysis.pipeline:sharpness",
     # Checkpoints, models and data.
-    "load_checkpoint": "landscape.io.checkpoints:load_checkpoint",
-    "save_checkpoint": "landscape.io.checkpoints:save_checkpoint",
-    "load_model": "landscape.io.checkpoints:load_model",
-    "ModelSpec": "landscape.io.models:ModelSpec",
-    "build_model": "landscape.io.models:build_model",
-    "DataSpec": "landscape.io.data:DataSpec",
-    "load_dataset": "landscape.io.data:load_dataset",
-    "digits_tensors": "landscape.io.data:digits_tensors",
-    "objective_from_checkpoint": "landscape.loading:objective_from_checkpoint",
+    "load_checkpoint": "landscape.models.checkpoints:load_checkpoint",
+    "save_checkpoint": "landscape.models.checkpoints:save_checkpoint",
+    "load_model": "landscape.models.checkpoints:load_model",
+    "ModelSpec": "landscape.models.builders:ModelSpec",
+    "build_model": "landscape.models.builders:build_model",
+    "DataSpec": "landscape.data.datasets:DataSpec",
+    "load_dataset": "landscape.data.datasets:load_dataset",
+    "digits_tensors": "landscape.data.datasets:digits_tensors",
+    "objective_from_checkpoint": "landscape.objective.loading:objective_from_checkpoint",
     # Loss surfaces.
     "random_directions": "landscape.surface.directions:random_directions",
     "compute_surface": "landscape.surface.grid:compute_surface",
@@ -123,24 +123,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what IDEs and type checkers see; keep in step with _PUBLIC (a test checks it)
+    from landscape.analysis.pipeline import sharpness
     from landscape.connect.api import connect_checkpoints
+    from landscape.data.datasets import DataSpec, digits_tensors, load_dataset
     from landscape.errors import CheckpointError, ConfigError, DataError, LandscapeError, ModelError
     from landscape.hessian.block_krylov import block_lanczos
     from landscape.hessian.eigen import top_eigenpairs
     from landscape.hessian.krylov import lanczos
     from landscape.hessian.operator import HessianOperator
-    from landscape.hessian.sharpness_pipeline import sharpness
     from landscape.hessian.spectral_density import slq
     from landscape.hessian.trace_estimation import trace
     from landscape.hessian.trace_hutchinson import hutchinson
     from landscape.hessian.trace_hutchpp import hutchpp
     from landscape.hessian.trace_xtrace import xtrace
-    from landscape.io.checkpoints import load_checkpoint, load_model, save_checkpoint
-    from landscape.io.data import DataSpec, digits_tensors, load_dataset
-    from landscape.io.models import ModelSpec, build_model
-    from landscape.loading import objective_from_checkpoint
     from landscape.measures.dispatch import compute_measures
-    from landscape.objective import Objective
+    from landscape.models.builders import ModelSpec, build_model
+    from landscape.models.checkpoints import load_checkpoint, load_model, save_checkpoint
+    from landscape.objective.core import Objective
+    from landscape.objective.loading import objective_from_checkpoint
     from landscape.optim.factory import make_optimizer
     from landscape.optim.sam import SAM
     from landscape.surface.directions import random_directions

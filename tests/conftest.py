@@ -8,6 +8,9 @@ import matplotlib
 import pytest
 import torch
 
+from landscape.hessian.testing import dense_hessian, digits, make_cnn, make_mlp
+from landscape.objective.core import Objective
+
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -20,9 +23,9 @@ def _seed() -> None:
 @pytest.fixture
 def cnn_checkpoint(tmp_path):
     """A checkpoint in our format of the registry's small CNN (with batch norm) on digits."""
-    from landscape.io.checkpoints import save_checkpoint
-    from landscape.io.data import DataSpec
-    from landscape.io.models import ModelSpec, build_model
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec, build_model
+    from landscape.models.checkpoints import save_checkpoint
 
     model = build_model("cnn", width=4)
     path = tmp_path / "cnn.pt"
@@ -30,3 +33,16 @@ def cnn_checkpoint(tmp_path):
         path, model, model_spec=ModelSpec("cnn", {"width": 4}), data_spec=DataSpec("digits"), step=3, epoch=1
     )
     return path
+
+
+# tiny float64 objectives with their dense Hessians (the hessian and analysis tests share them)
+@pytest.fixture(scope="module")
+def mlp_problem() -> tuple[Objective, torch.Tensor]:
+    obj = Objective(make_mlp(), digits(100), batch_size=32, dtype=torch.float64)
+    return obj, dense_hessian(obj)
+
+
+@pytest.fixture(scope="module")
+def cnn_problem() -> tuple[Objective, torch.Tensor]:
+    obj = Objective(make_cnn(), digits(60), batch_size=25, dtype=torch.float64)
+    return obj, dense_hessian(obj)

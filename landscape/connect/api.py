@@ -22,13 +22,14 @@ from landscape.connect.align import align_models
 from landscape.connect.curves import CURVES, CurveTraining, curve_coefficients, train_curve
 from landscape.connect.paths import difference, evaluate_path, linear_path
 from landscape.connect.result import ConnectResult, PathResult
+from landscape.data.datasets import DataSpec, load_dataset
 from landscape.errors import ConfigError, ResultFileError, check_choice
-from landscape.io.checkpoints import Checkpoint, load_model, save_checkpoint
-from landscape.io.data import DataSpec, load_dataset
-from landscape.io.digest import data_digest, settings_digest, tensors_digest
-from landscape.io.models import ModelSpec
-from landscape.loading import objective_from_checkpoint
-from landscape.objective import Objective
+from landscape.io.digest import settings_digest, tensors_digest
+from landscape.models.builders import ModelSpec
+from landscape.models.checkpoints import Checkpoint, load_model, save_checkpoint
+from landscape.objective.core import Objective
+from landscape.objective.digest import data_digest
+from landscape.objective.loading import objective_from_checkpoint
 from landscape.surface.directions import bn_buffers
 
 BN_POLICIES = ("recalibrate", "states")

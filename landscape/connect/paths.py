@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from landscape.connect.result import PathResult
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.surface.directions import interpolation_direction
 from landscape.surface.grid import PointEvaluator
 

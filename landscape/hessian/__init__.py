@@ -1,7 +1,7 @@
 """Hessian spectra of an objective: HVP operator, Lanczos, power iteration, trace, density.
 
 Algorithms are plain functions over a linear operator (anything with ``.shape`` and ``@``);
-:class:`HessianOperator` turns an :class:`~landscape.objective.Objective` into one. Modules are named
+:class:`HessianOperator` turns an :class:`~landscape.objective.core.Objective` into one. Modules are named
 for what they hold, never for a function they export, so ``import landscape.hessian.krylov`` always
 gives the module:
 
@@ -12,8 +12,11 @@ gives the module:
   ``trace_xtrace`` (one estimator each; ``trace_common`` holds what they share).
 * ``spectral_density``: :func:`slq`; ``layer_blocks``: :func:`per_layer`; ``per_batch``:
   :func:`per_batch_protocol`.
-* ``sharpness_pipeline``: :func:`sharpness` with :class:`SharpnessOptions` (``sharpness_options``)
-  and :class:`SharpnessResult` (``sharpness_result``); ``pyhessian_backend``; ``stages`` (resume).
+* ``precond``: Adam's preconditioned operator P^-1 H; ``bn_fold``: eval-mode batch norm folded
+  into the layer before it for products; ``testing``: dense references to check operators against.
+
+The ``sharpness`` command's pipeline (options, stages, result file) is :mod:`landscape.analysis`,
+above this package and :mod:`landscape.measures`.
 """
 
 from landscape.hessian.block_krylov import block_lanczos
@@ -31,9 +34,6 @@ from landscape.hessian.results import (
     PerLayerResult,
     TraceResult,
 )
-from landscape.hessian.sharpness_options import SharpnessOptions
-from landscape.hessian.sharpness_pipeline import sharpness
-from landscape.hessian.sharpness_result import SharpnessResult
 from landscape.hessian.spectral_density import slq
 from landscape.hessian.trace_estimation import trace
 from landscape.hessian.trace_hutchinson import hutchinson
@@ -47,8 +47,6 @@ __all__ = [
     "LayerEntry",
     "PerBatchResult",
     "PerLayerResult",
-    "SharpnessOptions",
-    "SharpnessResult",
     "TraceResult",
     "block_lanczos",
     "hutchinson",
@@ -57,7 +55,6 @@ __all__ = [
     "per_batch_protocol",
     "per_layer",
     "power_iteration",
-    "sharpness",
     "slq",
     "top_eigenpairs",
     "trace",

@@ -7,7 +7,7 @@ import torch
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.operator import HessianOperator
 from landscape.hessian.results import EigenResult
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def top_eigenpairs(

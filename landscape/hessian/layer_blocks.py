@@ -18,7 +18,7 @@ from landscape.errors import check_choice
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.operator import HessianOperator, rademacher
 from landscape.hessian.results import LayerEntry, PerLayerResult
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.progress import track
 
 GROUP_BY = ("param", "module")

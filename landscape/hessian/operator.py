@@ -1,4 +1,4 @@
-"""The Hessian of an :class:`~landscape.objective.Objective` as a linear operator on flat vectors.
+"""The Hessian of an :class:`~landscape.objective.core.Objective` as a linear operator on flat vectors.
 
 For ``L(w) = sum_b (n_b / N) L_b(w)`` (``L_b`` the batch-mean loss) the Hessian-vector product is
 ``H v = sum_b (n_b / N) H_b v``, so an uneven last batch gives exactly the full-batch product. Two ways
@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from landscape.errors import ConfigError, NonDeterministicDataError, check_choice
 from landscape.hessian.bn_fold import FoldedModel, fold_eval_batchnorm
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 HVP_MODES = ("auto", "rev-rev", "fwd-rev")
 _AUTO_MODE = {"cpu": "rev-rev", "mps": "rev-rev", "cuda": "fwd-rev"}

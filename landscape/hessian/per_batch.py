@@ -17,7 +17,7 @@ from landscape.errors import ConfigError, check_positive
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.operator import HessianOperator
 from landscape.hessian.results import PerBatchResult
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.progress import track
 
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from landscape.io.jsonio import json_default
-
-if TYPE_CHECKING:
-    from landscape.objective import Objective
 
 
 def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
@@ -23,18 +20,6 @@ def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
         h.update(f"{name}|{tuple(c.shape)}|{c.dtype}|".encode())
         h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
     return h.hexdigest()
-
-
-def data_digest(objective: Objective) -> str:
-    """SHA-256 of every batch (inputs and targets) the objective sees."""
-    return tensors_digest(
-        (f"{i}:{k}", t) for i, (x, y, _) in enumerate(objective.batches()) for k, t in (("x", x), ("y", y))
-    )
-
-
-def model_digest(objective: Objective) -> str:
-    """SHA-256 of the model's whole state (parameters and buffers such as batch-norm statistics)."""
-    return tensors_digest(objective.model.state_dict().items())
 
 
 def settings_digest(parts: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss, mean_and_stderr
 from landscape.measures.options import MeasureOptions
 from landscape.measures.worst import perturbation_scale
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def average_sharpness(objective: Objective, options: MeasureOptions | None = None) -> MeasureResult:

@@ -22,7 +22,7 @@ import torch
 from landscape.errors import ConfigError
 from landscape.io.jsonio import decode_float, encode, encode_float
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 WeightedBatch = tuple[torch.Tensor, torch.Tensor, float]
 

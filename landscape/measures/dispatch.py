@@ -15,7 +15,7 @@ from landscape.measures.pac_bayes import pac_bayes_sharpness
 from landscape.measures.random_max import random_max_sharpness
 from landscape.measures.relative import relative_flatness
 from landscape.measures.worst import worst_sharpness
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 MEASURES: dict[str, Callable[[Objective, MeasureOptions], MeasureResult]] = {
     "worst": worst_sharpness,

@@ -18,7 +18,7 @@ import torch
 
 from landscape.measures.common import MeasureResult, MeasureRun
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def directional_derivatives(objective: Objective, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

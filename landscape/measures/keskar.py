@@ -12,7 +12,7 @@ from __future__ import annotations
 from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss
 from landscape.measures.options import KESKAR_EPS, MeasureOptions
 from landscape.measures.worst import ascend_group
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def keskar_sharpness(objective: Objective, options: MeasureOptions | None = None) -> MeasureResult:

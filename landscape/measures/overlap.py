@@ -17,7 +17,7 @@ from landscape.errors import ConfigError
 from landscape.hessian import HessianOperator, lanczos
 from landscape.measures.common import MeasureResult, MeasureRun
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 Eigenvectors = torch.Tensor | Sequence[Sequence[torch.Tensor]]
 

@@ -29,7 +29,7 @@ import torch
 from landscape.errors import ConfigError
 from landscape.measures.common import Cost, MeasureResult, MeasureRun, Perturbation, mean_and_stderr
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 MAX_BRACKET_STEPS = 40
 

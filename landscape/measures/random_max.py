@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from landscape.measures.common import MeasureResult, MeasureRun, Perturbation, group_loss
 from landscape.measures.options import RANDOM_MAX_EPS, MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def random_max_sharpness(objective: Objective, options: MeasureOptions | None = None) -> MeasureResult:

@@ -25,7 +25,7 @@ from landscape.errors import ConfigError
 from landscape.hessian import HessianOperator
 from landscape.measures.common import MeasureResult, MeasureRun, mean_and_stderr
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 EXACT_CHUNK = 64  # columns per call of the operator: bounds the memory of the exact path
 

@@ -26,7 +26,7 @@ from landscape.measures.common import (
     mean_and_stderr,
 )
 from landscape.measures.options import MeasureOptions
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def perturbation_scale(pert: Perturbation, adaptive: bool) -> torch.Tensor:

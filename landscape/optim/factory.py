@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Subset
 
+from landscape.data.datasets import analysis_loader
 from landscape.errors import ConfigError, check_choice, check_positive
-from landscape.io.data import analysis_loader
 from landscape.optim.minmin import MinMinOptimizer
 from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
 from landscape.optim.newton import NewtonSummary, partition

@@ -1,6 +1,6 @@
 """Figures of grouped results: group means with 95% intervals, and paired differences against zero.
 
-Drawn from the plain tables of :mod:`landscape.demo` (``groups``: one dict per group with
+Drawn from the plain tables of :mod:`landscape.studies.demo` (``groups``: one dict per group with
 ``<metric>_mean`` and ``<metric>_ci95_low/_high``; ``rows``: one dict per run; ``paired``: one dict per
 comparison and metric with ``mean``, ``ci95_low``, ``ci95_high``). Nothing is computed here.
 """

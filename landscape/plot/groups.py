@@ -1,4 +1,4 @@
-"""Figures of a grouped comparison across seeds, drawn from a :class:`~landscape.grouping.Grouping`.
+"""Figures of a grouped comparison across seeds, drawn from a :class:`~landscape.runs.grouping.Grouping`.
 
 Each group is a point at its mean with a 95% Student-t error bar and its seeds as small dots; the
 value axis fits the data (not 0-1), so differences of a fraction of a percent stay visible. The step
@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from landscape.grouping import Grouping, step_bands
+from landscape.runs.grouping import Grouping, step_bands
 
 _LABELS = {
     "test_accuracy": "test accuracy",
@@ -57,7 +57,7 @@ def plot_group_metric(
     Groups without a finite value are left out; a group of one run has no bar.
 
     Args:
-        grouping: from :func:`landscape.grouping.group_runs`.
+        grouping: from :func:`landscape.runs.grouping.group_runs`.
         metric: one of ``grouping.metrics``.
         ax: draw into this axis (default: a new figure).
         groups: the group labels to draw, in this order (default: all).

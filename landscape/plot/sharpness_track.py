@@ -1,4 +1,4 @@
-"""Sharpness during training, drawn from :class:`~landscape.tracking.SharpnessHistory` (never computed here).
+"""Sharpness during training, drawn from :class:`~landscape.training.sharpness_tracking.SharpnessHistory` (never computed here).
 
 Top panel: ``lambda_max`` of the training-loss Hessian against the step, with the optimizer's stability
 threshold (``2/lr`` for gradient descent) as a dashed line of the same colour: progressive sharpening
@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError
-from landscape.tracking import SharpnessHistory
+from landscape.training.sharpness_tracking import SharpnessHistory
 
 
 def _finite(a: np.ndarray | None) -> bool:

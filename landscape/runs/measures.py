@@ -49,7 +49,7 @@ def use_stored_measures(
     final = run / "final.pt"
     if not candidates or not final.is_file():
         return missing
-    from landscape.io.checkpoints import load_checkpoint
+    from landscape.models.checkpoints import load_checkpoint
 
     try:
         ckpt = load_checkpoint(final)

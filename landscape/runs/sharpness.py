@@ -111,7 +111,7 @@ def use_stored_sharpness(
     if not final.is_file():
         summary.lambda_max_note = f"run {summary.name!r}: sharpness.json not used, the run has no final.pt"
         return False
-    from landscape.io.checkpoints import load_checkpoint
+    from landscape.models.checkpoints import load_checkpoint
 
     try:
         ckpt = load_checkpoint(final)
@@ -158,7 +158,7 @@ def final_objective(
 ) -> tuple[Any, Any, Any]:
     """The training loss of the run's ``final.pt`` on a fixed seeded subset of ``samples`` examples
     (eval mode), in ``dtype`` (``None``: the checkpoint's): ``(objective, checkpoint, data spec)``."""
-    from landscape.loading import objective_from_checkpoint
+    from landscape.objective.loading import objective_from_checkpoint
 
     return objective_from_checkpoint(
         Path(summary.path) / "final.pt", samples=samples, seed=seed, device=device, split="train", dtype=dtype

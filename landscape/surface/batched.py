@@ -9,7 +9,7 @@ arithmetic. Here the moved tensors of ``P`` points are stacked along a new leadi
 and each batch goes through ``torch.func.vmap`` of ``torch.func.functional_call`` over that axis, so
 one pass over the data evaluates all ``P`` points (batch-norm running statistics are vmapped like
 the parameters when the directions move them, and shared otherwise). Losses are accumulated per
-point exactly as :meth:`landscape.objective.Objective.evaluate` does (weight ``n_b / N`` per batch,
+point exactly as :meth:`landscape.objective.core.Objective.evaluate` does (weight ``n_b / N`` per batch,
 float64 sums), so the result equals the one-point path up to the rounding of a batched matrix
 product (tests: 1e-6 in float32, 1e-12 in float64).
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.surface.directions import (
     Direction,
     eigen_directions,

@@ -51,7 +51,7 @@ from torch import nn
 
 from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import tensors_digest
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.seeding import offset_seed
 
 NORMS = ("filter", "layer", "model", "none")

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from landscape.data.datasets import DataSpec
 from landscape.distributed import process_group
 from landscape.errors import CheckpointError, ConfigError, check_choice
-from landscape.io.checkpoints import Checkpoint, load_model
-from landscape.io.data import DataSpec
-from landscape.loading import objective_from_checkpoint
-from landscape.objective import Objective
+from landscape.models.checkpoints import Checkpoint, load_model
+from landscape.objective.core import Objective
+from landscape.objective.loading import objective_from_checkpoint
 from landscape.runs import is_run_dir
 from landscape.surface.builders import (
     DIR_TYPES_1D,
@@ -52,11 +52,11 @@ __all__ = [
 class CheckpointSource:
     """How a checkpoint becomes an objective: model, data and device settings.
 
-    The fields are the keyword arguments of :func:`~landscape.loading.objective_from_checkpoint`
+    The fields are the keyword arguments of :func:`~landscape.objective.loading.objective_from_checkpoint`
     (the CLI's ``source`` options).
 
     Attributes:
-        model: architecture override for :func:`~landscape.io.checkpoints.load_model`.
+        model: architecture override for :func:`~landscape.models.checkpoints.load_model`.
         model_kwargs: keyword arguments of the model factory.
         unsafe_load: allow unpickling whole modules.
         data: dataset name or file (default: the checkpoint's).
@@ -86,7 +86,7 @@ class CheckpointSource:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1 (examples per evaluation pass)")
 
     def load_kwargs(self) -> dict[str, Any]:
-        """The arguments of :func:`~landscape.io.checkpoints.load_model`."""
+        """The arguments of :func:`~landscape.models.checkpoints.load_model`."""
         return {"model": self.model, "model_kwargs": self.model_kwargs, "unsafe_load": self.unsafe_load}
 
     def objective(

@@ -33,8 +33,9 @@ from torch import nn
 
 from landscape.distributed import all_gather_objects, my_share, rank_and_world_size
 from landscape.errors import ConfigError, check_choice
-from landscape.io.digest import data_digest, settings_digest, tensors_digest
-from landscape.objective import Objective
+from landscape.io.digest import settings_digest, tensors_digest
+from landscape.objective.core import Objective
+from landscape.objective.digest import data_digest
 from landscape.progress import Progress
 from landscape.surface.batched import DEFAULT_MEMORY_BUDGET, BatchedPointEvaluator, choose_points_per_pass
 from landscape.surface.directions import describe_directions, is_variance, log_space_dtype

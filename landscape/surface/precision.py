@@ -4,7 +4,7 @@ With ``precision='bfloat16'`` or ``'float16'`` every forward pass of a surface r
 ``torch.autocast(device_type, dtype)``, so matrix products and convolutions run in that precision,
 while the parameters, the directions and the moved point ``w_0 + a d_1 + b d_2`` stay float32. The
 outputs are cast to float32 before the loss, and the per-batch losses and hit counts are summed in
-float64 with the weights ``n_b / N`` of :meth:`landscape.objective.Objective.evaluate`: rounding
+float64 with the weights ``n_b / N`` of :meth:`landscape.objective.core.Objective.evaluate`: rounding
 enters through the forward only, not through the accumulation over batches.
 
 How far that is from the float32 surface is measured, not assumed: :func:`check_points` picks the
@@ -25,7 +25,7 @@ import torch
 
 from landscape.device import dtype_name
 from landscape.errors import ConfigError, check_choice
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 #: the autocast dtype of each reduced precision

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
+from landscape.data.datasets import DATASET_NAMES, DataSpec, load_dataset
 from landscape.errors import NoSplitError
-from landscape.io.data import DATASET_NAMES, DataSpec, load_dataset
 
 # A prime multiplier keeps the derived seeds of (seed, key) pairs apart for any realistic key.
 _SEED_MULTIPLIER = 1_000_003

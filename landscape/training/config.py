@@ -15,19 +15,19 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from landscape.data.datasets import DataSpec, input_shape, num_classes
 from landscape.errors import ConfigError, check_choice, check_positive
-from landscape.io.data import DataSpec, input_shape, num_classes
-from landscape.io.models import ModelSpec
-from landscape.losses import checkpoint_loss  # noqa: F401  (re-exported by landscape.training)
+from landscape.models.builders import ModelSpec
+from landscape.objective.losses import checkpoint_loss  # noqa: F401  (re-exported by landscape.training)
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options, run_option_defaults
-from landscape.recipes import SCHEDULES
-from landscape.tracking import DEFAULT_TRACK_SAMPLES
+from landscape.training.recipes import SCHEDULES
+from landscape.training.sharpness_tracking import DEFAULT_TRACK_SAMPLES
 
 #: Registry models whose first layer is convolutional: ``in_channels`` comes from the data.
 _CONV_MODELS = ("cnn", "resnet18", "resnet34", "resnet50", "wrn")
 
 #: ``gd``: full-batch gradient descent, torch's SGD stepped once per epoch on the gradient of the
-#: whole training set (:mod:`landscape.full_batch`); the other names are :mod:`landscape.optim.factory`'s.
+#: whole training set (:mod:`landscape.training.full_batch`); the other names are :mod:`landscape.optim.factory`'s.
 FULL_BATCH = "gd"
 TRAIN_OPTIMIZERS: tuple[str, ...] = (*OPTIMIZER_NAMES, FULL_BATCH)
 

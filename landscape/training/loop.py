@@ -38,14 +38,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from landscape.data.datasets import input_shape, load_dataset
 from landscape.device import dtype_name, resolve_device
 from landscape.errors import ConfigError, DataError, ResultFileError
-from landscape.full_batch import full_batch_objective, full_batch_step
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import input_shape, load_dataset
-from landscape.io.models import build_model
-from landscape.losses import resolve_loss
-from landscape.objective import Objective
+from landscape.models.builders import build_model
+from landscape.models.checkpoints import save_checkpoint
+from landscape.objective.core import Objective
+from landscape.objective.losses import resolve_loss
 from landscape.optim.factory import (
     evaluation_mode,
     make_optimizer,
@@ -55,8 +54,6 @@ from landscape.optim.factory import (
     training_step,
 )
 from landscape.progress import Progress
-from landscape.recipes import augment_batch, make_loss, make_scheduler, warmup_steps_for
-from landscape.tracking import SharpnessTracker, tracking_objective
 from landscape.training.batches import SeededBatches, derived_seed, load_test_split
 from landscape.training.config import (
     AUGMENT_KEY,
@@ -67,7 +64,10 @@ from landscape.training.config import (
     recorded_settings,
     resolve_config,
 )
+from landscape.training.full_batch import full_batch_objective, full_batch_step
+from landscape.training.recipes import augment_batch, make_loss, make_scheduler, warmup_steps_for
 from landscape.training.run_folder import RunFolder
+from landscape.training.sharpness_tracking import SharpnessTracker, tracking_objective
 
 
 @dataclass

@@ -11,7 +11,7 @@ A run folder holds::
     summary.json         the final metrics, epochs and steps
     state.pt             model + optimizer (+ learning-rate schedule, sharpness tracker) state for an
                          exact resume after an interruption
-    sharpness.csv        with sharpness tracking: one row per measurement (landscape.tracking)
+    sharpness.csv        with sharpness tracking: one row per measurement (landscape.training.sharpness_tracking)
     sharpness.png        its figure, drawn by ``landscape train`` at the end
 
 Resume policy: a folder whose ``config.json`` resolves to the same settings resumes from its last

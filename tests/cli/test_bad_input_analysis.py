@@ -15,9 +15,9 @@ import torch
 from click.testing import CliRunner
 
 from landscape.cli.main import cli
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 
 torch.set_num_threads(1)
 

@@ -24,9 +24,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 
 
 class _EntryPoint(click.Command):
@@ -126,7 +126,7 @@ def _patch_cli_writer(code: int):
 
 def _skip_label_check(mp) -> None:
     """Datasets the pre-check cannot see (not in memory) meet torch's own error: mapped too."""
-    mp.setattr("landscape.loading.check_labels_fit", lambda model, dataset: None)
+    mp.setattr("landscape.objective.loading.check_labels_fit", lambda model, dataset: None)
 
 
 EV = ("evaluate",)

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from landscape.cli.main import cli
 from landscape.cli.surface_common import as_surface_flags, parse_range
+from landscape.data.datasets import DataSpec
 from landscape.errors import ConfigError
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 
 COMMON = ["--samples", "32", "--batch-size", "32", "--device", "cpu", "-q"]
 

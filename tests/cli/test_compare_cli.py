@@ -18,9 +18,9 @@ import torch
 from click.testing import CliRunner
 
 from landscape.cli.compare_magnitude import compare, compare_magnitude
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec
-from landscape.sweep import TrainConfig, train
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec
+from landscape.training.sweep import TrainConfig, train
 
 T_975_1 = math.tan(math.pi * 0.475)  # t_{0.975} with one degree of freedom (Cauchy)
 
@@ -161,8 +161,8 @@ def test_from_redraws_without_the_runs(runs: Path, tmp_path: Path):
 
 
 def _measure_reference(checkpoint: Path, samples: int, seed: int, **options) -> float:
-    from landscape.loading import objective_from_checkpoint
     from landscape.measures import MeasureOptions, compute_measures
+    from landscape.objective.loading import objective_from_checkpoint
 
     objective, _, _ = objective_from_checkpoint(
         checkpoint, samples=samples, seed=seed, device="cpu", split="train"
@@ -290,7 +290,7 @@ def test_lambda_max_dtype_is_recorded(runs: Path, tmp_path: Path):
     run = json.loads(r.stdout)["runs"][0]
     assert run["lambda_max_settings"]["dtype"] == "float64" and run["lambda_max_settings"]["subset"] == 16
     # dense float64 Hessian of the same sample
-    from landscape.loading import objective_from_checkpoint
+    from landscape.objective.loading import objective_from_checkpoint
 
     obj, _, _ = objective_from_checkpoint(
         root / "sgd_seed0" / "final.pt", samples=16, seed=0, device="cpu", split="train", dtype=torch.float64

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from landscape.cli.connect import connect, to_flags
 from landscape.connect import ConnectResult
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 COMMON = ["--samples", "48", "--batch-size", "24", "--device", "cpu", "-q"]

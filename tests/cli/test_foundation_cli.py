@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from landscape import __version__
 from landscape.cli.main import COMMANDS, cli, main
-from landscape.io.models import build_model
+from landscape.models.builders import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_info_on_users_plain_state_dict(tmp_path):
         "info",
         tmp_path / "mine.pt",
         "--model",
-        "landscape.io.models:MLP",
+        "landscape.models.builders:MLP",
         "--model-kwargs",
         '{"hidden": [16], "activation": "relu"}',
     )

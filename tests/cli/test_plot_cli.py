@@ -16,9 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from landscape.cli.main import cli
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 from landscape.surface import Surface
 
 REPO = Path(__file__).resolve().parents[2]

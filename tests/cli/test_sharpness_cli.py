@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from landscape.cli.main import cli
 from landscape.hessian import top_eigenpairs
-from landscape.loading import objective_from_checkpoint
+from landscape.objective.loading import objective_from_checkpoint
 
 torch.set_num_threads(1)  # tiny problems: threads only contend with other test workers
 
@@ -239,9 +239,9 @@ def test_other_settings_are_refused_and_overwrite_removes_stale_companions(cnn_c
     moved.write_bytes(cnn_checkpoint.read_bytes())
     assert _run(["sharpness", str(moved), *first[2:]])[0] == 0  # same weights: the same result
     other_weights = tmp_path / "other.pt"
-    from landscape.io.checkpoints import save_checkpoint
-    from landscape.io.data import DataSpec
-    from landscape.io.models import ModelSpec, build_model
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec, build_model
+    from landscape.models.checkpoints import save_checkpoint
 
     torch.manual_seed(1)
     save_checkpoint(
@@ -273,7 +273,7 @@ def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, m
 
     from landscape.cli.sharpness import STAGE_FOLDER
 
-    sharpness_module = importlib.import_module("landscape.hessian.sharpness_pipeline")
+    sharpness_module = importlib.import_module("landscape.analysis.pipeline")
     out = tmp_path / "out"
     args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *DENSITY, "--json", "-o", str(out)]
 

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from landscape.cli.main import cli
 from landscape.cli.train import train as train_command
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec
-from landscape.sweep import _train_argv, plan_runs, plan_sweep
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec
 from landscape.training import TrainConfig
+from landscape.training.sweep import _train_argv, plan_runs, plan_sweep
 
 TINY = ["--model", "mlp", "--model-kwargs", '{"hidden": [8]}', "--samples", "64", "--batch-size", "32"]
 

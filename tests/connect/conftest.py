@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landscape.io.data import digits_tensors
+from landscape.data.datasets import digits_tensors
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.data.datasets import DataSpec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 
 
 class TinyResNet(nn.Module):

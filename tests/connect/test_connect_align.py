@@ -16,7 +16,7 @@ from landscape.connect import (
     linear_path,
     permutation_spec,
 )
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 KINDS = ["mlp", "cnn", "resnet"]
 

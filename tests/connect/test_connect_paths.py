@@ -22,7 +22,7 @@ from landscape.connect import (
 )
 from landscape.connect.paths import difference
 from landscape.errors import ConfigError, ResultFileError
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 from landscape.surface.directions import bn_buffers
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.analysis import SharpnessOptions, sharpness
 from landscape.errors import ConfigError
-from landscape.hessian import EigenResult, HessianOperator, SharpnessOptions, block_lanczos, sharpness
-from landscape.testing import spectrum_matrix
+from landscape.hessian import EigenResult, HessianOperator, block_lanczos
+from landscape.hessian.testing import spectrum_matrix
 
 
 def _expected(evals: np.ndarray, k: int, which: str) -> np.ndarray:

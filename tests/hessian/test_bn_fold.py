@@ -8,9 +8,9 @@ from torch import nn
 
 from landscape.hessian import HessianOperator
 from landscape.hessian.bn_fold import FoldedModel, fold_eval_batchnorm
-from landscape.io.models import BasicBlock
-from landscape.objective import Objective
-from landscape.testing import dense_hessian, make_cnn
+from landscape.hessian.testing import dense_hessian, make_cnn
+from landscape.models.builders import BasicBlock
+from landscape.objective.core import Objective
 
 
 def _randomize_bn(model: nn.Module) -> nn.Module:

@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from landscape.hessian import HessianOperator, sharpness, top_eigenpairs
-from landscape.objective import Objective
-from landscape.testing import digits, make_mlp
+from landscape.analysis import sharpness
+from landscape.hessian import HessianOperator, top_eigenpairs
+from landscape.hessian.testing import digits, make_mlp
+from landscape.objective.core import Objective
 
 WORLD = 2
 
@@ -70,9 +71,9 @@ def test_torchrun_sharpness_command_matches_one_process(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from landscape.io.checkpoints import save_checkpoint
-    from landscape.io.data import DataSpec
-    from landscape.io.models import ModelSpec, build_model
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec, build_model
+    from landscape.models.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     ckpt = tmp_path / "m.pt"

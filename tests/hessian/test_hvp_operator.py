@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from landscape.errors import ConfigError, NonDeterministicDataError
 from landscape.hessian import HessianOperator
-from landscape.objective import Objective
-from landscape.testing import dense_hessian, digits, make_mlp
+from landscape.hessian.testing import dense_hessian, digits, make_mlp
+from landscape.objective.core import Objective
 
 
 @pytest.mark.parametrize("mode", ["rev-rev", "fwd-rev"], ids=["rev-rev", "fwd-rev"])

@@ -8,7 +8,7 @@ import torch
 
 from landscape.errors import ConfigError
 from landscape.hessian import lanczos, top_eigenpairs
-from landscape.testing import spectrum_matrix
+from landscape.hessian.testing import spectrum_matrix
 
 
 def _expected(evals: np.ndarray, k: int, which: str) -> np.ndarray:

@@ -10,8 +10,8 @@ import torch
 from landscape.errors import ConfigError
 from landscape.hessian.results import DensityResult
 from landscape.hessian.spectral_density import lanczos_quadrature, slq
+from landscape.hessian.testing import spectrum_matrix
 from landscape.plot.spectrum import plot_density, plot_eigenvalues
-from landscape.testing import spectrum_matrix
 
 matplotlib.use("Agg")
 

@@ -12,8 +12,8 @@ from landscape.hessian import hutchinson, hutchpp, trace, xtrace
 from landscape.hessian.operator import rademacher
 from landscape.hessian.power import power_iteration
 from landscape.hessian.results import TraceResult
+from landscape.hessian.testing import spectrum_matrix
 from landscape.hessian.trace_xtrace import xtrace_estimates
-from landscape.testing import spectrum_matrix
 
 
 def _dense(seed: int = 0, n: int = 80) -> torch.Tensor:

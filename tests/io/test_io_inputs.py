@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.data.datasets import DataSpec, load_dataset
 from landscape.errors import (
     CheckpointError,
     ConfigError,
@@ -23,10 +24,9 @@ from landscape.errors import (
 )
 from landscape.io import atomic
 from landscape.io.atomic import atomic_save_npz, atomic_torch_save, atomic_write_json, current_umask
-from landscape.io.checkpoints import FORMAT_NAME, load_checkpoint, load_model, save_checkpoint
-from landscape.io.data import DataSpec, load_dataset
-from landscape.io.models import ModelSpec, build_model
-from landscape.loading import check_labels_fit, objective_from_checkpoint, resolve_data_spec
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import FORMAT_NAME, load_checkpoint, load_model, save_checkpoint
+from landscape.objective.loading import check_labels_fit, objective_from_checkpoint, resolve_data_spec
 
 # -- item 4: integer weights --------------------------------------------------------------------
 

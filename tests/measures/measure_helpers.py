@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def quadratic_objective(A: torch.Tensor, w_star: torch.Tensor, w: torch.Tensor | None = None) -> Objective:

@@ -8,7 +8,7 @@ from measure_helpers import mlp_objective
 from torch import nn
 
 from landscape.measures import MeasureOptions, fisher_rao_norm
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def test_linear_least_squares_closed_form():

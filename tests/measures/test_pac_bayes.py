@@ -11,7 +11,7 @@ from torch import nn
 
 from landscape.errors import ConfigError
 from landscape.measures import MeasureOptions, pac_bayes_sharpness
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 Z90 = NormalDist().inv_cdf(0.9)  # 1.2816: P(z < -Z90) = 0.1
 

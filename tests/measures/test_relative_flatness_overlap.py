@@ -8,7 +8,7 @@ from measure_helpers import mlp_objective, quadratic_objective, spd
 
 from landscape.errors import ConfigError
 from landscape.measures import MeasureOptions, gradient_overlap, relative_flatness
-from landscape.objective import Objective
+from landscape.objective.core import Objective
 
 
 def _dense_layer_hessian(obj: Objective, idx: int) -> torch.Tensor:

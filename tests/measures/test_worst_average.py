@@ -63,7 +63,7 @@ def test_worst_m_sharpness_averages_batches_with_stderr():
     model = torch.nn.Linear(3, 1, bias=False).double()
     with torch.no_grad():
         model.weight.copy_(w.reshape(1, 3))
-    from landscape.objective import Objective
+    from landscape.objective.core import Objective
 
     obj = Objective(
         model, (X, X @ w.reshape(3, 1)), loss_fn=torch.nn.MSELoss(), batch_size=5, dtype=torch.float64
@@ -89,7 +89,7 @@ def test_worst_reports_a_stall_when_the_loss_cannot_grow():
         def forward(self, x):
             return x + 0 * self.w.sum()
 
-    from landscape.objective import Objective
+    from landscape.objective.core import Objective
 
     x = torch.randn(4, 1, dtype=torch.float64)
     obj = Objective(Flat(), (x, torch.zeros(4, 1, dtype=torch.float64)), loss_fn=torch.nn.MSELoss())
@@ -172,7 +172,7 @@ def test_m_larger_than_the_sample_is_refused():
 def test_loader_data_gives_the_same_values_as_tensors():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from landscape.objective import Objective
+    from landscape.objective.core import Objective
 
     A = spd(D, 0)
     tensors = quadratic_objective(A, W_STAR)

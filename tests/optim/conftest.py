@@ -70,14 +70,14 @@ class Digits:
 
 @pytest.fixture(scope="session")
 def digits() -> Digits:
-    from landscape.io.data import digits_tensors
+    from landscape.data.datasets import digits_tensors
 
     x, y = digits_tensors("train")
     return Digits(x=x[:512].clone(), y=y[:512].clone())
 
 
 def make_mlp(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
-    from landscape.io.models import build_model
+    from landscape.models.builders import build_model
 
     torch.manual_seed(seed)
     return build_model("mlp").to(dtype)

@@ -164,9 +164,9 @@ def test_bad_points_per_pass_is_refused(bad):
 
 
 def _mlp_checkpoint(path):
-    from landscape.io.checkpoints import save_checkpoint
-    from landscape.io.data import DataSpec
-    from landscape.io.models import ModelSpec
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec
+    from landscape.models.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.data.datasets import DataSpec
 from landscape.errors import ConfigError
-from landscape.io.checkpoints import save_checkpoint
-from landscape.io.data import DataSpec
-from landscape.io.models import ModelSpec, build_model
+from landscape.models.builders import ModelSpec, build_model
+from landscape.models.checkpoints import save_checkpoint
 from landscape.surface import (
     DIR_TYPES_1D,
     DIR_TYPES_2D,
