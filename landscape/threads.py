@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from landscape.errors import ConfigError
 
@@ -39,3 +41,22 @@ def choose_threads(
             return None
         load = os.getloadavg()[0]
     return max(1, min(cores, cores - round(load)))
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (``None``: unchanged), restored afterwards.
+
+    torch is imported here, not at module level, so that the command line can choose threads first.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads={threads!r} must be >= 1")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -33,16 +33,16 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from landscape.errors import ConfigError, ResultFileError, check_choice, check_positive
+from landscape.errors import ConfigError, ResultFileError, check_choice
 from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.threads import torch_threads
 
 DATA_CHOICES = ("digits", "mnist1d")
 STEP_STATS = ("grad_norm_ratio", "cosine", "frac_larger")  # as logged in steps.csv by the SAM family
@@ -518,22 +518,8 @@ def run_demo(
     Raises:
         ResultFileError: ``out_dir`` holds a demo made with other settings.
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _run_demo(out_dir, settings, device=device, log=log)
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        check_positive("threads", threads)
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run_demo(out_dir: str | Path, settings: DemoSettings | None, *, device: str, log: Log) -> DemoResult:

@@ -23,9 +23,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import torch
 from landscape.device import dtype_name
 from landscape.errors import ConfigError, LandscapeError, ResultFileError, check_positive
 from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options
+from landscape.threads import torch_threads
 from landscape.training import TrainConfig, train
 from landscape.training.config import factory_name, recorded_settings, resolve_saved_settings
 
@@ -350,7 +350,7 @@ def run_sweep(
         log(f"{head} {verb} in {seconds:.1f} s{tail}")
 
     if jobs == 1:
-        with _torch_threads(in_process_threads):
+        with torch_threads(in_process_threads):
             for p in todo:
                 start = time.perf_counter()
                 try:
@@ -369,16 +369,6 @@ def run_sweep(
                 report(futures[future], seconds, metrics, error)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 #: ``TrainConfig`` fields that ``landscape train`` sets from its flags (the others must keep their default
