@@ -20,6 +20,9 @@ module                                        parameter (shape)           one fi
                                                                           within its group)
 Hugging Face ``Conv1D`` (GPT-2; detected by   ``weight`` (nx, nf) =       column ``j``: output
 class name and its ``nf``/``nx``)             (in, out)                   unit j
+embedding blocks holding raw tensors (class   any, ``dim > 1``, e.g.      vector ``i`` along the
+name ending in ``Embeddings``: ViT's)         ``position_embeddings``     last axis: one position's
+                                              (1, P, D), ``cls_token``    (the class token's) vector
 norm layers (``LayerNorm``, ``GroupNorm``,    ``weight``, ``bias``        none: *norm* parameters
 batch/instance norm, ``RMSNorm``, any class
 whose name ends in ``Norm``)
@@ -64,7 +67,8 @@ class FilterSpec:
     Attributes:
         kind: ``filters`` (a weight made of output units), ``bias`` or ``norm`` (no filters: what
             ``ignore='biasbn'`` zeroes).
-        axis: the axis of the output units, 0 or 1 (``filters`` only).
+        axis: the axis of the output units, 0 or 1, or -1 for one filter per vector along the last
+            axis (``filters`` only).
         groups: number of blocks dim 0 splits into when ``axis == 1`` (a grouped transposed
             convolution's input channels); 1 otherwise.
         module: the owning module's class name (for messages and records).
@@ -133,6 +137,8 @@ def module_spec(module: nn.Module, local: str, t: torch.Tensor) -> FilterSpec:
         return FilterSpec(FILTERS, module=name)
     if local in _ATTENTION_WEIGHTS and isinstance(module, nn.MultiheadAttention):
         return FilterSpec(FILTERS, module=name)
+    if name.endswith("Embeddings"):  # Hugging Face's convention for a block of raw embedding tensors
+        return FilterSpec(FILTERS, axis=-1, module=name)
     return shape_spec(t, name)
 
 
@@ -164,9 +170,12 @@ def filter_rows(t: torch.Tensor, spec: FilterSpec) -> torch.Tensor:
 
     With ``axis == 1``, dim 0 splits into ``groups`` blocks and filter ``(g, j)`` is
     ``t[g * n_g:(g + 1) * n_g, j]`` (``n_g = t.shape[0] / groups``), ordered by output channel.
+    With ``axis == -1`` every vector along the last axis is a filter.
     """
     if spec.axis == 0:
         return t.reshape(t.shape[0], -1)
+    if spec.axis == -1:
+        return t.reshape(-1, t.shape[-1])
     g = spec.groups
     blocks = t.reshape(g, t.shape[0] // g, t.shape[1], -1).transpose(1, 2)
     return blocks.reshape(g * t.shape[1], -1)
@@ -174,7 +183,7 @@ def filter_rows(t: torch.Tensor, spec: FilterSpec) -> torch.Tensor:
 
 def from_filter_rows(rows: torch.Tensor, spec: FilterSpec, shape: torch.Size) -> torch.Tensor:
     """The inverse of :func:`filter_rows`: a tensor of ``shape`` from its filter rows."""
-    if spec.axis == 0:
+    if spec.axis in (0, -1):
         return rows.reshape(shape)
     g = spec.groups
     blocks = rows.reshape(g, shape[1], shape[0] // g, -1).transpose(1, 2)

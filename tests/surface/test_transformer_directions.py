@@ -16,14 +16,15 @@ VOCAB, SEQ = 50, 8
 
 
 class Logits(nn.Module):
-    """A Hugging Face causal LM as ``input_ids -> logits``."""
+    """A Hugging Face model as ``inputs -> logits`` (``key``: the keyword the inputs go to)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, key: str = "input_ids") -> None:
         super().__init__()
         self.net = net
+        self.key = key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(input_ids=x).logits
+        return self.net(**{self.key: x}).logits
 
 
 def _token_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,8 +52,8 @@ def _tokens(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.randint(0, VOCAB, (n, SEQ), generator=g)
 
 
-def _objective(net: nn.Module, **kwargs: object) -> Objective:
-    return Objective(Logits(net), _tokens(), loss_fn=_token_loss, dtype=torch.float64, **kwargs)
+def _objective(net: nn.Module, dtype: torch.dtype = torch.float64) -> Objective:
+    return Objective(Logits(net), _tokens(), loss_fn=_token_loss, dtype=dtype)
 
 
 def _unit_ratios(d: torch.Tensor, w: torch.Tensor, axis: int) -> torch.Tensor:
@@ -62,8 +63,13 @@ def _unit_ratios(d: torch.Tensor, w: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("num", [1, 2], ids=["1d", "2d"])
-def test_every_gpt2_output_unit_has_the_weights_norm(num):
-    obj = _objective(_gpt2(layers=2))
+@pytest.mark.parametrize(
+    ("tie", "dtype"),
+    [(True, torch.float64), (False, torch.float64), (True, torch.float32)],
+    ids=["tied-float64", "untied-float64", "tied-float32"],
+)
+def test_every_gpt2_output_unit_has_the_weights_norm(num, tie, dtype):
+    obj = _objective(_gpt2(layers=2, tie=tie), dtype=dtype)
     weights = snapshot(obj)
     dirs = random_directions(obj, num, seed=3, norm="filter")
     modules = dict(obj.model.named_modules())
@@ -80,8 +86,10 @@ def test_every_gpt2_output_unit_has_the_weights_norm(num):
             ratios = _unit_ratios(d[name], w, axis)
             torch.testing.assert_close(ratios, torch.ones_like(ratios), rtol=0, atol=1e-6, msg=name)
             checked[kind] = checked.get(kind, 0) + 1
-    # token and position embeddings, and 4 Conv1D (c_attn, attn.c_proj, c_fc, mlp.c_proj) per layer
-    assert checked == {"Embedding": 2 * num, "Conv1D": 8 * num}
+    # token and position embeddings, 4 Conv1D (c_attn, attn.c_proj, c_fc, mlp.c_proj) per layer, and
+    # the output head when it is not the token embedding
+    expected = {"Embedding": 2 * num, "Conv1D": 8 * num, **({} if tie else {"Linear": num})}
+    assert checked == expected
 
 
 def test_gpt2_columns_differ_from_rows():
@@ -117,6 +125,26 @@ def test_transformer_encoder_attention_and_norm_parameters():
                 torch.testing.assert_close(ratios, torch.ones_like(ratios), rtol=0, atol=1e-12, msg=name)
 
 
+def test_vit_position_vectors_and_patch_channels_have_the_weights_norm():
+    torch.manual_seed(0)
+    small = {"num_hidden_layers": 1, "num_attention_heads": 2, "hidden_size": 16, "intermediate_size": 32}
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, num_labels=3, **small)
+    net = transformers.ViTForImageClassification(config)
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    obj = Objective(Logits(net, "pixel_values"), (x, torch.arange(4) % 3), dtype=torch.float64)
+    assert obj.evaluate().num_samples == 4
+    weights = snapshot(obj)
+    for d in random_directions(obj, 2, seed=5):
+        for name in ("net.vit.embeddings.position_embeddings", "net.vit.embeddings.cls_token"):
+            w = weights[name]  # (1, P, D): one filter per position's vector, not one for all of them
+            ratios = d[name].norm(dim=-1) / w.norm(dim=-1)
+            assert ratios.numel() == w.shape[1]
+            torch.testing.assert_close(ratios, torch.ones_like(ratios), rtol=0, atol=1e-12, msg=name)
+        name = next(n for n in weights if n.endswith("projection.weight"))  # Conv2d: output channels
+        ratios = _unit_ratios(d[name], weights[name], 0)
+        torch.testing.assert_close(ratios, torch.ones_like(ratios), rtol=0, atol=1e-12)
+
+
 def _tied_by_hand(direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The untied model's copy of a tied direction: the head moves exactly with the embedding."""
     out = dict(direction)
@@ -124,6 +152,7 @@ def _tied_by_hand(direction: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # vmap of CPU flash attention
 @pytest.mark.parametrize("points_per_pass", [1, 3], ids=["sequential", "batched"])
 def test_tied_and_untied_copies_give_the_same_surface(points_per_pass):
     tied_net = _gpt2(seed=4)
