@@ -6,9 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.connect import AlignmentError, align_models, permutation_spec
+from landscape.connect import AlignmentError, align_models, connect_checkpoints, permutation_spec
 from landscape.connect.align import attention_module, tied_parameters
+from landscape.data.datasets import DataSpec
 from landscape.errors import LandscapeError
+from landscape.models.builders import ModelSpec
+from landscape.models.checkpoints import save_checkpoint
 
 ATTENTION_MESSAGE = (
     r"^weight matching of attention models is not supported: {where} is a {kind} .*align=None\)$"
@@ -20,6 +23,13 @@ def _encoder() -> nn.Module:
     layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=12, batch_first=True)
     encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
     return nn.Sequential(encoder, nn.Flatten(), nn.Linear(4 * 8, 3))
+
+
+def digits_encoder() -> nn.Module:
+    """A factory for checkpoints: digits (N, 1, 8, 8) as 8 tokens of 8 features, one encoder layer."""
+    layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=12, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+    return nn.Sequential(nn.Flatten(1, 2), encoder, nn.Flatten(), nn.Linear(64, 10))
 
 
 class _Logits(nn.Module):
@@ -100,3 +110,23 @@ def test_tied_parameters_are_refused_naming_both():
     ):
         permutation_spec(model)
     assert tied_parameters(nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6))) == []
+
+
+def test_connect_refuses_alignment_of_an_encoder_before_any_path(tmp_path):
+    spec = ModelSpec(f"{__name__}:digits_encoder")
+    ends = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ends.append(
+            save_checkpoint(
+                tmp_path / f"m{seed}.pt", digits_encoder(), model_spec=spec, data_spec=DataSpec("digits")
+            )
+        )
+    out = tmp_path / "out"
+    match = ATTENTION_MESSAGE.format(where=r"'1\.layers\.0\.self_attn'", kind="MultiheadAttention")
+    with pytest.raises(AlignmentError, match=match):
+        connect_checkpoints(*ends, points=3, samples=32, align="weight-matching", out=out, device="cpu")
+    assert not (out / "connect.json").exists()
+    # without alignment the same checkpoints connect
+    result = connect_checkpoints(*ends, points=3, samples=32, device="cpu")
+    assert set(result.paths) == {"linear"}
