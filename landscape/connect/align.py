@@ -7,6 +7,14 @@ axes move together (a *permutation group*) is found by tracing the model with ``
 dropout carry their input's group; a residual addition ``a + b`` merges the groups of ``a`` and ``b``;
 the input and the output are fixed. Anything else is refused with one line naming the layer.
 
+Attention models (``nn.MultiheadAttention``, ``nn.TransformerEncoder``, Hugging Face GPT-2, BERT,
+ViT...) are refused up front, naming the attention module found, before any tracing: aligning them
+needs the heads permuted as groups (units move only within a head, heads move as wholes, queries
+and keys together), the residual stream as one permutation shared by every block with its
+LayerNorms, and embeddings; none of that is implemented, and tracing them fails inside ``torch.fx``
+anyway. So are models with tied parameters (one tensor under two names, e.g. GPT-2's embedding and
+output head): each name would get its own permutation of the one tensor.
+
 Weight matching maximizes ``sum_l <W_l^A, P_l W_l^B P_{l-1}^T>`` over permutations by coordinate
 ascent: for one group ``P`` at a time, with the others fixed, the objective is linear in ``P``,
 
@@ -324,13 +332,59 @@ def _name(fn: Any) -> str:
     return getattr(fn, "__name__", repr(fn))
 
 
+def attention_module(model: nn.Module) -> tuple[str, str] | None:
+    """The first attention module of ``model`` as ``(name, class name)``, or ``None``.
+
+    An attention module is an ``nn.MultiheadAttention`` or any module whose class name contains
+    ``Attention`` (``GPT2Attention``, ``BertSelfAttention``, ``ViTAttention``...), so Hugging Face
+    models are recognized without importing ``transformers``.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__:
+            return name, type(m).__name__
+    return None
+
+
+def tied_parameters(model: nn.Module) -> list[list[str]]:
+    """Names that share one parameter tensor (tied weights), one list per shared tensor."""
+    names: dict[int, list[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(n)
+    return [group for group in names.values() if len(group) > 1]
+
+
+def check_alignable(model: nn.Module) -> None:
+    """Refuse, before tracing, the models weight matching does not support by construction.
+
+    Raises:
+        AlignmentError: ``model`` has an attention module or tied parameters (named).
+    """
+    found = attention_module(model)
+    if found is not None:
+        name, kind = found
+        where = repr(name) if name else "the model"
+        raise AlignmentError(
+            f"weight matching of attention models is not supported: {where} is a {kind} "
+            "(its heads would have to permute as groups); connect the models without alignment (align=None)"
+        )
+    tied = tied_parameters(model)
+    if tied:
+        shared = " and ".join(map(repr, tied[0]))
+        raise AlignmentError(
+            f"weight matching of models with tied parameters is not supported: {shared} are one tensor; "
+            "connect the models without alignment (align=None)"
+        )
+
+
 def permutation_spec(model: nn.Module) -> PermutationSpec:
     """Trace ``model`` with ``torch.fx`` and find its permutation groups.
 
     Raises:
-        AlignmentError: the model cannot be traced, or uses an operation (named in the message)
-            through which hidden units cannot be permuted.
+        AlignmentError: an attention model or tied parameters (:func:`check_alignable`), the model
+            cannot be traced, or it uses an operation (named in the message) through which hidden
+            units cannot be permuted.
     """
+    check_alignable(model)
     return _Tracer(model).run()
 
 
@@ -492,7 +546,8 @@ def align_models(
     than a wrong checkpoint returned. ``model_b`` itself is not changed.
 
     Raises:
-        AlignmentError: untraceable model, unsupported layer (named), or a function check failure.
+        AlignmentError: an attention model or tied parameters (named), untraceable model,
+            unsupported layer (named), or a function check failure.
     """
     import copy
 

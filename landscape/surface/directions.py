@@ -6,14 +6,19 @@ A :class:`Direction` is an ordered mapping ``name -> tensor`` shaped like the ob
 * **random** (Li et al. 2018, "Visualizing the Loss Landscape of Neural Nets"): a Gaussian ``d``
   normalized against the weights ``w``:
 
-  - ``filter``: for each output filter ``i`` of a tensor with ``dim > 1`` (conv: ``d[i]``, linear:
-    row ``i``), ``d_i <- d_i * ||w_i|| / ||d_i||``;
+  - ``filter``: for each output filter ``i`` of a weight (an output unit, decided by the module
+    that owns the tensor: rows of ``nn.Linear`` and ``nn.Embedding``, output channels of
+    convolutions, columns of Hugging Face's ``Conv1D``...; the table is in
+    :mod:`landscape.surface.filters`), ``d_i <- d_i * ||w_i|| / ||d_i||``;
   - ``layer``: the same per tensor; ``model``: the same over all the (kept) tensors at once;
   - ``none``: the raw Gaussian.
 
-  One-dimensional tensors (biases, norm-layer weights, running statistics) are zeroed with
-  ``ignore='biasbn'`` (default) or, with ``ignore='none'``, copied from the weights (``d = w``) in the
-  first direction and treated as a single filter otherwise (see :func:`random_directions`).
+  Bias and norm parameters (biases, norm-layer weights and biases whatever their shape, other 1-D
+  tensors, running statistics) are zeroed with ``ignore='biasbn'`` (default) or, with
+  ``ignore='none'``, copied from the weights (``d = w``) in the first direction and treated as a
+  single filter otherwise (see :func:`random_directions`). Tied parameters (one tensor shared by
+  several modules, e.g. GPT-2's token embedding and output head) are one entry of the direction,
+  under their ``named_parameters()`` name, so they are perturbed once.
 
 * **interpolation**: ``d = w_2 - w_1`` for every tensor (no normalization), so ``alpha = 1`` is the
   second checkpoint; ``plane``: ``d_1 = w_B - w_A``, ``d_2 = w_C - w_A``.
@@ -53,6 +58,7 @@ from landscape.errors import ConfigError, check_choice
 from landscape.io.digest import tensors_digest
 from landscape.objective.core import Objective
 from landscape.seeding import offset_seed
+from landscape.surface.filters import FilterSpec, filter_rows, from_filter_rows, shape_spec, specs_for
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
@@ -109,20 +115,28 @@ def snapshot(objective: Objective, mode: str = "weights") -> Direction:
 
 
 # -- normalization ------------------------------------------------------------------------------
-def _groups(t: torch.Tensor, norm: str) -> torch.Tensor:
-    """A 2-D view ``(groups, elements)`` of a tensor for per-group operations."""
-    if norm == "filter" and t.dim() > 1:
-        return t.reshape(t.shape[0], -1)
-    return t.reshape(1, -1)
+def _group_spec(norm: str, spec: FilterSpec) -> FilterSpec | None:
+    """The filters of a tensor under ``norm``: its own for ``filter``, else ``None`` (one group)."""
+    return spec if norm == "filter" and spec.has_filters else None
 
 
-def _rescale_(d: torch.Tensor, w: torch.Tensor, norm: str) -> None:
+def _groups(t: torch.Tensor, spec: FilterSpec | None) -> torch.Tensor:
+    """A 2-D matrix ``(groups, elements)`` of a tensor: its filters, or one row (``spec=None``)."""
+    return t.reshape(1, -1) if spec is None else filter_rows(t, spec)
+
+
+def _ungroup(rows: torch.Tensor, spec: FilterSpec | None, shape: torch.Size) -> torch.Tensor:
+    """The inverse of :func:`_groups`."""
+    return rows.reshape(shape) if spec is None else from_filter_rows(rows, spec, shape)
+
+
+def _rescale_(d: torch.Tensor, w: torch.Tensor, spec: FilterSpec | None) -> None:
     """``d_g <- d_g * ||w_g|| / ||d_g||`` per group (filter or tensor), in place."""
-    dg, wg = _groups(d, norm), _groups(w, norm)
+    dg, wg = _groups(d, spec), _groups(w, spec)
     dn = dg.norm(dim=1, keepdim=True)
     wn = wg.norm(dim=1, keepdim=True)
     scale = torch.where(dn > 0, wn / torch.where(dn > 0, dn, torch.ones_like(dn)), torch.zeros_like(dn))
-    dg.mul_(scale)
+    d.copy_(_ungroup(dg * scale, spec, d.shape))
 
 
 def normalize_direction(
@@ -131,6 +145,7 @@ def normalize_direction(
     *,
     norm: str = "filter",
     ignore: str = "biasbn",
+    filters: Mapping[str, FilterSpec] | None = None,
 ) -> Direction:
     """Normalize a (Gaussian) direction against the weights, as in Li et al. (2018).
 
@@ -139,13 +154,17 @@ def normalize_direction(
         weights: the base point.
         norm: ``filter`` (per output filter), ``layer`` (per tensor), ``model`` (whole vector) or
             ``none``.
-        ignore: ``biasbn`` zeroes 1-D tensors; ``none`` copies them from the weights.
+        ignore: ``biasbn`` zeroes bias and norm parameters; ``none`` copies them from the weights.
+        filters: each tensor's filters (:func:`landscape.surface.filters.filter_specs` of the
+            model); a tensor missing here splits by shape (dim 0 when ``dim > 1``, else a bias),
+            which is right for ``nn.Linear`` and ``nn.Conv*d`` only.
 
     Returns:
         A new direction.
     """
     check_choice("norm", norm, NORMS)
     check_choice("ignore", ignore, IGNORES)
+    specs = dict(filters or {})
     out: Direction = {}
     for name, w in weights.items():
         d = direction[name].detach().clone()
@@ -153,16 +172,17 @@ def normalize_direction(
             raise ConfigError(
                 f"direction tensor {name!r} has shape {tuple(d.shape)}, weights {tuple(w.shape)}"
             )
-        if d.dim() <= 1:
+        spec = specs.setdefault(name, shape_spec(w))
+        if not spec.has_filters:
             if ignore == "biasbn":
                 d.zero_()
             else:
                 d.copy_(w)
         elif norm in ("filter", "layer"):
-            _rescale_(d, w, norm)
+            _rescale_(d, w, _group_spec(norm, spec))
         out[name] = d
     if norm == "model":
-        kept = [n for n, w in weights.items() if w.dim() > 1]
+        kept = [n for n in weights if specs[n].has_filters]
         dn = torch.sqrt(
             sum((out[n].double().pow(2).sum() for n in kept), torch.zeros((), dtype=torch.float64))
         )
@@ -186,7 +206,13 @@ def _gaussian_like(weights: Mapping[str, torch.Tensor], generator: torch.Generat
     }
 
 
-def _orthogonalize_(d2: Direction, d1: Direction, weights: Mapping[str, torch.Tensor], norm: str) -> None:
+def _orthogonalize_(
+    d2: Direction,
+    d1: Direction,
+    weights: Mapping[str, torch.Tensor],
+    norm: str,
+    specs: Mapping[str, FilterSpec],
+) -> None:
     """Gram-Schmidt ``d2`` against ``d1`` per group, then re-scale per group (see module docstring)."""
     if norm in ("model", "none"):
         names = list(d1)
@@ -196,7 +222,7 @@ def _orthogonalize_(d2: Direction, d1: Direction, weights: Mapping[str, torch.Te
             for n in names:
                 d2[n] = (d2[n].double() - (dot / nn1) * d1[n].double()).to(d2[n].dtype)
         if norm == "model":  # one scalar for the whole of d2 keeps the orthogonality
-            kept = [n for n in names if weights[n].dim() > 1]
+            kept = [n for n in names if specs[n].has_filters]
             dn = sum(float(d2[n].double().pow(2).sum()) for n in kept) ** 0.5
             wn = sum(float(weights[n].double().pow(2).sum()) for n in kept) ** 0.5
             s = wn / dn if dn > 0 else 0.0
@@ -205,15 +231,14 @@ def _orthogonalize_(d2: Direction, d1: Direction, weights: Mapping[str, torch.Te
         return
     for n, w in weights.items():
         a, b = d1[n].double(), d2[n].double()
-        if w.dim() <= 1 and not bool(a.any()) and not bool(b.any()):
-            continue  # zeroed 1-D tensor: already orthogonal
-        group = norm if w.dim() > 1 else "layer"
+        if not specs[n].has_filters and not bool(a.any()) and not bool(b.any()):
+            continue  # zeroed bias or norm parameter: already orthogonal
+        group = _group_spec(norm, specs[n])
         ag, bg = _groups(a, group), _groups(b, group)
         dot = (ag * bg).sum(dim=1, keepdim=True)
         aa = (ag * ag).sum(dim=1, keepdim=True)
         coef = torch.where(aa > 0, dot / torch.where(aa > 0, aa, torch.ones_like(aa)), torch.zeros_like(aa))
-        bg = bg - coef * ag
-        b = bg.reshape(w.shape)
+        b = _ungroup(bg - coef * ag, group, w.shape)
         _rescale_(b, w.double(), group)
         d2[n] = b.to(w.dtype)
 
@@ -235,7 +260,8 @@ def random_directions(
         num: 1 or 2 directions.
         seed: seed of the CPU generator every draw comes from (recorded by the caller).
         norm: ``filter``, ``layer``, ``model`` or ``none``.
-        ignore: ``biasbn`` (zero 1-D tensors) or ``none`` (keep them, as copies of the weights).
+        ignore: ``biasbn`` (zero bias and norm parameters) or ``none`` (keep them, as copies of the
+            weights).
         mode: ``weights`` (parameters only) or ``states`` (also batch-norm running statistics).
         orthogonal: make the second direction orthogonal to the first (exactly per normalization
             group; see the module docstring).
@@ -248,20 +274,22 @@ def random_directions(
     check_choice("num", num, (1, 2))
     # A log-space entry's reference scale is 1 (a relative change), not the variance itself.
     weights = {n: torch.ones_like(w) if is_variance(n) else w for n, w in snapshot(objective, mode).items()}
+    specs = specs_for(weights, weights, objective.model)
     g = torch.Generator().manual_seed(int(seed))
     dirs = [
-        normalize_direction(_gaussian_like(weights, g), weights, norm=norm, ignore=ignore) for _ in range(num)
+        normalize_direction(_gaussian_like(weights, g), weights, norm=norm, ignore=ignore, filters=specs)
+        for _ in range(num)
     ]
     if num == 2 and ignore == "none":
-        # 1-D tensors of the second direction: a Gaussian (rescaled below) instead of a second copy of
-        # the weights, which could not be orthogonal to the first.
+        # bias and norm parameters of the second direction: a Gaussian (rescaled below) instead of a
+        # second copy of the weights, which could not be orthogonal to the first.
         g2 = torch.Generator().manual_seed(offset_seed(seed))
         for n, w in weights.items():
-            if w.dim() <= 1:
+            if not specs[n].has_filters:
                 r = torch.randn(w.shape, generator=g2, dtype=torch.float64).to(device=w.device, dtype=w.dtype)
                 dirs[1][n] = r
     if num == 2 and orthogonal:
-        _orthogonalize_(dirs[1], dirs[0], weights, norm)
+        _orthogonalize_(dirs[1], dirs[0], weights, norm, specs)
     return dirs
 
 

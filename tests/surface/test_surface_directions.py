@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from landscape import Objective
 from landscape.errors import ConfigError
 from landscape.surface import (
     direction_dot,
@@ -14,6 +16,7 @@ from landscape.surface import (
     random_directions,
     snapshot,
 )
+from landscape.surface.filters import FilterSpec, filter_rows, filter_specs, from_filter_rows
 
 
 def _group_norms(t: torch.Tensor, norm: str) -> torch.Tensor:
@@ -133,3 +136,117 @@ def test_normalize_direction_refuses_shape_mismatch():
     w = {"w": torch.ones(2, 3, dtype=torch.float64)}
     with pytest.raises(ConfigError, match="shape"):
         normalize_direction({"w": torch.ones(3, 2, dtype=torch.float64)}, w)
+
+
+# -- filters per module type, not per tensor shape -------------------------------------------------
+class Conv1D(nn.Module):
+    """Hugging Face's ``Conv1D`` layout without importing transformers: ``y = x @ W + b``, W (nx, nf)."""
+
+    def __init__(self, nf: int, nx: int, *, keep_nx: bool = True) -> None:
+        super().__init__()
+        self.nf = nf
+        if keep_nx:
+            self.nx = nx
+        self.weight = nn.Parameter(torch.randn(nx, nf))
+        self.bias = nn.Parameter(torch.randn(nf))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+class ShapeCases(nn.Module):
+    """Layers whose output axis is not dim 0, or whose multi-dimensional tensors are no filters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 6, 3, groups=2)  # weight (in=4, out/groups=3, 3, 3)
+        self.norm = nn.LayerNorm((5, 5))  # weight and bias (5, 5)
+        self.proj = Conv1D(7, 150)  # weight (150, 7)
+        self.old = Conv1D(3, 7, keep_nx=False)  # transformers releases without ``nx``
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.up(x)).flatten(1)
+        return self.old(torch.tanh(self.proj(h)))
+
+
+def _shape_cases_objective() -> Objective:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model = ShapeCases()
+        model.norm.weight.uniform_(0.5, 1.5)
+        model.norm.bias.uniform_(-0.5, 0.5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, 3, 3, generator=g)
+    return Objective(model, (x, torch.arange(6) % 3), dtype=torch.float64)
+
+
+def _transposed_output_channels(t: torch.Tensor, groups: int) -> list[torch.Tensor]:
+    """Output channel ``c = g * out_g + j`` of a grouped transposed convolution, written out."""
+    in_g, out_g = t.shape[0] // groups, t.shape[1]
+    return [t[g * in_g : (g + 1) * in_g, j] for g in range(groups) for j in range(out_g)]
+
+
+def test_filters_follow_the_module_not_the_tensor_shape():
+    specs = filter_specs(_shape_cases_objective().model)
+    assert specs["up.weight"] == FilterSpec("filters", axis=1, groups=2, module="ConvTranspose2d")
+    assert specs["proj.weight"].axis == 1 and specs["old.weight"].axis == 1
+    assert {specs[n].kind for n in ("norm.weight", "norm.bias")} == {"norm"}
+    assert {specs[n].kind for n in ("up.bias", "proj.bias")} == {"bias"}
+
+
+@pytest.mark.parametrize("num", [1, 2], ids=["1d", "2d"])
+def test_output_units_of_shape_cases_have_the_weights_norm(num):
+    obj = _shape_cases_objective()
+    weights = snapshot(obj)
+    for d in random_directions(obj, num, seed=2):
+        up_d = _transposed_output_channels(d["up.weight"], 2)
+        up_w = _transposed_output_channels(weights["up.weight"], 2)
+        assert len(up_d) == 6
+        for a, b in zip(up_d, up_w):
+            assert float(a.norm() / b.norm()) == pytest.approx(1.0, abs=1e-12)
+        for name in ("proj.weight", "old.weight"):  # (in, out): one filter per column
+            ratios = d[name].norm(dim=0) / weights[name].norm(dim=0)
+            torch.testing.assert_close(ratios, torch.ones_like(ratios), rtol=0, atol=1e-12)
+        for name in ("norm.weight", "norm.bias", "up.bias", "proj.bias", "old.bias"):
+            assert not d[name].any(), f"{name} is not zeroed with ignore='biasbn'"
+
+
+def test_model_norm_leaves_multi_dimensional_norm_parameters_out():
+    obj = _shape_cases_objective()
+    weights = snapshot(obj)
+    kept = [n for n in weights if n.endswith("weight") and not n.startswith("norm")]
+    for d in random_directions(obj, 2, seed=4, norm="model"):
+        assert not d["norm.weight"].any()
+        assert direction_norm({n: d[n] for n in kept}) == pytest.approx(
+            direction_norm({n: weights[n] for n in kept}), rel=1e-12
+        )
+
+
+def test_filter_pair_of_shape_cases_is_orthogonal_per_output_unit():
+    obj = _shape_cases_objective()
+    d1, d2 = random_directions(obj, 2, seed=6, ignore="none")
+    for a, b in zip(
+        _transposed_output_channels(d1["up.weight"], 2), _transposed_output_channels(d2["up.weight"], 2)
+    ):
+        assert abs(float((a * b).sum())) <= 1e-13 * float(a.norm() * b.norm())
+    a, b = d1["proj.weight"], d2["proj.weight"]
+    assert ((a * b).sum(dim=0).abs() <= 1e-13 * a.norm(dim=0) * b.norm(dim=0)).all()
+    assert torch.equal(d1["norm.weight"], snapshot(obj)["norm.weight"])  # ignore='none': copied
+    cos = direction_dot(d1, d2) / (direction_norm(d1) * direction_norm(d2))
+    assert abs(cos) < 1e-13
+
+
+@pytest.mark.parametrize(
+    ("shape", "spec"),
+    [
+        ((5, 3, 2), FilterSpec("filters")),
+        ((6, 4), FilterSpec("filters", axis=1)),
+        ((4, 3, 3, 3), FilterSpec("filters", axis=1, groups=2)),
+    ],
+    ids=["dim0", "columns", "grouped-transposed"],
+)
+def test_filter_rows_round_trip(shape, spec):
+    t = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rows = filter_rows(t, spec)
+    assert rows.numel() == t.numel()
+    assert torch.equal(from_filter_rows(rows, spec, t.shape), t)
