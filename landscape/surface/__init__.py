@@ -16,6 +16,7 @@ from landscape.surface.directions import (
     snapshot,
     target_tensors,
 )
+from landscape.surface.filters import FilterSpec, filter_specs
 from landscape.surface.from_checkpoint import (
     CheckpointSource,
     check_finite_tensors,
@@ -39,6 +40,7 @@ __all__ = [
     "PRECISIONS",
     "CheckpointSource",
     "Direction",
+    "FilterSpec",
     "NonFiniteLossWarning",
     "PCAResult",
     "PointEvaluator",
@@ -48,6 +50,7 @@ __all__ = [
     "compute_surface",
     "default_surface_name",
     "direction_dot",
+    "filter_specs",
     "direction_norm",
     "eigen_directions",
     "interpolation_direction",

@@ -24,6 +24,7 @@ from landscape.surface.directions import (
     interpolation_direction,
     random_directions,
 )
+from landscape.surface.filters import filter_specs
 from landscape.surface.trajectory import path_grid, pca_directions, plane_directions, trajectory_files
 
 DIR_TYPES_1D = ("random", "interpolation", "eigen")
@@ -131,7 +132,14 @@ def pca_builder(req: DirectionRequest) -> BuiltDirections:
     assert req.trajectory is not None
     files = trajectory_files(req.trajectory)
     points = [req.load_other(p) for p in files]
-    res = pca_directions(points, req.base, num=req.ndim, ignore=req.ignore, names=[p.stem for p in files])
+    res = pca_directions(
+        points,
+        req.base,
+        num=req.ndim,
+        ignore=req.ignore,
+        names=[p.stem for p in files],
+        filters=filter_specs(req.objective.model),
+    )
     ratio = res.explained_variance_ratio
     record = {
         "trajectory": [str(p) for p in files],

@@ -24,6 +24,7 @@ import torch
 
 from landscape.errors import ConfigError, check_choice
 from landscape.surface.directions import IGNORES, Direction, interpolation_direction
+from landscape.surface.filters import FilterSpec, shape_spec
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 
@@ -82,6 +83,7 @@ def pca_directions(
     num: int = 2,
     ignore: str = "biasbn",
     names: Sequence[str] | None = None,
+    filters: Mapping[str, FilterSpec] | None = None,
 ) -> PCAResult:
     """Principal directions of ``points - base`` (see the module docstring).
 
@@ -89,8 +91,11 @@ def pca_directions(
         points: the trajectory, each a ``name -> tensor`` mapping with the base's names.
         base: the point the surface is centred on (usually the last checkpoint).
         num: number of directions (1 or 2).
-        ignore: ``biasbn`` leaves 1-D tensors out (zero in the directions) or ``none``.
+        ignore: ``biasbn`` leaves biases and norm-layer parameters out (zero in the directions), or
+            ``none``.
         names: labels of the points (default ``0..T-1``).
+        filters: each tensor's :class:`~landscape.surface.filters.FilterSpec` (from the model that
+            owns it: :func:`~landscape.surface.filters.filter_specs`); without it, by shape.
 
     Returns:
         The directions (float64 tensors on the base's devices), the explained variance ratio of
@@ -101,7 +106,8 @@ def pca_directions(
     if len(points) < 2:
         raise ConfigError(f"PCA needs at least 2 trajectory points, got {len(points)}")
     tnames = list(base)
-    keep = {n: ignore == "none" or base[n].dim() > 1 for n in tnames}
+    specs = {n: filters[n] if filters is not None and n in filters else shape_spec(base[n]) for n in tnames}
+    keep = {n: ignore == "none" or specs[n].has_filters for n in tnames}
     diffs = [interpolation_direction(base, p) for p in points]
     X = torch.stack([_flatten(d, tnames, keep) for d in diffs])  # (T, n)
     Xc = X - X.mean(dim=0, keepdim=True)

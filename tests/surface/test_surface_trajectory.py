@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.errors import ConfigError
-from landscape.surface import compute_surface, snapshot
+from landscape.surface import compute_surface, filter_specs, snapshot
 from landscape.surface.trajectory import pca_directions, plane_directions, trajectory_files
 
 
@@ -99,3 +99,19 @@ def test_path_grid_holds_the_path_and_the_centre():
     np.testing.assert_allclose(ys, np.linspace(-0.2, 2.2, 3))
     flat_x, _ = path_grid(np.zeros((2, 2)), 3, 3)  # a path that never moves: unit padding
     np.testing.assert_allclose(flat_x, [-1.0, 0.0, 1.0])
+
+
+def test_pca_leaves_out_norm_layer_weights_by_their_module_not_their_shape():
+    # LayerNorm((3, 4)) has a 2-D weight: by shape it looks like a filter bank, by module it is a norm
+    model2 = torch.nn.Sequential(torch.nn.Linear(12, 12), torch.nn.LayerNorm((3, 4)))
+    base = {n: p.detach().double().clone() for n, p in model2.named_parameters()}
+    gen = torch.Generator().manual_seed(0)
+    points = [
+        {n: t + torch.randn(t.shape, generator=gen, dtype=t.dtype) for n, t in base.items()} for _ in range(4)
+    ]
+    by_module = pca_directions(points, base, num=2, filters=filter_specs(model2))
+    by_shape = pca_directions(points, base, num=2)
+    for d in by_module.directions:
+        assert torch.count_nonzero(d["1.weight"]) == 0 and torch.count_nonzero(d["1.bias"]) == 0
+        assert torch.count_nonzero(d["0.weight"]) > 0
+    assert any(torch.count_nonzero(d["1.weight"]) > 0 for d in by_shape.directions)
