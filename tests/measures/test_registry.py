@@ -220,3 +220,25 @@ def test_register_refuses_names_and_defaults_that_would_clash(own_registry, entr
     register_measure(ENTRY)
     with pytest.raises(ConfigError, match=message):
         register_measure(entry)
+
+
+def test_registered_measure_runs_in_sharpness_keyed_by_its_own_option(own_registry, tmp_path):
+    from landscape.analysis import SharpnessOptions, sharpness
+
+    register_measure(ENTRY)
+    A, w = spd(D, 5), torch.zeros(D, dtype=torch.float64)
+    g = A @ (w - W_STAR)
+    run = dict(top_k=1, tol=1e-8, measures=("gradient-norm",), resume_dir=tmp_path)
+    one = MeasureOptions(extra={"toy_order": 1.0})
+    res = sharpness(quadratic_objective(A, W_STAR, w), measure_options=one, **run)
+    assert res.measures["gradient-norm"].value == pytest.approx(float(g.abs().sum()), rel=1e-12)
+    assert SharpnessOptions(measures=run["measures"], measure_options=one).measure_stage_options(
+        "gradient-norm"
+    ) == {"name": "gradient-norm", "options": {"toy_order": 1.0}}
+    again = sharpness(quadratic_objective(A, W_STAR, w), measure_options=replace(one, rho=0.3), **run)
+    assert again.notes == ["stages read back from an interrupted run: eigen, measure-gradient-norm"]
+    other = sharpness(quadratic_objective(A, W_STAR, w), **run)  # the default order 2
+    assert other.notes == ["stages read back from an interrupted run: eigen"]
+    assert other.measures["gradient-norm"].value == pytest.approx(float(g.norm()), rel=1e-12)
+    with pytest.raises(ConfigError, match="measure 'gradient-nom' is not known"):
+        sharpness(quadratic_objective(A, W_STAR, w), top_k=1, measures=("gradient-nom",))
