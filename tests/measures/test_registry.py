@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 
 import pytest
 import torch
-from measure_helpers import cnn_objective, quadratic_objective, spd
+from measure_helpers import FAST_OPTIONS, cnn_objective, quadratic_objective, spd
 from toy_measure import ENTRY, TOY_ORDER
 
 import landscape.measures.registry as registry
@@ -25,18 +25,6 @@ from landscape.measures import (
 )
 from landscape.measures.options import FIELD_NAMES
 
-FAST = dict(
-    steps=3,
-    mc_samples=4,
-    random_max_samples=3,
-    bisection_steps=3,
-    hutchinson_probes=4,
-    k=2,
-    lanczos_tol=1e-3,
-    layer="4",
-    m=8,
-    seed=7,
-)
 # every branch that reads another option: relative-flatness chooses its method under 'auto'
 BRANCHES = [
     {},
@@ -98,7 +86,7 @@ def test_each_measure_reads_exactly_the_options_of_its_entry(name):
     entry = registry.MEASURES[name]
     read: set[str] = set()
     for branch in BRANCHES:
-        opts = _Recording(**{**FAST, **branch})
+        opts = _Recording(**{**FAST_OPTIONS, **branch})
         result = entry.compute(cnn_objective(), opts)
         read |= opts._read
         assert result.name == name
