@@ -8,15 +8,15 @@ impossible combinations before any Hessian-vector product is spent, naming the P
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from landscape.errors import ConfigError, check_choice, check_positive
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
 from landscape.hessian.trace_estimation import MIN_MATVECS, TRACE_METHODS
-
-if TYPE_CHECKING:  # the measures import this package: load them only when asked for
-    from landscape.measures.options import MeasureOptions
+from landscape.measures.dispatch import parse_measure_names
+from landscape.measures.options import MeasureOptions
+from landscape.measures.registry import check_measure_options, measure_settings
 
 BACKENDS = ("landscape", "pyhessian")
 
@@ -61,7 +61,7 @@ class SharpnessOptions:
         per_batch: run the per-batch protocol on the first ``per_batch`` batches.
         per_batch_which: ``which`` of the per-batch protocol (``'LM'``: what power iteration finds;
             the only choice with ``backend='pyhessian'``).
-        measures: sharpness measures beyond the spectrum (:data:`landscape.measures.MEASURE_NAMES`).
+        measures: sharpness measures beyond the spectrum (:func:`landscape.measures.measure_names`).
         measure_options: their settings (``None``: the defaults; its ``seed`` is replaced by ``seed``).
         backend: ``'landscape'`` or ``'pyhessian'``.
         mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
@@ -110,9 +110,12 @@ class SharpnessOptions:
     @property
     def measure_settings(self) -> MeasureOptions:
         """:attr:`measure_options` (or the defaults) drawing from the run's ``seed``."""
-        from landscape.measures.options import MeasureOptions
-
         return replace(self.measure_options or MeasureOptions(), seed=self.seed)
+
+    def measure_stage_options(self, name: str) -> dict[str, Any]:
+        """What keys the stage of measure ``name``: its name and only the options it reads
+        (:func:`~landscape.measures.measure_settings`), so another measure's option leaves it valid."""
+        return {"name": name, "options": measure_settings(name, self.measure_settings)}
 
     def with_overrides(self, **overrides: Any) -> SharpnessOptions:
         """A copy with ``overrides`` applied.
@@ -145,10 +148,7 @@ class SharpnessOptions:
             check_positive("trace_rtol", self.trace_rtol)
         self._check_budgets(num_params)
         if self.measures:
-            from landscape.measures.dispatch import parse_measure_names
-
-            parse_measure_names(self.measures)
-            self.measure_settings.validate()
+            check_measure_options(parse_measure_names(self.measures), self.measure_settings)
         if self.backend == "pyhessian":
             self._check_pyhessian()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from landscape import measures as measures_package
 from landscape.analysis.options import SharpnessOptions
 from landscape.analysis.pyhessian_backend import pyhessian_spectrum
 from landscape.analysis.result import SharpnessResult, SpectrumStages
@@ -36,6 +37,8 @@ from landscape.hessian.per_batch import per_batch_protocol
 from landscape.hessian.results import DensityResult, EigenResult, PerBatchResult, PerLayerResult, TraceResult
 from landscape.hessian.spectral_density import slq
 from landscape.hessian.trace_estimation import trace
+from landscape.measures.common import MeasureResult
+from landscape.measures.registry import get_measure
 from landscape.objective.core import Objective
 
 Stage = Callable[[str, dict[str, Any], type, Callable[[], Any]], Any]
@@ -256,27 +259,32 @@ def _density_and_layers(
 
 
 def _measures(objective: Objective, opts: SharpnessOptions, eig: EigenResult, stage: Stage) -> dict[str, Any]:
-    """Each measure as its own stage; ``overlap`` reuses the top eigenvectors when Lanczos just found
-    the ``k`` largest (``which='LA'``, ``top_k >= k``)."""
-    from landscape.measures import compute_measures  # the measures import this package
-    from landscape.measures.common import MeasureResult
-
+    """Each measure as its own stage, keyed by the options it reads; a measure that takes top
+    eigenvectors (``overlap``) reuses the ones Lanczos just found when they are the ``k`` largest
+    (``which='LA'``, ``top_k >= k``)."""
     settings = opts.measure_settings
-    vectors = None
-    if eig.vectors is not None and eig.which == "LA" and eig.vectors.shape[1] >= settings.k:
-        vectors = eig.vectors[:, : settings.k]
     out: dict[str, Any] = {}
     for name in opts.measures:
-        reuse = vectors if name == "overlap" else None
+        key = opts.measure_stage_options(name)
+        vectors = _reusable_vectors(eig, name, key["options"])
         out[name] = stage(
             f"measure-{name}",
-            {"name": name, "options": settings.to_dict()},
+            key,
             MeasureResult,
-            lambda name=name, reuse=reuse: compute_measures(objective, [name], settings, eigenvectors=reuse)[
-                name
-            ],
+            # through the package, so that a caller's stand-in for compute_measures is the one called
+            lambda name=name, vectors=vectors: measures_package.compute_measures(
+                objective, [name], settings, eigenvectors=vectors
+            )[name],
         )
     return out
+
+
+def _reusable_vectors(eig: EigenResult, name: str, own: dict[str, Any]) -> torch.Tensor | None:
+    """The top eigenvectors measure ``name`` (with its options ``own``) can take from the eigen stage."""
+    count = get_measure(name).top_eigenvectors
+    if count is None or eig.vectors is None or eig.which != "LA" or eig.vectors.shape[1] < own[count]:
+        return None
+    return eig.vectors[:, : own[count]]
 
 
 def check_finite(objective: Objective) -> None:

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -138,15 +139,19 @@ class MeasureRun:
         objective: the loss the measure reads.
         options: the validated options.
         cost: the running count of data passes.
-        generator: a CPU generator seeded with ``options.seed``.
         started: ``time.perf_counter()`` at the start.
     """
 
     objective: Objective
     options: MeasureOptions
     cost: Cost
-    generator: torch.Generator
     started: float
+
+    @cached_property
+    def generator(self) -> torch.Generator:
+        """A CPU generator seeded with ``options.seed``, made on first use: a deterministic measure
+        never reads the seed, so the seed is none of its settings."""
+        return torch.Generator().manual_seed(self.options.seed)
 
     @classmethod
     def start(cls, objective: Objective, options: MeasureOptions | None) -> MeasureRun:
@@ -158,9 +163,7 @@ class MeasureRun:
         opts = options or MeasureOptions()
         opts.validate()
         check_objective(objective)
-        started = time.perf_counter()
-        generator = torch.Generator().manual_seed(opts.seed)
-        return cls(objective, opts, Cost(objective.num_samples), generator, started)
+        return cls(objective, opts, Cost(objective.num_samples), time.perf_counter())
 
     def result(
         self,

@@ -1,37 +1,27 @@
-"""``compute_measures``: run several sharpness measures by their public names."""
+"""``compute_measures``: run several sharpness measures by their public names (:mod:`.registry`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from landscape.errors import ConfigError
-from landscape.measures.average import average_sharpness
 from landscape.measures.common import MeasureResult
-from landscape.measures.fisher_rao import fisher_rao_norm
-from landscape.measures.keskar import keskar_sharpness
 from landscape.measures.options import MeasureOptions
-from landscape.measures.overlap import Eigenvectors, gradient_overlap
-from landscape.measures.pac_bayes import pac_bayes_sharpness
-from landscape.measures.random_max import random_max_sharpness
-from landscape.measures.relative import relative_flatness
-from landscape.measures.worst import worst_sharpness
+from landscape.measures.overlap import Eigenvectors
+from landscape.measures.registry import (
+    MEASURE_NAMES,
+    check_measure_options,
+    compute_one,
+    get_measure,
+    measure_names,
+)
 from landscape.objective.core import Objective
 
-MEASURES: dict[str, Callable[[Objective, MeasureOptions], MeasureResult]] = {
-    "worst": worst_sharpness,
-    "average": average_sharpness,
-    "random-max": random_max_sharpness,
-    "keskar": keskar_sharpness,
-    "pac-bayes": pac_bayes_sharpness,
-    "fisher-rao": fisher_rao_norm,
-    "relative-flatness": relative_flatness,
-    "overlap": gradient_overlap,
-}
-MEASURE_NAMES = tuple(MEASURES)
+__all__ = ["MEASURE_NAMES", "compute_measures", "parse_measure_names"]
 
 
 def parse_measure_names(names: str | Sequence[str]) -> list[str]:
-    """``'worst,average'`` or ``['worst', 'average']`` to a list of known names, in order, no repeats.
+    """``'worst,average'`` or ``['worst', 'average']`` to a list of registered names, in order, no repeats.
 
     Raises:
         ConfigError: an unknown or empty name.
@@ -39,13 +29,11 @@ def parse_measure_names(names: str | Sequence[str]) -> list[str]:
     items = names.split(",") if isinstance(names, str) else list(names)
     out: list[str] = []
     for raw in items:
-        name = raw.strip()
-        if name not in MEASURES:
-            raise ConfigError(f"measure {name!r} is not known; choose from {', '.join(MEASURE_NAMES)}")
+        name = get_measure(raw.strip()).name
         if name not in out:
             out.append(name)
     if not out:
-        raise ConfigError(f"no measure given; choose from {', '.join(MEASURE_NAMES)}")
+        raise ConfigError(f"no measure given; choose from {', '.join(measure_names())}")
     return out
 
 
@@ -60,11 +48,13 @@ def compute_measures(
 
     Args:
         objective: the loss over a fixed sample (batch norm in eval mode by default).
-        names: public names (``worst``, ``average``, ``random-max``, ``keskar``, ``pac-bayes``,
-            ``fisher-rao``, ``relative-flatness``, ``overlap``), as a list or comma-separated.
+        names: registered names (built in: ``worst``, ``average``, ``random-max``, ``keskar``,
+            ``pac-bayes``, ``fisher-rao``, ``relative-flatness``, ``overlap``), as a list or
+            comma-separated.
         options: every setting (:class:`MeasureOptions`; defaults when ``None``), validated first,
             so a bad setting fails before any measure runs.
-        eigenvectors: top Hessian eigenvectors to reuse for ``overlap`` (e.g. from a Lanczos stage).
+        eigenvectors: top Hessian eigenvectors to reuse for a measure that takes them (``overlap``),
+            e.g. from a Lanczos stage.
 
     Returns:
         ``{name: MeasureResult}`` in the order asked.
@@ -74,11 +64,5 @@ def compute_measures(
     """
     wanted = parse_measure_names(names)
     opts = options or MeasureOptions()
-    opts.validate()
-    results: dict[str, MeasureResult] = {}
-    for name in wanted:
-        if name == "overlap":
-            results[name] = gradient_overlap(objective, opts, eigenvectors=eigenvectors)
-        else:
-            results[name] = MEASURES[name](objective, opts)
-    return results
+    check_measure_options(wanted, opts)
+    return {name: compute_one(objective, name, opts, eigenvectors=eigenvectors) for name in wanted}

@@ -1,12 +1,14 @@
-"""Every setting of every sharpness measure in one dataclass, with defaults and validation.
+"""The settings a caller gives the sharpness measures, in one dataclass, with defaults and validation.
 
 One object travels from the caller (the CLI maps its flags onto these fields one to one) to
-:func:`~landscape.measures.compute_measures`; each result records the settings it used.
+:func:`~landscape.measures.compute_measures`. Each measure reads only the options its registry entry
+names (:mod:`landscape.measures.registry`), and only those key its stored result; a measure added by a
+registry entry keeps options that are not fields here in :attr:`MeasureOptions.extra`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from landscape.errors import ConfigError, check_choice, check_positive
@@ -49,6 +51,9 @@ class MeasureOptions:
         k: top-k eigenvectors of ``overlap``.
         lanczos_tol: residual tolerance of the Lanczos run behind ``overlap``.
         seed: seed of every random draw (restarts, Monte Carlo, probes, Lanczos start).
+        extra: options of measures whose options are not fields above (a measure added by a registry
+            entry), by option name; :func:`~landscape.measures.compute_measures` refuses a name that no
+            registered measure reads.
     """
 
     rho: float = 0.05
@@ -72,6 +77,7 @@ class MeasureOptions:
     k: int = 5
     lanczos_tol: float = 1e-6
     seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field, its value and the valid range."""
@@ -94,9 +100,27 @@ class MeasureOptions:
             raise ConfigError(f"pac_bayes_target={self.pac_bayes_target!r} must be in (0, 1)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra={self.extra!r} must be a dict of option name -> value")
+        shadowed = sorted(set(self.extra) & FIELD_NAMES)
+        if shadowed:
+            raise ConfigError(
+                f"extra holds {shadowed}, which are fields of MeasureOptions; pass {shadowed[0]}=... itself"
+            )
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The option ``name``: a field's value, else its value in :attr:`extra`, else ``default``."""
+        if name in FIELD_NAMES:
+            return getattr(self, name)
+        return self.extra.get(name, default)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field by name; ``extra`` only when it holds something, so the dictionary of the
+        fields alone (what stored results hold) is the same as before ``extra`` existed."""
+        d = asdict(self)
+        if not d["extra"]:
+            del d["extra"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MeasureOptions:
@@ -105,6 +129,9 @@ class MeasureOptions:
         if unknown:
             raise ConfigError(f"unknown measure options {unknown}; valid: {sorted(known)}")
         return cls(**d)
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(MeasureOptions)) - {"extra"}
 
 
 def _check_count(name: str, value: object, *, least: int = 1) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,28 @@ def test_measures_use_the_run_seed_and_overlap_reuses_the_lanczos_vectors() -> N
     assert overlap.value == pytest.approx(frac, rel=1e-7)
     back = type(res).from_dict(res.to_dict())
     assert back.measures["average"].value == res.measures["average"].value
+
+
+def test_a_measure_stage_is_keyed_by_the_options_that_measure_reads(tmp_path, monkeypatch) -> None:
+    import landscape.measures.registry as registry
+
+    run = dict(top_k=1, tol=1e-6, seed=2, measures=("average", "worst"), resume_dir=tmp_path)
+    before = MeasureOptions(mc_samples=4, steps=2)
+    after = replace(before, m=10, perturb_norm="linf")  # options only worst reads
+    options = SharpnessOptions(measures=run["measures"], measure_options=before)
+    changed = replace(options, measure_options=after)
+    assert changed.measure_stage_options("average") == options.measure_stage_options("average")
+    assert changed.measure_stage_options("worst") != options.measure_stage_options("worst")
+    first = sharpness(_objective(), measure_options=before, **run)
+    second = sharpness(_objective(), measure_options=after, **run)
+    assert second.notes == ["stages read back from an interrupted run: eigen, measure-average"]
+    assert second.measures["average"].to_dict() == first.measures["average"].to_dict()
+    assert second.measures["worst"].settings["m"] == 10
+    # worst gains an option: its stored stage no longer fits, average's still does
+    worst = registry.MEASURES["worst"]
+    monkeypatch.setitem(registry.MEASURES, "worst", replace(worst, options={**worst.options, "new": 1}))
+    third = sharpness(_objective(), measure_options=after, **run)
+    assert third.notes == ["stages read back from an interrupted run: eigen, measure-average"]
+    assert third.measures["worst"].value == second.measures["worst"].value
+    fourth = sharpness(_objective(), measure_options=after, **run)
+    assert fourth.notes == ["stages read back from an interrupted run: eigen, measure-average, measure-worst"]

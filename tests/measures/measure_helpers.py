@@ -7,6 +7,20 @@ from torch import nn
 
 from landscape.objective.core import Objective
 
+# small budgets for every measure on cnn_objective (its linear head is layer "4"; 16 examples, m = 8)
+FAST_OPTIONS = dict(
+    steps=3,
+    mc_samples=4,
+    random_max_samples=3,
+    bisection_steps=3,
+    hutchinson_probes=4,
+    k=2,
+    lanczos_tol=1e-3,
+    layer="4",
+    m=8,
+    seed=7,
+)
+
 
 def quadratic_objective(A: torch.Tensor, w_star: torch.Tensor, w: torch.Tensor | None = None) -> Objective:
     """``L(w) = 1/2 (w - w*)^T A (w - w*)`` exactly, as a bias-free linear model with mean squared error.

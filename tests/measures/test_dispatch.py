@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from measure_helpers import cnn_objective
+from measure_helpers import FAST_OPTIONS, cnn_objective
 
 from landscape.errors import ConfigError
 from landscape.measures import (
@@ -18,18 +18,7 @@ from landscape.measures import (
     parse_measure_names,
 )
 
-FAST = MeasureOptions(
-    steps=3,
-    mc_samples=4,
-    random_max_samples=3,
-    bisection_steps=3,
-    hutchinson_probes=4,
-    k=2,
-    lanczos_tol=1e-3,
-    layer="4",
-    m=8,
-    seed=7,
-)
+FAST = MeasureOptions(**FAST_OPTIONS)
 
 
 def _state(obj):
