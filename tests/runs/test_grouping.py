@@ -253,3 +253,34 @@ def test_measures_get_a_table_and_a_panel_each(tmp_path: Path):
     ax = fig.axes[6]
     assert ax.get_ylabel() == "worst-case sharpness"
     assert len(plot_groups(summarize_groups(_records(False), baseline=None)).axes) == 6
+
+
+def test_groups_json_of_another_version_loads(runs: Path, tmp_path: Path):
+    """A statistic added since (or one dropped) must not break ``compare --from`` on older files."""
+    doc = group_runs(runs).to_dict()
+    for g in doc["groups"]:
+        for s in g["stats"].values():
+            s["p_value"] = 0.5  # a newer statistic
+            del s["ci95_high"]  # one this file predates
+    for p in doc["paired"]:
+        p["stats"]["p_value"] = 0.01
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(doc))
+    back = Grouping.from_json(path)
+    s = back.group("SGD").stats["test_accuracy"]
+    assert (s.n, s.mean) == (3, pytest.approx(0.92)) and math.isnan(s.ci95_high)
+    assert not hasattr(s, "p_value") and back.paired[0].stats.n == 3
+
+
+def test_paired_csv_has_one_column_order_with_or_without_lines(runs: Path, monkeypatch):
+    from dataclasses import asdict
+
+    from landscape.runs.grouping import PAIRED_COLUMNS
+    from landscape.runs.stats import Summary
+
+    # the columns follow PAIRED_COLUMNS, not the order of the statistics' dictionary
+    monkeypatch.setattr(Summary, "to_dict", lambda self: dict(reversed(asdict(self).items())))
+    with_lines = group_runs(runs).paired_csv().splitlines()
+    without = group_runs(runs, baseline=None).paired_csv().splitlines()
+    assert len(with_lines) > 1 and without == [",".join(PAIRED_COLUMNS)]
+    assert with_lines[0] == without[0] == "group,baseline,metric,seeds,n,mean,std,ci95_low,ci95_high"
