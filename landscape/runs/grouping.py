@@ -211,15 +211,15 @@ class Grouping:
             raise ResultFileError(f"{str(p)!r} is not a groups.json written by landscape: {exc}") from None
 
     def groups_csv(self) -> str:
-        return _csv_text([g.row(self.metrics) for g in self.groups])
+        return csv_table([g.row(self.metrics) for g in self.groups])
 
     def paired_csv(self) -> str:
         """One line per (group, metric) against the baseline; only the header when there is none."""
-        return _csv_text([p.row() for p in self.paired], PAIRED_COLUMNS)
+        return csv_table([p.row() for p in self.paired], PAIRED_COLUMNS)
 
     def runs_csv(self) -> str:
         columns = ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
-        return _csv_text([{c: r.row().get(c) for c in columns} for r in self.runs])
+        return csv_table([{c: r.row().get(c) for c in columns} for r in self.runs])
 
     def table_metrics(self, first: str = "test_accuracy") -> list[str]:
         """The metrics ``groups.md`` shows: ``first``, then ``lambda_max``, ``trace`` and the sharpness
@@ -262,7 +262,7 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def csv_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     """Rows under ``columns`` (default: the first row's keys; no header without rows or columns)."""
     header = list(columns) if columns is not None else list(rows[0]) if rows else []
     if not header:
@@ -622,8 +622,11 @@ def _format(x: float, digits: int) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else "n/a"
 
 
-def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4) -> str:
-    """The seed study's layout: one row per method, one column per ``rho``, cells ``mean ± std (n)``.
+def seed_study_table(
+    grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4
+) -> tuple[list[str], list[list[str]]]:
+    """The seed study's layout as ``(header, rows)``: one row per method, one column per ``rho``,
+    cells ``mean ± std (n)`` (Luong 2024, Table 1).
 
     Methods without a radius (SGD) fill the ``-`` column; checkpoint-only groups get their own rows.
     A cell with one run shows its value alone.
@@ -645,14 +648,23 @@ def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits:
         cell += f" (n={s.n})"
         rows.setdefault(method, {})[g.rho] = cell
     head = ["method", *("-" if r is None else f"rho={r:g}" for r in columns)]
+    return head, [[method, *(cells.get(r, "") for r in columns)] for method, cells in rows.items()]
+
+
+def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4) -> str:
+    """:func:`seed_study_table` as Markdown, under a line naming the metric.
+
+    Raises:
+        ConfigError: ``metric`` is not one of the grouping's metrics.
+    """
+    head, rows = seed_study_table(grouping, metric, digits=digits)
     lines = [
         f"{metric}: mean ± std over seeds",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    for method, cells in rows.items():
-        lines.append("| " + " | ".join([method, *(cells.get(r, "") for r in columns)]) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
