@@ -43,6 +43,30 @@ STAGE_FOLDER = ".sharpness-stages"
 _PROVENANCE = ("checkpoint", "checkpoint_digest", "data", "batch_size", "world_size")
 
 
+def objective_settings(
+    checkpoint: Any, data: Any, *, batch_size: int, dtype: Any, bn_mode: str
+) -> dict[str, Any]:
+    """What any result computed on a checkpoint's objective depends on: the weights (their digest),
+    the model, the data, the batches, the precision and the batch-norm mode (``evaluation.json``
+    records these alone; :func:`sharpness_settings` adds the analysis options).
+
+    Args:
+        checkpoint: the loaded checkpoint (:class:`~landscape.models.checkpoints.Checkpoint`).
+        data: the :class:`~landscape.data.datasets.DataSpec` of the examples.
+        batch_size: examples per batch.
+        dtype: the precision asked for (a ``torch.dtype``).
+        bn_mode: ``eval`` or ``train``.
+    """
+    return {
+        "checkpoint_digest": weights_digest(checkpoint.state_dict),
+        "model": checkpoint.model_spec.to_dict() if checkpoint.model_spec else None,
+        "data": data.to_dict(),
+        "batch_size": batch_size,
+        "dtype": str(dtype),
+        "bn_mode": bn_mode,
+    }
+
+
 def sharpness_settings(
     options: SharpnessOptions,
     checkpoint: Any,
@@ -59,20 +83,10 @@ def sharpness_settings(
 
     Args:
         options: the analysis settings.
-        checkpoint: the loaded checkpoint (:class:`~landscape.models.checkpoints.Checkpoint`): its
-            weights' digest and its model.
-        data: the :class:`~landscape.data.datasets.DataSpec` of the sample.
-        batch_size: examples per batch of the products.
-        dtype: the precision asked for (a ``torch.dtype``).
-        bn_mode: ``eval`` or ``train``.
+        checkpoint, data, batch_size, dtype, bn_mode: the objective (:func:`objective_settings`).
     """
     settings: dict[str, Any] = {
-        "checkpoint_digest": weights_digest(checkpoint.state_dict),
-        "model": checkpoint.model_spec.to_dict() if checkpoint.model_spec else None,
-        "data": data.to_dict(),
-        "batch_size": batch_size,
-        "dtype": str(dtype),
-        "bn_mode": bn_mode,
+        **objective_settings(checkpoint, data, batch_size=batch_size, dtype=dtype, bn_mode=bn_mode),
         "top_k": options.top_k,
         "which": options.which,
         "tol": options.tol,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from landscape.analysis.result_file import objective_settings
 from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_write_json
-from landscape.io.digest import weights_digest
 
 EVALUATION_FILE = "evaluation.json"
 _PROVENANCE = ("checkpoint", "model", "data", "seed", "checkpoint_digest", "settings")
@@ -25,24 +25,9 @@ _PROVENANCE = ("checkpoint", "model", "data", "seed", "checkpoint_digest", "sett
 def evaluation_settings(
     checkpoint: Any, data: Any, *, batch_size: int, dtype: Any, bn_mode: str
 ) -> dict[str, Any]:
-    """What an evaluation depends on: the weights (digest), the model, the data, batches, precision
-    and batch-norm mode.
-
-    Args:
-        checkpoint: the loaded checkpoint (:class:`~landscape.models.checkpoints.Checkpoint`).
-        data: the :class:`~landscape.data.datasets.DataSpec` evaluated on.
-        batch_size: examples per batch.
-        dtype: the precision asked for (a ``torch.dtype``).
-        bn_mode: ``eval`` or ``train``.
-    """
-    return {
-        "checkpoint_digest": weights_digest(checkpoint.state_dict),
-        "model": checkpoint.model_spec.to_dict() if checkpoint.model_spec else None,
-        "data": data.to_dict(),
-        "batch_size": batch_size,
-        "dtype": str(dtype),
-        "bn_mode": bn_mode,
-    }
+    """What an evaluation depends on: :func:`~landscape.analysis.result_file.objective_settings` (the
+    weights' digest, the model, the data, batches, precision and batch-norm mode), nothing more."""
+    return objective_settings(checkpoint, data, batch_size=batch_size, dtype=dtype, bn_mode=bn_mode)
 
 
 @dataclass

@@ -217,8 +217,13 @@ class Grouping:
         """One line per (group, metric) against the baseline; only the header when there is none."""
         return csv_table([p.row() for p in self.paired], PAIRED_COLUMNS)
 
+    @property
+    def run_columns(self) -> list[str]:
+        """The columns of ``runs_grouped.csv``: what each run is, then its metrics."""
+        return ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
+
     def runs_csv(self) -> str:
-        columns = ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
+        columns = self.run_columns
         return csv_table([{c: r.row().get(c) for c in columns} for r in self.runs])
 
     def table_metrics(self, first: str = "test_accuracy") -> list[str]:

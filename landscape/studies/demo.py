@@ -35,7 +35,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,10 @@ from landscape.studies.demo_plan import (
     plan_runs,
 )
 from landscape.threads import torch_threads
+
+if TYPE_CHECKING:  # imported where used: ``landscape demo --help`` loads no torch
+    from landscape.analysis.result_file import SharpnessFile
+    from landscape.runs.grouping import Grouping
 
 __all__ = ["DATA_CHOICES", "DemoResult", "DemoSettings", "RunPoint", "demo_settings", "plan_runs", "run_demo"]
 Log = Callable[[str], None]
@@ -104,7 +108,9 @@ def train_runs(
 
 
 # -- sharpness, density, surfaces ------------------------------------------------------------------
-def measure_sharpness(run_dir: Path, settings: DemoSettings, *, density: bool, device: str = "auto") -> Any:
+def measure_sharpness(
+    run_dir: Path, settings: DemoSettings, *, density: bool, device: str = "auto"
+) -> SharpnessFile:
     """``lambda_max``, ``tr(H)``, the :data:`DEMO_MEASURES` (and the SLQ density) of ``run_dir/final.pt``
     into ``run_dir/sharpness.json`` (:func:`~landscape.analysis.result_file.write_sharpness_file`).
 
@@ -203,7 +209,7 @@ def _surfaces(
 
 
 # -- the grouped comparison ----------------------------------------------------------------------------
-def group_demo_runs(points: Sequence[RunPoint], root: Path, settings: DemoSettings) -> Any:
+def group_demo_runs(points: Sequence[RunPoint], root: Path, settings: DemoSettings) -> Grouping:
     """The runs of the plan read as ``landscape compare`` reads them (:func:`landscape.runs.compare_runs`:
     final metrics, step statistics, the curvature of each stored ``sharpness.json``), grouped by seed
     under the demo's labels, in the plan's order, with the paired differences of
@@ -230,7 +236,7 @@ def group_demo_runs(points: Sequence[RunPoint], root: Path, settings: DemoSettin
     return grouping
 
 
-def run_rows(grouping: Any, sharpness: dict[str, Any]) -> list[dict[str, Any]]:
+def run_rows(grouping: Grouping, sharpness: dict[str, SharpnessFile]) -> list[dict[str, Any]]:
     """One row per run: the grouping's columns, then how its curvature was obtained (Lanczos converged,
     the trace's standard error, the sample size) from its ``sharpness.json``."""
     rows = []
@@ -332,16 +338,7 @@ def _run_demo(out_dir: str | Path, settings: DemoSettings | None, *, device: str
     log("4/4 grouped comparison and report")
     grouping = group_demo_runs(points, out / "runs", settings)
     rows = run_rows(grouping, sharpness)
-    columns = [
-        "run",
-        "group",
-        "seed",
-        "optimizer",
-        "decomposition",
-        "rho",
-        *grouping.metrics,
-        *CURVATURE_COLUMNS,
-    ]
+    columns = [*grouping.run_columns, *CURVATURE_COLUMNS]
     files = {
         "runs.csv": atomic_write_text(out / "runs.csv", csv_table(rows, columns)),
         "groups.csv": atomic_write_text(out / "groups.csv", grouping.groups_csv()),

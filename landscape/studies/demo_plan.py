@@ -13,9 +13,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from landscape.errors import ConfigError, check_choice
+
+if TYPE_CHECKING:
+    from landscape.runs.grouping import Grouping
 
 DATA_CHOICES = ("digits", "mnist1d")
 # Sharpness beyond the Hessian in every run's sharpness.json (landscape.measures, default settings):
@@ -195,7 +198,7 @@ class DemoResult:
 
     out_dir: Path
     settings: DemoSettings
-    grouping: Any
+    grouping: Grouping
     rows: list[dict[str, Any]]
     showcase: dict[str, Path]
     surfaces: dict[str, Path]

@@ -15,7 +15,7 @@ from typing import Any
 
 from landscape.io.atomic import atomic_write_json, save_figure
 from landscape.report import Report, fmt_interval, verdict
-from landscape.runs.grouping import seed_study_table
+from landscape.runs.grouping import GroupSummary, seed_study_table
 from landscape.studies.demo_plan import DemoResult
 
 #: The metrics whose paired differences the report states.
@@ -140,7 +140,7 @@ def _add_finding(
     rep.figure(rel["paired"], "lambda_max differences paired by seed, with 95% intervals")
 
 
-def _interval_cells(group: Any, metrics: Sequence[str]) -> list[str]:
+def _interval_cells(group: GroupSummary, metrics: Sequence[str]) -> list[str]:
     cells = []
     for m in metrics:
         s = group.stats.get(m)
