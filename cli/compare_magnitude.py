@@ -250,7 +250,7 @@ def _read(
 def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str | None, *, redraw: bool) -> None:
     """Tables (unless redrawing) and figures in ``fmt`` (none for ``None``): the per-run figure and
     the grouped one."""
-    from landscape.io.atomic import atomic_path
+    from landscape.io.atomic import save_figure
     from landscape.plot.compare import plot_comparison
     from landscape.plot.groups import plot_groups
 
@@ -266,8 +266,7 @@ def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str | None, *,
     if grouping is not None:
         figures.append(("groups", plot_groups(grouping)))
     for name, fig in figures:
-        with atomic_path(out / f"{name}.{fmt}", suffix=f".{fmt}") as tmp:
-            fig.savefig(tmp, format=fmt, dpi=120)
+        save_figure(fig, out / f"{name}.{fmt}", format=fmt)
 
 
 def _echo_table(comparison: Comparison) -> None:

@@ -16,7 +16,7 @@ from landscape.cli.common import (
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
 from landscape.io.atomic import atomic_write_json
 from landscape.objective.loading import objective_from_checkpoint
-from landscape.runs import weights_digest
+from landscape.runs.evaluation import EVALUATION_FILE, evaluation_file, evaluation_settings
 
 
 @click.command()
@@ -64,29 +64,17 @@ def evaluate(
         seed=seed,
         bn_mode=bn_mode,
     )
-    digest = weights_digest(ckpt.state_dict)
-    settings = {
-        "checkpoint_digest": digest,
-        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
-        "data": spec.to_dict(),
-        "batch_size": source["batch_size"],
-        "dtype": str(source["dtype"]),
-        "bn_mode": bn_mode,
-    }
+    settings = evaluation_settings(
+        ckpt, spec, batch_size=source["batch_size"], dtype=source["dtype"], bn_mode=bn_mode
+    )
     if out is not None:
-        check_replaceable(out / "evaluation.json", settings, overwrite=overwrite)
-    result = {
-        **objective.evaluate().to_dict(),
-        **objective.metadata(),
-        "checkpoint": str(checkpoint),
-        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
-        "data": spec.to_dict(),
-        "seed": seed,
-        "checkpoint_digest": digest,
-        "settings": settings,
-    }
+        check_replaceable(out / EVALUATION_FILE, settings, overwrite=overwrite)
+    record = evaluation_file(objective, settings, checkpoint=checkpoint, seed=seed)
     if out is not None:
-        atomic_write_json(out / "evaluation.json", result)
+        # the library's write_evaluation_file, spelled out: tests/cli/test_bad_input_io.py patches
+        # this module's atomic_write_json to raise an OSError from outside the atomic writer
+        atomic_write_json(out / EVALUATION_FILE, record.to_dict())
+    result = record.to_dict()
     if as_json:
         echo_json(result)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,14 @@ import click
 from landscape.analysis import SharpnessOptions, SharpnessResult
 from landscape.analysis import sharpness as compute_sharpness
 from landscape.analysis.options import BACKENDS
+from landscape.analysis.result_file import (
+    DENSITY_FILES,
+    SHARPNESS_FILE,
+    SharpnessFile,
+    resume_folder,
+    sharpness_settings,
+    write_sharpness_file,
+)
 from landscape.cli.common import (
     echo_json,
     echo_table,
@@ -18,21 +25,16 @@ from landscape.cli.common import (
     seed_option,
     source_options,
 )
-from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable, remove_stale
+from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
 from landscape.device import resolve_device
 from landscape.distributed import process_group
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
 from landscape.hessian.operator import HVP_MODES
 from landscape.hessian.trace_estimation import TRACE_METHODS
-from landscape.io.atomic import atomic_save_npz, atomic_write_json, save_figure
 from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
 from landscape.measures.options import PERTURB_NORMS
 from landscape.objective.loading import objective_from_checkpoint
-from landscape.runs import weights_digest
-
-STAGE_FOLDER = ".sharpness-stages"
-DENSITY_FILES = ("density.npz", "density.png")
 
 
 def _fmt(v: float | None) -> str:
@@ -265,36 +267,22 @@ def sharpness(
         allow_nondeterministic=allow_nondeterministic,
         cache_graphs=cache_graphs,
     )
-    digest = weights_digest(ckpt.state_dict)
-    settings = _settings(options, digest, ckpt, spec, source, bn_mode)
+    settings = sharpness_settings(
+        options, ckpt, spec, batch_size=source["batch_size"], dtype=source["dtype"], bn_mode=bn_mode
+    )
     if out is not None:
-        check_replaceable(out / "sharpness.json", settings, companions=DENSITY_FILES, overwrite=overwrite)
+        check_replaceable(out / SHARPNESS_FILE, settings, companions=DENSITY_FILES, overwrite=overwrite)
     quiet = quiet or as_json or (shard is not None and shard[0] != 0)
-    # With -o, finished stages are kept so an interrupted run resumes (one process only: under
-    # torchrun every rank must take part in every product).
-    stage_dir = out / STAGE_FOLDER if out is not None and (shard is None or shard[1] == 1) else None
+    world_size = shard[1] if shard else 1
+    stage_dir = resume_folder(out, world_size=world_size) if out is not None else None
     result = compute_sharpness(objective, options, resume_dir=stage_dir, quiet=quiet)
     if shard is not None and shard[0] != 0:
         return  # rank 0 reports
-    doc = {
-        "checkpoint": str(checkpoint),
-        "checkpoint_digest": digest,
-        "data": spec.to_dict(),
-        "batch_size": source["batch_size"],
-        "world_size": shard[1] if shard else 1,
-        **result.to_dict(),
-        "settings": settings,
-    }
+    record = SharpnessFile.from_settings(result, settings, checkpoint=checkpoint, world_size=world_size)
     if out is not None:
-        atomic_write_json(out / "sharpness.json", doc)
-        if result.density is not None:
-            _write_density(out, result)
-        else:  # left by a result this one replaced (--overwrite): it would contradict density: null
-            remove_stale(out, DENSITY_FILES)
-        if stage_dir is not None:
-            shutil.rmtree(stage_dir, ignore_errors=True)
+        write_sharpness_file(out, record, density_figure=_density_figure(result))
     if as_json:
-        echo_json(doc)
+        echo_json(record.to_dict())
     else:
         _print_table(result, out)
 
@@ -310,60 +298,16 @@ def _eigen_block(text: str | None) -> int | str | None:
         return text
 
 
-def _settings(
-    options: SharpnessOptions, digest: str, ckpt: Any, spec: Any, source: dict[str, Any], bn_mode: str
-) -> dict[str, Any]:
-    """What the result depends on (device, output and progress options left out): a result in -o DIR
-    made with other settings is not replaced without --overwrite."""
-    settings: dict[str, Any] = {
-        "checkpoint_digest": digest,
-        "model": ckpt.model_spec.to_dict() if ckpt.model_spec else None,
-        "data": spec.to_dict(),
-        "batch_size": source["batch_size"],
-        "dtype": str(source["dtype"]),
-        "bn_mode": bn_mode,
-        "top_k": options.top_k,
-        "which": options.which,
-        "tol": options.tol,
-        "max_matvecs": options.max_matvecs,
-        "trace": {
-            "method": options.trace_method,
-            "matvecs": options.trace_matvecs,
-            "rtol": options.trace_rtol,
-        }
-        if options.wants_trace
-        else None,
-        "density": {"runs": options.density_runs, "steps": options.density_steps}
-        if options.density
-        else None,
-        "per_layer": options.per_layer_by,
-        "per_batch": options.per_batch,
-        "backend": options.backend,
-        "hvp_mode": options.mode,
-        "seed": options.seed,
-        "allow_nondeterministic": options.allow_nondeterministic,
-    }
-    if options.eigen_block_size is not None:  # absent for single-vector Lanczos, as before
-        settings["eigen_block"] = options.eigen_block_size
-    if options.measures:  # absent otherwise, so results written before measures existed still match
-        settings["measures"] = {
-            "names": list(options.measures),
-            "options": options.measure_settings.to_dict(),
-        }
-    return settings
-
-
-def _write_density(out: Path, result: SharpnessResult) -> None:
+def _density_figure(result: SharpnessResult) -> Any:
+    """``density.png``: the density with the eigenvalues found marked (``None`` without a density)."""
+    if result.density is None:
+        return None
     from landscape.plot.spectrum import plot_density
 
-    d = result.density
-    assert d is not None
-    atomic_save_npz(
-        out / "density.npz", nodes=d.nodes, weights=d.weights, grid=d.grid, density=d.density, sigma=d.sigma
-    )
     marked = {"LA": "largest eigenvalues", "SA": "smallest eigenvalues", "LM": "largest |eigenvalues|"}
-    fig = plot_density(d, eigenvalues=result.eigenvalues, eigenvalues_label=marked[result.which])
-    save_figure(fig, out / "density.png")
+    return plot_density(
+        result.density, eigenvalues=result.eigenvalues, eigenvalues_label=marked[result.which]
+    )
 
 
 def _print_table(r: SharpnessResult, out: Path | None) -> None:
@@ -412,5 +356,5 @@ def _print_table(r: SharpnessResult, out: Path | None) -> None:
     for n in r.notes:
         rows.append(("note", n))
     if out is not None:
-        rows.append(("written", str(out / "sharpness.json")))
+        rows.append(("written", str(out / SHARPNESS_FILE)))
     echo_table(rows)

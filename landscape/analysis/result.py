@@ -15,6 +15,7 @@ from landscape.hessian.results import (
     SavedResult,
     TraceResult,
 )
+from landscape.measures.common import MeasureResult
 
 
 @dataclass
@@ -48,7 +49,7 @@ class SharpnessResult(SavedResult):
     density: DensityResult | None = None
     per_layer: PerLayerResult | None = None
     per_batch: PerBatchResult | None = None
-    measures: dict[str, Any] | None = None
+    measures: dict[str, MeasureResult] | None = None
     notes: list[str] = field(default_factory=list)
     operator: Any = None
 
@@ -76,8 +77,6 @@ class SharpnessResult(SavedResult):
     def from_dict(cls, d: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> SharpnessResult:
         result = super().from_dict(d, arrays)
         if result.measures is not None:
-            from landscape.measures.common import MeasureResult  # the measures import this package
-
             result.measures = {name: MeasureResult.from_dict(m) for name, m in result.measures.items()}
         return result
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -20,6 +20,12 @@ def tensors_digest(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
         h.update(f"{name}|{tuple(c.shape)}|{c.dtype}|".encode())
         h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
     return h.hexdigest()
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """:func:`tensors_digest` of a checkpoint's state dict as stored: which weights a result was
+    computed from, whatever device or precision it was computed in."""
+    return tensors_digest(state_dict.items())
 
 
 def settings_digest(parts: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from landscape.errors import check_choice
 from landscape.optim.decompose import STAT_KEYS
+from landscape.plot.axes import figure_and_axes
 from landscape.runs.compare import Comparison
 
 _TITLES = {
@@ -34,15 +35,6 @@ PANELS = ("frac_larger", "grad_norm_ratio", "cosine", *FINAL_VALUES)
 _REFERENCE_LINES = {"frac_larger": 0.5, "grad_norm_ratio": 1.0}
 
 
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        fig = ax.get_figure()
-        assert isinstance(fig, Figure)
-        return fig, ax
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
-
-
 def plot_statistic_by_epoch(
     comparison: Comparison, key: str = "frac_larger", *, ax: Axes | None = None
 ) -> Figure:
@@ -57,7 +49,7 @@ def plot_statistic_by_epoch(
         The figure of ``ax``.
     """
     check_choice("key", key, STAT_KEYS)
-    fig, ax = _axes(ax, (4.5, 3.2))
+    fig, ax = figure_and_axes(ax, (4.5, 3.2))
     drawn = False
     for run in comparison.runs:
         es = run.epoch_stats
@@ -90,7 +82,7 @@ def plot_final_values(
         The figure of ``ax``.
     """
     check_choice("metric", metric, FINAL_VALUES)
-    fig, ax = _axes(ax, (4.5, 3.2))
+    fig, ax = figure_and_axes(ax, (4.5, 3.2))
     names = [r.name for r in comparison.runs]
     values = [getattr(r, metric) for r in comparison.runs]
     values = [float("nan") if v is None else float(v) for v in values]

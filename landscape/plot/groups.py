@@ -2,7 +2,8 @@
 
 Each group is a point at its mean with a 95% Student-t error bar and its seeds as small dots; the
 value axis fits the data (not 0-1), so differences of a fraction of a percent stay visible. The step
-statistics are drawn against the epoch with a band of the interval across seeds.
+statistics are drawn against the epoch with a band of the interval across seeds; paired differences
+against zero with their intervals.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from landscape.plot.axes import figure_and_axes
 from landscape.runs.grouping import Grouping, step_bands
 
 _LABELS = {
@@ -38,13 +40,6 @@ _LABELS = {
 }
 
 
-def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        return ax.figure, ax  # type: ignore[return-value]
-    fig = Figure(figsize=size, layout="constrained")
-    return fig, fig.add_subplot()
-
-
 def plot_group_metric(
     grouping: Grouping,
     metric: str = "test_accuracy",
@@ -63,7 +58,7 @@ def plot_group_metric(
         groups: the group labels to draw, in this order (default: all).
     """
     labels = list(groups) if groups is not None else [g.group for g in grouping.groups]
-    fig, ax = _axes(ax, (max(4.0, 0.9 * len(labels) + 1.5), 3.8))
+    fig, ax = figure_and_axes(ax, (max(4.0, 0.9 * len(labels) + 1.5), 3.8))
     members: dict[str, list[float]] = {}
     for r in grouping.runs:
         v = r.metrics.get(metric, float("nan"))
@@ -93,6 +88,41 @@ def plot_group_metric(
     return fig
 
 
+def plot_group_panels(grouping: Grouping, metrics: Sequence[str] = ("test_accuracy", "lambda_max")) -> Figure:
+    """One :func:`plot_group_metric` panel per metric, side by side."""
+    fig = Figure(
+        figsize=(max(4.0, 0.9 * len(grouping.groups) + 1.5) * len(metrics), 4.2), layout="constrained"
+    )
+    for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics):
+        plot_group_metric(grouping, metric, ax=ax)
+    return fig
+
+
+def plot_paired_differences(
+    grouping: Grouping, metric: str = "lambda_max", *, ax: Axes | None = None
+) -> Figure:
+    """The paired differences ``group - baseline`` (by seed) of ``metric``: each mean with its 95%
+    t-interval against zero, red where the interval excludes zero."""
+    chosen = [p for p in grouping.paired if p.metric == metric]
+    fig, ax = figure_and_axes(ax, (10.0, 0.45 * len(chosen) + 1.6))
+    for i, p in enumerate(chosen):
+        s = p.stats
+        has_interval = math.isfinite(s.ci95_low) and math.isfinite(s.ci95_high)
+        color = "C3" if has_interval and (s.ci95_low > 0 or s.ci95_high < 0) else "C7"
+        if has_interval:
+            err = [[s.mean - s.ci95_low], [s.ci95_high - s.mean]]
+            ax.errorbar([s.mean], [i], xerr=err, fmt="o", color=color, capsize=3)
+        elif math.isfinite(s.mean):
+            ax.plot([s.mean], [i], "o", color=color)
+    ax.axvline(0.0, color="k", lw=0.8)
+    ax.set_yticks(range(len(chosen)), [f"{p.group}  -  {p.baseline}" for p in chosen], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"difference of {_LABELS.get(metric, metric)} (paired by seed)")
+    ax.set_title("paired differences with 95% t-intervals (red: excludes 0)", fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
 def plot_test_accuracy(grouping: Grouping, *, ax: Axes | None = None) -> Figure:
     """Test accuracy per group with 95% intervals, on an axis fitted to the values (not 0-1)."""
     return plot_group_metric(grouping, "test_accuracy", ax=ax)
@@ -107,7 +137,7 @@ def plot_step_statistic(
     grouping: Grouping, statistic: str = "grad_norm_ratio", *, ax: Axes | None = None
 ) -> Figure:
     """A step statistic of SAM against SGD per epoch: each group's mean over seeds with its 95% band."""
-    fig, ax = _axes(ax, (6.0, 4.0))
+    fig, ax = figure_and_axes(ax, (6.0, 4.0))
     bands = step_bands(grouping, statistic)
     for i, band in enumerate(bands):
         color = f"C{i % 10}"

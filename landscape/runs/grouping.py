@@ -17,8 +17,6 @@ adds what a claim across seeds needs:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -26,8 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landscape.analysis.result_file import SHARPNESS_FILE, SharpnessFile, read_sharpness_file
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.io.tables import csv_text
 from landscape.optim.decompose import STAT_KEYS
 from landscape.runs import Comparison, RunSummary, compare_runs, is_run_dir
 from landscape.runs.stats import CONFIDENCE, SUMMARY_FIELDS, Summary, paired_differences, summarize
@@ -53,6 +53,8 @@ METHOD_NAMES = {
     "sam-magnitude": "SAM-magnitude",
 }
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+#: The columns of ``paired.csv``, whether it has lines or not.
+PAIRED_COLUMNS = ("group", "baseline", "metric", "seeds", "n", *SUMMARY_FIELDS)
 #: ``baseline`` meaning "the SGD group when there is exactly one, else no paired differences".
 AUTO_BASELINE = "auto"
 
@@ -128,13 +130,16 @@ class PairedDifference:
     stats: Summary
 
     def row(self) -> dict[str, Any]:
-        return {
+        """One line of ``paired.csv``, in the order of :data:`PAIRED_COLUMNS`."""
+        cells = {
             "group": self.group,
             "baseline": self.baseline,
             "metric": self.metric,
             "seeds": " ".join(map(str, self.seeds)),
-            **self.stats.to_dict(),
+            "n": self.stats.n,
+            **{f: getattr(self.stats, f) for f in SUMMARY_FIELDS},
         }
+        return {c: cells[c] for c in PAIRED_COLUMNS}
 
 
 @dataclass
@@ -175,9 +180,8 @@ class Grouping:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Grouping:
-        def summary(s: dict[str, Any]) -> Summary:
-            return Summary(**{k: (float("nan") if v is None else v) for k, v in s.items()})
-
+        """Read :meth:`to_dict` (statistics of another version too: see :meth:`Summary.from_dict`)."""
+        summary = Summary.from_dict
         return cls(
             root=d["root"],
             baseline=d.get("baseline"),
@@ -207,17 +211,20 @@ class Grouping:
             raise ResultFileError(f"{str(p)!r} is not a groups.json written by landscape: {exc}") from None
 
     def groups_csv(self) -> str:
-        return _csv_text([g.row(self.metrics) for g in self.groups])
+        return csv_table([g.row(self.metrics) for g in self.groups])
 
     def paired_csv(self) -> str:
         """One line per (group, metric) against the baseline; only the header when there is none."""
-        if not self.paired:
-            return ",".join(("group", "baseline", "metric", "seeds", "n", *SUMMARY_FIELDS)) + "\n"
-        return _csv_text([p.row() for p in self.paired])
+        return csv_table([p.row() for p in self.paired], PAIRED_COLUMNS)
+
+    @property
+    def run_columns(self) -> list[str]:
+        """The columns of ``runs_grouped.csv``: what each run is, then its metrics."""
+        return ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
 
     def runs_csv(self) -> str:
-        columns = ["run", "group", "seed", "optimizer", "decomposition", "rho", *self.metrics]
-        return _csv_text([{c: r.row().get(c) for c in columns} for r in self.runs])
+        columns = self.run_columns
+        return csv_table([{c: r.row().get(c) for c in columns} for r in self.runs])
 
     def table_metrics(self, first: str = "test_accuracy") -> list[str]:
         """The metrics ``groups.md`` shows: ``first``, then ``lambda_max``, ``trace`` and the sharpness
@@ -260,14 +267,12 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: _cell(v) for k, v in r.items()})
-    return buf.getvalue()
+def csv_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows under ``columns`` (default: the first row's keys; no header without rows or columns)."""
+    header = list(columns) if columns is not None else list(rows[0]) if rows else []
+    if not header:
+        return ""
+    return csv_text(({k: _cell(v) for k, v in r.items()} for r in rows), header)
 
 
 def _cell(v: Any) -> Any:
@@ -358,17 +363,19 @@ def _sharpness_extras(source: str | None) -> dict[str, float]:
     gave the run's ``lambda_max``: only a file checked to belong to the final weights is read."""
     if source is None or source == "computed":
         return {}
-    doc = _read_json(Path(source)) or {}
+    try:
+        return _curvature_metrics(read_sharpness_file(source))
+    except ResultFileError:
+        return {}
+
+
+def _curvature_metrics(record: SharpnessFile) -> dict[str, float]:
     out = {}
-    trace = doc.get("trace")
-    if isinstance(trace, dict) and trace.get("estimate") is not None:
-        out["trace"] = float(trace["estimate"])
-    measures = doc.get("measures")
-    if isinstance(measures, dict):
-        measures = list(measures.values())
-    for m in measures if isinstance(measures, list) else []:
-        if isinstance(m, dict) and m.get("name") and m.get("value") is not None:
-            out[f"sharpness_{m['name']}"] = float(m["value"])
+    if record.result.trace is not None:
+        out["trace"] = float(record.result.trace.estimate)
+    for name, m in (record.result.measures or {}).items():
+        if not math.isnan(m.value):
+            out[f"sharpness_{name}"] = float(m.value)
     return out
 
 
@@ -406,10 +413,13 @@ def checkpoint_only_dirs(root: Path) -> list[Path]:
 def _foreign_record(path: Path) -> RunRecord:
     """A checkpoint-only run: a group of its own, with ``lambda_max``/``trace`` of a sharpness.json in it."""
     metrics: dict[str, float] = {}
-    doc = _read_json(path / "sharpness.json")
-    if doc is not None and doc.get("eigenvalues") and doc.get("which", "LA") == "LA":
-        metrics["lambda_max"] = float(max(doc["eigenvalues"]))
-        metrics.update(_sharpness_extras(str(path / "sharpness.json")))
+    try:
+        record = read_sharpness_file(path / SHARPNESS_FILE) if (path / SHARPNESS_FILE).is_file() else None
+    except ResultFileError:
+        record = None
+    if record is not None and record.result.which == "LA":
+        metrics["lambda_max"] = record.result.lambda_max
+        metrics.update(_curvature_metrics(record))
     return RunRecord(
         run=path.name,
         path=str(path),
@@ -502,27 +512,12 @@ def summarize_groups(
                 },
             )
         )
-    paired: list[PairedDifference] = []
     if baseline == AUTO_BASELINE:
         sgd = [g.group for g in groups if g.optimizer == "sgd" and g.seeds]
         baseline = sgd[0] if len(sgd) == 1 else None
     base_label_ = _baseline_group(groups, baseline) if baseline is not None else None
-    if base_label_ is not None:
-        base_runs = {r.seed: r for r in members[base_label_] if r.seed is not None}
-        for g in groups:
-            if g.group == base_label_:
-                continue
-            runs = {r.seed: r for r in members[g.group] if r.seed is not None}
-            if not set(runs) & set(base_runs):
-                continue  # no shared seed (a checkpoint-only run): nothing to pair
-            for m in metrics:
-                seeds, s = paired_differences(
-                    {k: r.metrics.get(m) for k, r in runs.items()},
-                    {k: r.metrics.get(m) for k, r in base_runs.items()},
-                    confidence=confidence,
-                )
-                if seeds:
-                    paired.append(PairedDifference(g.group, base_label_, m, seeds, s))
+    pairs = [(g.group, base_label_) for g in groups if base_label_ is not None and g.group != base_label_]
+    paired = pair_by_seed(records, pairs, metrics, confidence=confidence)
     return Grouping(
         root=root,
         runs=list(records),
@@ -532,6 +527,38 @@ def summarize_groups(
         baseline=base_label_,
         confidence=confidence,
     )
+
+
+def pair_by_seed(
+    records: Sequence[RunRecord],
+    pairs: Sequence[tuple[str, str]],
+    metrics: Sequence[str],
+    *,
+    confidence: float = CONFIDENCE,
+) -> list[PairedDifference]:
+    """``group - baseline`` of each metric over the seeds both groups have, for each label pair.
+
+    A pair without a shared seed (a checkpoint-only run) and a metric that no shared seed has on
+    both sides give no line.
+    """
+    members: dict[str, dict[int, RunRecord]] = {}
+    for r in records:
+        if r.seed is not None:
+            members.setdefault(r.group, {})[r.seed] = r
+    paired: list[PairedDifference] = []
+    for group, base in pairs:
+        runs, base_runs = members.get(group, {}), members.get(base, {})
+        if not set(runs) & set(base_runs):
+            continue
+        for m in metrics:
+            seeds, s = paired_differences(
+                {k: r.metrics.get(m) for k, r in runs.items()},
+                {k: r.metrics.get(m) for k, r in base_runs.items()},
+                confidence=confidence,
+            )
+            if seeds:
+                paired.append(PairedDifference(group, base, m, seeds, s))
+    return paired
 
 
 def _baseline_group(groups: Sequence[GroupSummary], baseline: str) -> str | None:
@@ -600,8 +627,11 @@ def _format(x: float, digits: int) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else "n/a"
 
 
-def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4) -> str:
-    """The seed study's layout: one row per method, one column per ``rho``, cells ``mean ± std (n)``.
+def seed_study_table(
+    grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4
+) -> tuple[list[str], list[list[str]]]:
+    """The seed study's layout as ``(header, rows)``: one row per method, one column per ``rho``,
+    cells ``mean ± std (n)`` (Luong 2024, Table 1).
 
     Methods without a radius (SGD) fill the ``-`` column; checkpoint-only groups get their own rows.
     A cell with one run shows its value alone.
@@ -623,14 +653,23 @@ def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits:
         cell += f" (n={s.n})"
         rows.setdefault(method, {})[g.rho] = cell
     head = ["method", *("-" if r is None else f"rho={r:g}" for r in columns)]
+    return head, [[method, *(cells.get(r, "") for r in columns)] for method, cells in rows.items()]
+
+
+def markdown_table(grouping: Grouping, metric: str = "test_accuracy", *, digits: int = 4) -> str:
+    """:func:`seed_study_table` as Markdown, under a line naming the metric.
+
+    Raises:
+        ConfigError: ``metric`` is not one of the grouping's metrics.
+    """
+    head, rows = seed_study_table(grouping, metric, digits=digits)
     lines = [
         f"{metric}: mean ± std over seeds",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    for method, cells in rows.items():
-        lines.append("| " + " | ".join([method, *(cells.get(r, "") for r in columns)]) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -11,12 +11,15 @@ seed included); otherwise the measure is computed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from landscape.analysis.result_file import SharpnessFile
 from landscape.errors import CheckpointError
-from landscape.runs.sharpness import SHARPNESS_FILES, stored_sample_problem, weights_digest
+from landscape.io.digest import weights_digest
+from landscape.runs.sharpness import final_weights, stored_files, stored_sample_problem
 from landscape.runs.summary import RunSummary
 
 
@@ -45,34 +48,25 @@ def use_stored_measures(
         The names still missing (to compute).
     """
     missing = list(names)
-    candidates = [run / name for name in SHARPNESS_FILES if (run / name).is_file()]
-    final = run / "final.pt"
-    if not candidates or not final.is_file():
+    candidates = [(path, r) for path, r in stored_files(run) if isinstance(r, SharpnessFile)]
+    if not candidates or not (run / "final.pt").is_file():
         return missing
-    from landscape.models.checkpoints import load_checkpoint
-
     try:
-        ckpt = load_checkpoint(final)
+        digest, data_name = final_weights(run)
     except CheckpointError:
         return missing  # computing will report the checkpoint's problem
-    digest = weights_digest(ckpt.state_dict)
-    data_name = ckpt.data_spec.name if ckpt.data_spec is not None else None
-    for path in candidates:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    for path, record in candidates:
+        if not record.result.measures:
             continue
-        if not isinstance(doc, dict) or not isinstance(doc.get("measures"), dict):
+        if stored_sample_problem(record, digest, data_name, samples, seed, dtype) is not None:
             continue
-        if stored_sample_problem(doc, digest, data_name, samples, seed, dtype) is not None:
-            continue
-        stored_options = ((doc.get("settings") or {}).get("measures") or {}).get("options")
+        stored_options = (record.settings.get("measures") or {}).get("options")
         if _canonical(stored_options) != _canonical(options):
             continue
         for name in list(missing):
-            m = doc["measures"].get(name)
-            if isinstance(m, dict) and m.get("value") is not None:
-                summary.measures[name] = {**m, "source": str(path)}
+            m = record.result.measures.get(name)
+            if m is not None and not math.isnan(m.value):  # NaN: stored as null, not a value
+                summary.measures[name] = {**m.to_dict(), "source": str(path)}
                 missing.remove(name)
     return missing
 

@@ -6,28 +6,22 @@ A ``sharpness.json`` stands for the run only when it was computed from the very 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from landscape.errors import CheckpointError
-from landscape.io.digest import tensors_digest
+from landscape.analysis.result_file import SharpnessFile, read_sharpness_file
+from landscape.errors import CheckpointError, ResultFileError
+from landscape.io.digest import weights_digest
 from landscape.runs.summary import RunSummary
 
-
-def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a checkpoint's tensors as stored (names, shapes, dtypes, bytes): which weights a
-    result was computed from, whatever device or dtype it was computed in."""
-    return tensors_digest(state_dict.items())
-
-
+#: Where a run keeps a ``sharpness.json`` of its final weights (``landscape sharpness RUN/final.pt -o RUN``).
 SHARPNESS_FILES = ("sharpness.json", "sharpness/sharpness.json")
 
 
 def _stored_sharpness_problem(
-    doc: Any,
+    record: SharpnessFile,
     digest: str,
     data_name: str | None,
     samples: int | None,
@@ -42,20 +36,18 @@ def _stored_sharpness_problem(
     with ``samples``/``seed``/``tol``/``dtype`` given (a requested recomputation) also on that
     sample, at least that tolerance and in that precision.
     """
-    if not isinstance(doc, dict) or not doc.get("eigenvalues"):
-        return "it holds no eigenvalues"
-    problem = stored_sample_problem(doc, digest, data_name, samples, seed, dtype)
+    problem = stored_sample_problem(record, digest, data_name, samples, seed, dtype)
     if problem is not None:
         return problem
-    if doc.get("which") != "LA":
-        return f"it holds which={doc.get('which')!r} eigenvalues, not the largest ('LA')"
-    if tol is not None and not (doc.get("tol") is not None and float(doc["tol"]) <= tol):
-        return f"its tolerance {doc.get('tol')!r} is looser than tol={tol}"
+    if record.result.which != "LA":
+        return f"it holds which={record.result.which!r} eigenvalues, not the largest ('LA')"
+    if tol is not None and not float(record.result.tol) <= tol:
+        return f"its tolerance {record.result.tol!r} is looser than tol={tol}"
     return None
 
 
 def stored_sample_problem(
-    doc: dict[str, Any],
+    record: SharpnessFile,
     digest: str,
     data_name: str | None,
     samples: int | None,
@@ -68,13 +60,11 @@ def stored_sample_problem(
     run's data, and with ``samples``/``seed``/``dtype`` given that sample and precision; ``None``
     when it was.
     """
-    if doc.get("checkpoint_digest") is None:
-        return "it has no checkpoint digest (written by an older landscape)"
-    if doc["checkpoint_digest"] != digest:
+    result, data = record.result, record.data
+    if record.checkpoint_digest != digest:
         return "it was computed for other weights (an earlier checkpoint or a previous run)"
-    if doc.get("backend", "landscape") != "landscape" or doc.get("bn_mode") != "eval":
-        return f"it was computed with backend={doc.get('backend')!r}, bn_mode={doc.get('bn_mode')!r}"
-    data = doc.get("data") or {}
+    if result.backend != "landscape" or result.bn_mode != "eval":
+        return f"it was computed with backend={result.backend!r}, bn_mode={result.bn_mode!r}"
     if data.get("split") != "train" or (data_name is not None and data.get("name") != data_name):
         return f"it was computed on data {data.get('name')!r} split {data.get('split')!r}, not the run's training set"
     if samples is not None and (data.get("subset") != samples or data.get("seed") != seed):
@@ -82,9 +72,33 @@ def stored_sample_problem(
             f"its sample (subset={data.get('subset')!r}, seed={data.get('seed')!r}) is not the one asked "
             f"for (subset={samples}, seed={seed})"
         )
-    if dtype is not None and doc.get("dtype") != dtype:
-        return f"it was computed in dtype {doc.get('dtype')!r}, not the asked {dtype!r}"
+    if dtype is not None and result.dtype != dtype:
+        return f"it was computed in dtype {result.dtype!r}, not the asked {dtype!r}"
     return None
+
+
+def final_weights(run: Path) -> tuple[str, str | None]:
+    """``(digest, data name)`` of ``run/final.pt``: what a stored result must have been made from.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+    """
+    from landscape.models.checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(run / "final.pt")
+    return weights_digest(ckpt.state_dict), ckpt.data_spec.name if ckpt.data_spec is not None else None
+
+
+def stored_files(run: Path) -> list[tuple[Path, SharpnessFile | ResultFileError]]:
+    """Each ``sharpness.json`` of ``run`` (:data:`SHARPNESS_FILES`), read, or why it cannot be."""
+    out: list[tuple[Path, SharpnessFile | ResultFileError]] = []
+    for path in (run / name for name in SHARPNESS_FILES):
+        if path.is_file():
+            try:
+                out.append((path, read_sharpness_file(path)))
+            except ResultFileError as exc:
+                out.append((path, exc))
+    return out
 
 
 def use_stored_sharpness(
@@ -104,53 +118,51 @@ def use_stored_sharpness(
     Returns whether one was used; otherwise ``summary.lambda_max_note`` says why not (``None`` when
     the run holds no sharpness.json).
     """
-    candidates = [run / name for name in SHARPNESS_FILES if (run / name).is_file()]
+    candidates = stored_files(run)
     if not candidates:
         return False
-    final = run / "final.pt"
-    if not final.is_file():
+    if not (run / "final.pt").is_file():
         summary.lambda_max_note = f"run {summary.name!r}: sharpness.json not used, the run has no final.pt"
         return False
-    from landscape.models.checkpoints import load_checkpoint
-
     try:
-        ckpt = load_checkpoint(final)
+        digest, data_name = final_weights(run)
     except CheckpointError as exc:
         summary.lambda_max_note = f"run {summary.name!r}: sharpness.json not used, {exc}"
         return False
-    digest = weights_digest(ckpt.state_dict)
-    data_name = ckpt.data_spec.name if ckpt.data_spec is not None else None
     reasons = []
-    for path in candidates:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reasons.append(f"{str(path)!r} is unreadable ({exc})")
+    for path, record in candidates:
+        if isinstance(record, ResultFileError):
+            reasons.append(str(record))
             continue
-        problem = _stored_sharpness_problem(doc, digest, data_name, samples, seed, tol, dtype)
+        problem = _stored_sharpness_problem(record, digest, data_name, samples, seed, tol, dtype)
         if problem is not None:
             reasons.append(f"{str(path)!r}: {problem}")
             continue
-        data = doc.get("data") or {}
-        summary.lambda_max = float(max(doc["eigenvalues"]))
-        summary.lambda_max_samples = int(doc["samples"]) if doc.get("samples") is not None else None
-        summary.lambda_max_source = str(path)
-        summary.lambda_max_settings = {
-            "checkpoint_digest": digest,
-            "which": "LA",
-            "samples": summary.lambda_max_samples,
-            "subset": data.get("subset"),
-            "sample_seed": data.get("seed"),
-            "split": data.get("split"),
-            "tol": doc.get("tol"),
-            "converged": bool(doc["converged"][0]) if doc.get("converged") else None,
-            "dtype": doc.get("dtype"),
-            "bn_mode": doc.get("bn_mode"),
-        }
-        summary.lambda_max_note = None
+        _fill_from(summary, path, record)
         return True
     summary.lambda_max_note = f"run {summary.name!r}: lambda_max left empty, " + "; ".join(reasons)
     return False
+
+
+def _fill_from(summary: RunSummary, path: Path, record: SharpnessFile) -> None:
+    """``summary.lambda_max`` and its provenance from a stored file checked to fit."""
+    result, data = record.result, record.data
+    summary.lambda_max = result.lambda_max
+    summary.lambda_max_samples = int(result.samples)
+    summary.lambda_max_source = str(path)
+    summary.lambda_max_settings = {
+        "checkpoint_digest": record.checkpoint_digest,
+        "which": "LA",
+        "samples": summary.lambda_max_samples,
+        "subset": data.get("subset"),
+        "sample_seed": data.get("seed"),
+        "split": data.get("split"),
+        "tol": result.tol,
+        "converged": bool(result.converged[0]) if result.converged else None,
+        "dtype": result.dtype,
+        "bn_mode": result.bn_mode,
+    }
+    summary.lambda_max_note = None
 
 
 def final_objective(

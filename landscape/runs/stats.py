@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,17 @@ class Summary:
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Summary:
+        """Read :meth:`to_dict` of this version or another: unknown keys (a statistic added since)
+        are dropped, a missing count is 0 and a missing or ``null`` statistic is NaN."""
+
+        def value(name: str) -> float:
+            v = d.get(name)
+            return float("nan") if v is None else float(v)
+
+        return cls(n=int(d.get("n") or 0), **{f.name: value(f.name) for f in fields(cls) if f.name != "n"})
 
 
 def _check_confidence(confidence: float) -> None:

@@ -1,173 +1,47 @@
-"""Reports as data: a list of blocks rendered to Markdown and to one self-contained HTML file.
+"""The demo's report template: what ``landscape demo`` states, from a :class:`DemoResult`.
 
-:class:`Report` holds headings, paragraphs, lists, tables and figures (PNG files beside the report).
-``to_markdown`` links the figures; ``to_html`` embeds them as base64 PNG so the HTML file can be sent
-on its own. :func:`write_demo_report` turns a :class:`~landscape.studies.demo.DemoResult` into figures,
-``findings.json``, ``report.md`` and ``report.html`` (all written atomically).
+:func:`write_demo_report` draws the figures (:mod:`landscape.plot`), writes ``findings.json`` (every
+paired comparison of the headline metrics, as numbers and a sentence) and fills a
+:class:`~landscape.report.Report` (``report.md`` and the self-contained ``report.html``). The
+numbers come from the grouping of :mod:`landscape.runs.grouping`, as ``landscape compare`` makes it.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from landscape.io.atomic import atomic_write_json, atomic_write_text, save_figure
+from landscape.io.atomic import atomic_write_json, save_figure
+from landscape.report import Report, fmt_interval, verdict
+from landscape.runs.grouping import GroupSummary, seed_study_table
+from landscape.studies.demo_plan import DemoResult
 
-if TYPE_CHECKING:
-    from landscape.studies.demo import DemoResult
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
-    "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
-    "th,td{border:1px solid #bbb;padding:.25rem .5rem;text-align:right}"
-    "th:first-child,td:first-child{text-align:left}"
-    "img{max-width:100%}figure{margin:1rem 0}figcaption{font-size:.9rem;color:#444}"
-    "code,pre{background:#f4f4f4}"
-)
+#: The metrics whose paired differences the report states.
+FINDING_METRICS = ("lambda_max", "trace", "sharpness_average", "sharpness_worst", "test_accuracy")
+#: The late step statistics of SAM's update against SGD's.
+LATE_STATS = ("grad_norm_ratio_late", "cosine_late", "frac_larger_late")
 
 
-@dataclass
-class Report:
-    """An ordered list of blocks; figures are paths relative to the report's folder."""
-
-    title: str
-    blocks: list[tuple[str, Any]] = field(default_factory=list)
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", (level, text)))
-
-    def paragraph(self, text: str) -> None:
-        self.blocks.append(("paragraph", text))
-
-    def bullets(self, items: Sequence[str]) -> None:
-        self.blocks.append(("bullets", list(items)))
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        self.blocks.append(("table", ([str(h) for h in header], [[str(c) for c in r] for r in rows])))
-
-    def figure(self, relpath: str, caption: str) -> None:
-        self.blocks.append(("figure", (relpath, caption)))
-
-    def to_markdown(self) -> str:
-        """GitHub-flavoured Markdown; figures as relative image links."""
-        out = [f"# {self.title}", ""]
-        for kind, body in self.blocks:
-            if kind == "heading":
-                out += [f"{'#' * body[0]} {body[1]}", ""]
-            elif kind == "paragraph":
-                out += [body, ""]
-            elif kind == "bullets":
-                out += [f"- {item}" for item in body] + [""]
-            elif kind == "table":
-                header, rows = body
-                out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-                out.append("|" + "|".join("---" for _ in header) + "|")
-                out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
-                out.append("")
-            elif kind == "figure":
-                out += [f"![{body[1]}]({body[0]})", "", f"*{body[1]}*", ""]
-        return "\n".join(out)
-
-    def to_html(self, base: str | Path) -> str:
-        """One HTML page with every figure embedded (``base``: the folder the figure paths start from)."""
-        esc = html.escape
-        out = [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{esc(self.title)}</title><style>{_CSS}</style></head><body>",
-            f"<h1>{esc(self.title)}</h1>",
-        ]
-        for kind, body in self.blocks:
-            if kind == "heading":
-                out.append(f"<h{body[0]}>{esc(body[1])}</h{body[0]}>")
-            elif kind == "paragraph":
-                out.append(f"<p>{esc(body)}</p>")
-            elif kind == "bullets":
-                out.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in body) + "</ul>")
-            elif kind == "table":
-                header, rows = body
-                out.append(
-                    "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>"
-                )
-                out.append(
-                    "<tbody>"
-                    + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-                    + "</tbody></table>"
-                )
-            elif kind == "figure":
-                data = base64.b64encode((Path(base) / body[0]).read_bytes()).decode("ascii")
-                out.append(
-                    f'<figure><img alt="{esc(body[1])}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{esc(body[1])}</figcaption></figure>"
-                )
-        out.append("</body></html>")
-        return "\n".join(out) + "\n"
-
-    def write(self, out_dir: str | Path, stem: str = "report") -> dict[str, Path]:
-        """Write ``stem.md`` and the self-contained ``stem.html`` into ``out_dir``."""
-        out = Path(out_dir)
-        return {
-            f"{stem}.md": atomic_write_text(out / f"{stem}.md", self.to_markdown() + "\n"),
-            f"{stem}.html": atomic_write_text(out / f"{stem}.html", self.to_html(out)),
-        }
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-# -- number formatting -----------------------------------------------------------------------------
-def fmt(v: Any, digits: int = 4) -> str:
-    """``v`` with ``digits`` significant digits; ``n/a`` for missing or non-finite values."""
-    if not isinstance(v, (int, float)) or not math.isfinite(v):
-        return "n/a"
-    return f"{v:.{digits}g}"
-
-
-def fmt_interval(mean: float, low: float, high: float) -> str:
-    """``mean [low, high]``."""
-    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
-
-
-def verdict(low: float, high: float) -> str:
-    """Which way a 95% interval of a difference points, or that it cannot say."""
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "no interval (one seed)"
-    if low > 0:
-        return "positive (the interval excludes 0)"
-    if high < 0:
-        return "negative (the interval excludes 0)"
-    return "not distinguishable from 0 at 95%"
-
-
-# -- the demo report -------------------------------------------------------------------------------
 def findings(result: DemoResult) -> list[dict[str, Any]]:
-    """Every paired comparison of lambda_max, trace and test accuracy, as numbers and a sentence."""
+    """Every paired comparison of :data:`FINDING_METRICS`, as numbers (``paired.csv``'s columns) and a
+    sentence."""
     out = []
-    for p in result.paired:
-        if p["metric"] not in (
-            "lambda_max",
-            "trace",
-            "sharpness_average",
-            "sharpness_worst",
-            "test_accuracy",
-        ):
+    for p in result.grouping.paired:
+        if p.metric not in FINDING_METRICS:
             continue
+        s = p.stats
         sentence = (
-            f"{p['metric']}: {p['a']} - {p['b']} = {fmt_interval(p['mean'], p['ci95_low'], p['ci95_high'])} "
-            f"(paired over seeds {p['seeds']}, n={p['n']}): {verdict(p['ci95_low'], p['ci95_high'])}"
+            f"{p.metric}: {p.group} - {p.baseline} = {fmt_interval(s.mean, s.ci95_low, s.ci95_high)} "
+            f"(paired over seeds {' '.join(map(str, p.seeds))}, n={s.n}): {verdict(s.ci95_low, s.ci95_high)}"
         )
-        out.append({**p, "sentence": sentence})
+        out.append({**p.row(), "sentence": sentence})
     return out
 
 
 def _is_magnitude_vs_direction(f: dict[str, Any]) -> bool:
-    return f["a"].startswith("SAM-magnitude") and f["b"].startswith("SAM-direction")
+    return f["group"].startswith("SAM-magnitude") and f["baseline"].startswith("SAM-direction")
 
 
 def _summary(found: Sequence[dict[str, Any]]) -> str:
@@ -185,42 +59,24 @@ def _summary(found: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def _seed_study_table(result: DemoResult, metric: str) -> tuple[list[str], list[list[str]]]:
-    """Rows: method (with decomposition); columns: rho; cells ``mean ± std`` (the seed study's layout)."""
-    rhos = list(result.settings.rhos)
-    rows: dict[str, dict[str, str]] = {}
-    for g in result.groups:
-        method = g["group"].split(" rho=")[0]
-        cell = f"{fmt(g[f'{metric}_mean'])} ± {fmt(g[f'{metric}_std'], 2)}"
-        rows.setdefault(method, {})
-        if g["rho"] == "":
-            for r in rhos:
-                rows[method][f"{r:g}"] = cell
-        else:
-            rows[method][f"{g['rho']:g}"] = cell
-    header = ["method", *[f"rho={r:g}" for r in rhos]]
-    return header, [[m, *[cells.get(f"{r:g}", "") for r in rhos]] for m, cells in rows.items()]
-
-
 def _draw_figures(result: DemoResult, fig_dir: Path) -> dict[str, Path]:
-    from landscape.analysis import SharpnessResult
+    from landscape.analysis.result_file import read_sharpness_file
     from landscape.plot import plot_density, plot_surface_1d, plot_surfaces_2d
-    from landscape.plot.demo_figures import plot_group_intervals, plot_paired_differences
+    from landscape.plot.groups import plot_group_panels, plot_paired_differences
     from landscape.surface import Surface
 
+    grouping = result.grouping
     figs: dict[str, Path] = {}
-    figs["groups"] = save_figure(
-        plot_group_intervals(result.groups, rows=result.rows), fig_dir / "groups.png"
-    )
-    figs["paired"] = save_figure(
-        plot_paired_differences(result.paired, metric="lambda_max"), fig_dir / "paired_lambda_max.png"
-    )
+    panels = plot_group_panels(grouping, ("test_accuracy", "lambda_max", "trace"))
+    figs["groups"] = save_figure(panels, fig_dir / "groups.png")
+    paired = plot_paired_differences(grouping, "lambda_max")
+    figs["paired"] = save_figure(paired, fig_dir / "paired_lambda_max.png")
     fig = None
     for key, label in (("sgd", "SGD"), ("sam", f"SAM rho={result.settings.showcase_rho:g}")):
-        res = SharpnessResult.load(result.showcase[key] / "sharpness.json")
-        if res.density is not None:
+        density = read_sharpness_file(result.showcase[key] / "sharpness.json").result.density
+        if density is not None:
             fig = plot_density(
-                res.density,
+                density,
                 ax=None if fig is None else fig.axes[0],
                 label=label,
                 title=f"Hessian eigenvalue density (SLQ), final weights, seed {result.settings.seeds[0]}",
@@ -280,14 +136,16 @@ def _add_finding(
         or ["no magnitude-vs-direction pair in this configuration"]
     )
     rep.paragraph("Against SGD (paired by seed):")
-    rep.bullets([f["sentence"] for f in found if f["b"] == "SGD" and f["metric"] != "trace"])
+    rep.bullets([f["sentence"] for f in found if f["baseline"] == "SGD" and f["metric"] != "trace"])
     rep.figure(rel["paired"], "lambda_max differences paired by seed, with 95% intervals")
 
 
-def _interval_cells(group: dict[str, Any], metrics: Sequence[str]) -> list[str]:
-    return [
-        fmt_interval(group[f"{m}_mean"], group[f"{m}_ci95_low"], group[f"{m}_ci95_high"]) for m in metrics
-    ]
+def _interval_cells(group: GroupSummary, metrics: Sequence[str]) -> list[str]:
+    cells = []
+    for m in metrics:
+        s = group.stats.get(m)
+        cells.append("n/a" if s is None else fmt_interval(s.mean, s.ci95_low, s.ci95_high))
+    return cells
 
 
 def _add_groups(rep: Report, result: DemoResult, rel: dict[str, str]) -> None:
@@ -295,19 +153,19 @@ def _add_groups(rep: Report, result: DemoResult, rel: dict[str, str]) -> None:
     rep.heading("Groups")
     metrics = ("test_accuracy", "lambda_max", "trace", "sharpness_average", "sharpness_worst")
     header = ["group", "n", *(f"{m.replace('_', ' ')} mean [95% CI]" for m in metrics)]
-    rep.table(header, [[g["group"], g["n"], *_interval_cells(g, metrics)] for g in result.groups])
+    groups = result.grouping.groups
+    rep.table(header, [[g.group, g.n, *_interval_cells(g, metrics)] for g in groups])
     rep.paragraph("lambda_max as mean ± std over seeds, in the layout of the seed study:")
-    rep.table(*_seed_study_table(result, "lambda_max"))
+    rep.table(*seed_study_table(result.grouping, "lambda_max"))
     rep.figure(rel["groups"], "group means with 95% t-intervals; dots are single seeds")
     rep.paragraph(
         "How SAM's update differs from SGD's on the same batch, averaged over the last 10% of the steps "
         "(mean [95% CI] over seeds): ||g_SAM|| / ||g_SGD||, cos(g_SAM, g_SGD), and the fraction of "
         "coordinates with |g_SAM_i| > |g_SGD_i|."
     )
-    stats = ("grad_norm_ratio_late", "cosine_late", "frac_larger_late")
     rep.table(
         ["group", "norm ratio", "cosine", "fraction larger"],
-        [[g["group"], *_interval_cells(g, stats)] for g in result.groups if g["optimizer"] != "sgd"],
+        [[g.group, *_interval_cells(g, LATE_STATS)] for g in groups if g.optimizer != "sgd"],
     )
 
 
@@ -360,6 +218,8 @@ def _add_settings_and_files(rep: Report, result: DemoResult) -> None:
 
 def _median_rel_stderr(rows: Sequence[dict[str, Any]]) -> float:
     rel = [
-        abs(r["trace_stderr"] / r["trace"]) for r in rows if r["trace"] and math.isfinite(r["trace_stderr"])
+        abs(r["trace_stderr"] / r["trace"])
+        for r in rows
+        if r.get("trace") and math.isfinite(r["trace"]) and math.isfinite(r["trace_stderr"])
     ]
     return float(sorted(rel)[len(rel) // 2]) if rel else float("nan")

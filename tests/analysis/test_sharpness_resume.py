@@ -81,8 +81,8 @@ def test_a_damaged_stage_is_recomputed(tmp_path):
 def test_cli_keeps_stages_only_until_the_result_is_written(cnn_checkpoint, tmp_path):
     from click.testing import CliRunner
 
+    from landscape.analysis.result_file import STAGE_FOLDER
     from landscape.cli.main import cli
-    from landscape.cli.sharpness import STAGE_FOLDER
 
     out = tmp_path / "out"
     stages = out / STAGE_FOLDER

@@ -271,7 +271,7 @@ def test_stray_companions_without_their_json_are_refused(cnn_checkpoint, tmp_pat
 def test_an_interrupted_run_still_resumes_its_stages(cnn_checkpoint, tmp_path, monkeypatch) -> None:
     import importlib
 
-    from landscape.cli.sharpness import STAGE_FOLDER
+    from landscape.analysis.result_file import STAGE_FOLDER
 
     sharpness_module = importlib.import_module("landscape.analysis.pipeline")
     out = tmp_path / "out"

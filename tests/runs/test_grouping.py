@@ -253,3 +253,62 @@ def test_measures_get_a_table_and_a_panel_each(tmp_path: Path):
     ax = fig.axes[6]
     assert ax.get_ylabel() == "worst-case sharpness"
     assert len(plot_groups(summarize_groups(_records(False), baseline=None)).axes) == 6
+
+
+def test_groups_json_of_another_version_loads(runs: Path, tmp_path: Path):
+    """A statistic added since (or one dropped) must not break ``compare --from`` on older files."""
+    doc = group_runs(runs).to_dict()
+    for g in doc["groups"]:
+        for s in g["stats"].values():
+            s["p_value"] = 0.5  # a newer statistic
+            del s["ci95_high"]  # one this file predates
+    for p in doc["paired"]:
+        p["stats"]["p_value"] = 0.01
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(doc))
+    back = Grouping.from_json(path)
+    s = back.group("SGD").stats["test_accuracy"]
+    assert (s.n, s.mean) == (3, pytest.approx(0.92)) and math.isnan(s.ci95_high)
+    assert not hasattr(s, "p_value") and back.paired[0].stats.n == 3
+
+
+def test_paired_csv_has_one_column_order_with_or_without_lines(runs: Path, monkeypatch):
+    from dataclasses import asdict
+
+    from landscape.runs.grouping import PAIRED_COLUMNS
+    from landscape.runs.stats import Summary
+
+    # the columns follow PAIRED_COLUMNS, not the order of the statistics' dictionary
+    monkeypatch.setattr(Summary, "to_dict", lambda self: dict(reversed(asdict(self).items())))
+    with_lines = group_runs(runs).paired_csv().splitlines()
+    without = group_runs(runs, baseline=None).paired_csv().splitlines()
+    assert len(with_lines) > 1 and without == [",".join(PAIRED_COLUMNS)]
+    assert with_lines[0] == without[0] == "group,baseline,metric,seeds,n,mean,std,ci95_low,ci95_high"
+
+
+def test_paired_differences_of_any_group_pairs_by_seed():
+    """The demo's pairs (moved from its own group_table and paired_differences): hand-computed."""
+    from landscape.report import verdict
+    from landscape.runs.grouping import RunRecord, pair_by_seed, summarize_groups
+
+    t_975_2 = 4.302652729749464  # Student t quantile, 97.5%, 2 degrees of freedom (table value)
+    records = []
+    for group, values in {"SGD": [10.0, 12.0, 11.0], "SAM rho=0.05": [7.0, 10.0, 7.0]}.items():
+        opt = "sgd" if group == "SGD" else "sam"
+        for seed, v in enumerate(values):
+            metrics = {"lambda_max": v, "trace": 10 * v, "test_accuracy": 0.9}
+            records.append(RunRecord(f"{opt}{seed}", "", group, seed, opt, None, None, metrics))
+    grouping = summarize_groups(records, baseline=None)
+    assert [g.group for g in grouping.groups] == ["SGD", "SAM rho=0.05"]
+    sgd = grouping.group("SGD")
+    assert sgd.n == 3 and sgd.stats["lambda_max"].mean == pytest.approx(11.0)
+    assert sgd.stats["lambda_max"].std == pytest.approx(1.0)
+    row = sgd.row(grouping.metrics)
+    assert {"lambda_max_ci95_low", "lambda_max_ci95_high", "test_accuracy_std"} <= set(row)
+    paired = pair_by_seed(records, [("SAM rho=0.05", "SGD")], grouping.metrics)
+    (lam,) = [p for p in paired if p.metric == "lambda_max"]
+    # differences by seed: -3, -2, -4 -> mean -3, std 1
+    assert lam.stats.n == 3 and lam.stats.mean == pytest.approx(-3.0) and lam.stats.std == pytest.approx(1.0)
+    assert lam.stats.ci95_high == pytest.approx(-3.0 + t_975_2 / math.sqrt(3), rel=1e-12)
+    assert verdict(lam.stats.ci95_low, lam.stats.ci95_high).startswith("negative")
+    assert pair_by_seed(records, [("SAM rho=0.05", "missing")], grouping.metrics) == []

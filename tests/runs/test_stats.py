@@ -75,3 +75,23 @@ def test_paired_differences_skip_seeds_with_missing_values():
 def test_bad_confidence_is_refused_by_name(bad):
     with pytest.raises(ConfigError, match="confidence="):
         summarize([1.0, 2.0], confidence=bad)
+
+
+T_975_1 = 12.706204736174698  # Student t quantile, 97.5%, 1 degree of freedom (table value)
+T_975_3 = 3.182446305284263  # ... 3 degrees of freedom
+
+
+def test_summary_against_table_quantiles_drops_nan_and_one_value_has_no_interval():
+    # moved from the demo's own mean_ci, which was this function under another name
+    s = summarize([1.0, 2.0, 3.0, 4.0]).to_dict()
+    std = math.sqrt(5.0 / 3.0)  # sum of squares 5 over n - 1 = 3
+    half = T_975_3 * std / 2.0
+    assert s["n"] == 4
+    assert s["mean"] == pytest.approx(2.5, abs=1e-15)
+    assert s["std"] == pytest.approx(std, rel=1e-14)
+    assert s["ci95_low"] == pytest.approx(2.5 - half, rel=1e-12)
+    assert s["ci95_high"] == pytest.approx(2.5 + half, rel=1e-12)
+    two = summarize([1.0, 3.0, float("nan")]).to_dict()  # NaN dropped
+    assert two["n"] == 2 and two["ci95_high"] == pytest.approx(2.0 + T_975_1 * math.sqrt(2) / math.sqrt(2))
+    one = summarize([5.0]).to_dict()
+    assert one["mean"] == 5.0 and math.isnan(one["std"]) and math.isnan(one["ci95_low"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 import subprocess
@@ -15,23 +14,10 @@ import numpy as np
 import pytest
 
 from landscape.errors import ConfigError, ResultFileError
-from landscape.studies.demo import (
-    DemoSettings,
-    RunPoint,
-    _check_settings,
-    comparison_pairs,
-    demo_settings,
-    group_table,
-    mean_ci,
-    paired_differences,
-    plan_runs,
-)
-from landscape.studies.demo_report import Report, fmt_interval, verdict
+from landscape.studies.demo import _check_settings
+from landscape.studies.demo_plan import DemoSettings, RunPoint, comparison_pairs, demo_settings, plan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-T_975_3 = 3.182446305284263  # Student t quantile, 97.5%, 3 degrees of freedom (table value)
-T_975_2 = 4.302652729749464  # ... 2 degrees of freedom
-T_975_1 = 12.706204736174698  # ... 1 degree of freedom
 
 
 # -- the grid of runs ----------------------------------------------------------------------------
@@ -70,77 +56,6 @@ def test_comparison_pairs():
     assert sum(b == "SGD" for _, b in pairs) == 2 + 4 + 4
 
 
-# -- statistics ----------------------------------------------------------------------------------
-def test_mean_ci_against_hand_computed_values():
-    s = mean_ci([1.0, 2.0, 3.0, 4.0])
-    std = math.sqrt(5.0 / 3.0)  # sum of squares 5 over n - 1 = 3
-    half = T_975_3 * std / 2.0
-    assert s["n"] == 4
-    assert s["mean"] == pytest.approx(2.5, abs=1e-15)
-    assert s["std"] == pytest.approx(std, rel=1e-14)
-    assert s["ci95_low"] == pytest.approx(2.5 - half, rel=1e-12)
-    assert s["ci95_high"] == pytest.approx(2.5 + half, rel=1e-12)
-    two = mean_ci([1.0, 3.0, float("nan")])  # NaN dropped
-    assert two["n"] == 2 and two["ci95_high"] == pytest.approx(2.0 + T_975_1 * math.sqrt(2) / math.sqrt(2))
-    one = mean_ci([5.0])
-    assert one["mean"] == 5.0 and math.isnan(one["std"]) and math.isnan(one["ci95_low"])
-
-
-def _rows():
-    rows = []
-    values = {"SGD": [10.0, 12.0, 11.0], "SAM rho=0.05": [7.0, 10.0, 7.0]}
-    for group, vals in values.items():
-        for seed, v in enumerate(vals):
-            rows.append(
-                {
-                    "group": group,
-                    "optimizer": "sgd" if group == "SGD" else "sam",
-                    "decomposition": "",
-                    "rho": "" if group == "SGD" else 0.05,
-                    "seed": seed,
-                    "lambda_max": v,
-                    "trace": 10 * v,
-                    "test_accuracy": 0.9,
-                    "test_loss": 0.3,
-                    "train_loss": 0.1,
-                }
-            )
-    return rows
-
-
-def test_group_table_and_paired_differences_by_seed():
-    rows = _rows()
-    table = group_table(rows)
-    assert [g["group"] for g in table] == ["SGD", "SAM rho=0.05"]
-    sgd = table[0]
-    assert sgd["n"] == 3 and sgd["lambda_max_mean"] == pytest.approx(11.0)
-    assert sgd["lambda_max_std"] == pytest.approx(1.0)
-    assert set(sgd) >= {"lambda_max_ci95_low", "lambda_max_ci95_high", "test_accuracy_std"}
-    paired = paired_differences(rows, [("SAM rho=0.05", "SGD")])
-    lam = next(p for p in paired if p["metric"] == "lambda_max")
-    # differences by seed: -3, -2, -4 -> mean -3, std 1
-    assert lam["n"] == 3 and lam["mean"] == pytest.approx(-3.0) and lam["std"] == pytest.approx(1.0)
-    assert lam["ci95_high"] == pytest.approx(-3.0 + T_975_2 / math.sqrt(3), rel=1e-12)
-    assert verdict(lam["ci95_low"], lam["ci95_high"]).startswith("negative")
-    # unpaired (independent) groups would give a wider interval: pairing is what makes it exclude 0
-    assert paired_differences(rows, [("SAM rho=0.05", "missing")]) == []
-
-
-def test_late_step_statistics_average_the_last_tenth(tmp_path):
-    from landscape.studies.demo import late_step_stats
-
-    lines = ["epoch,step,loss,lr,grad_norm_ratio,cosine,frac_larger"]
-    lines += [f"1,{i},0.5,0.1,{i},{0.01 * i},{0.02 * i}" for i in range(1, 21)]
-    (tmp_path / "steps.csv").write_text("\n".join(lines) + "\n")
-    got = late_step_stats(tmp_path / "steps.csv")
-    # last 10% of 20 steps = steps 19 and 20
-    assert got["grad_norm_ratio_late"] == pytest.approx(19.5)
-    assert got["cosine_late"] == pytest.approx(0.195)
-    assert got["frac_larger_late"] == pytest.approx(0.39)
-    (tmp_path / "sgd.csv").write_text("epoch,step,loss,lr\n1,1,0.5,0.1\n")
-    assert all(math.isnan(v) for v in late_step_stats(tmp_path / "sgd.csv").values())
-
-
 def test_other_settings_in_the_same_folder_are_refused(tmp_path):
     _check_settings(tmp_path, demo_settings(quick=True))
     _check_settings(tmp_path, demo_settings(quick=True))  # same settings: fine
@@ -148,35 +63,17 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
         _check_settings(tmp_path, demo_settings(quick=False))
 
 
-def test_settings_round_trip_as_json():
-    s = demo_settings()
-    assert isinstance(s, DemoSettings) and s.to_dict()["rhos"] == [0.05, 0.2]
-
-
-# -- the report writer ---------------------------------------------------------------------------
-def test_report_markdown_and_self_contained_html(tmp_path):
-    from matplotlib.figure import Figure
-
-    from landscape.io.atomic import save_figure
-
-    fig = Figure(figsize=(1, 1))
-    fig.add_subplot().plot([0, 1], [1, 0])
-    save_figure(fig, tmp_path / "figures" / "f.png")
-    rep = Report("title <x>")
-    rep.heading("Finding")
-    rep.paragraph("a < b & c")
-    rep.bullets(["one", "two"])
-    rep.table(["name", "value"], [["a|b", fmt_interval(1.0, 0.5, 1.5)]])
-    rep.figure("figures/f.png", "a figure")
-    paths = rep.write(tmp_path)
-    md = paths["report.md"].read_text()
-    assert "| a\\|b | 1 [0.5, 1.5] |" in md
-    assert "![a figure](figures/f.png)" in md and "## Finding" in md
-    page = paths["report.html"].read_text()
-    assert "a &lt; b &amp; c" in page and "<title>title &lt;x&gt;</title>" in page
-    assert page.count('src="data:image/png;base64,') == 1
-    assert "figures/f.png" not in page  # nothing links outside the file
-    assert not list(tmp_path.glob(".*tmp*"))
+@pytest.mark.parametrize(
+    "settings",
+    [demo_settings(), demo_settings(quick=True, seed=4), demo_settings("mnist1d")],
+    ids=["full", "quick-seed4", "mnist1d"],
+)
+def test_settings_round_trip_as_json(settings):
+    text = json.dumps(settings.to_dict())  # as demo.json holds them
+    assert settings.to_dict()["rhos"] == list(settings.rhos)
+    back = DemoSettings.from_dict(json.loads(text))
+    assert back == settings and isinstance(back.rhos, tuple) and isinstance(back.seeds, tuple)
+    assert plan_runs(back) == plan_runs(settings)
 
 
 # -- end to end ------------------------------------------------------------------------------------
