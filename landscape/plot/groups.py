@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from landscape.measures.registry import measure_label, measure_names
 from landscape.plot.axes import figure_and_axes
 from landscape.runs.grouping import Grouping, step_bands
 
@@ -29,14 +30,7 @@ _LABELS = {
     "grad_norm_ratio": r"$\|g_{SAM}\| / \|g_{SGD}\|$",
     "cosine": r"cos($g_{SAM}$, $g_{SGD}$)",
     "frac_larger": r"fraction of $|g_{SAM,i}| > |g_{SGD,i}|$",
-    "sharpness_worst": "worst-case sharpness",
-    "sharpness_average": "average-case sharpness",
-    "sharpness_random-max": "random-max sharpness",
-    "sharpness_keskar": "Keskar sharpness",
-    "sharpness_pac-bayes": r"PAC-Bayes $1/\sigma^2$",
-    "sharpness_fisher-rao": "Fisher-Rao norm",
-    "sharpness_relative-flatness": "relative flatness",
-    "sharpness_overlap": "gradient overlap (top-k)",
+    **{f"sharpness_{name}": measure_label(name) for name in measure_names()},
 }
 
 

@@ -4,13 +4,13 @@ The measures (worst/average-case sharpness, Keskar, PAC-Bayes, ...; :mod:`landsc
 taken on the same fixed sample as ``lambda_max``. A ``sharpness.json`` left in the run by
 ``landscape sharpness RUN/final.pt --measure ... -o RUN`` stands for a measure only when it was
 computed from the very weights of ``final.pt`` (digest), on that sample (size and seed), in the asked
-precision, and with exactly the same measure settings (:class:`~landscape.measures.MeasureOptions`,
-seed included); otherwise the measure is computed.
+precision, and with the same settings of that measure (the options its registry entry reads:
+:func:`~landscape.measures.measure_settings`; an option another measure reads does not matter);
+otherwise the measure is computed.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 from landscape.analysis.result_file import SharpnessFile
 from landscape.errors import CheckpointError
 from landscape.io.digest import weights_digest
+from landscape.measures import measure_settings
 from landscape.runs.sharpness import final_weights, stored_files, stored_sample_problem
 from landscape.runs.summary import RunSummary
 
@@ -61,18 +62,16 @@ def use_stored_measures(
         if stored_sample_problem(record, digest, data_name, samples, seed, dtype) is not None:
             continue
         stored_options = (record.settings.get("measures") or {}).get("options")
-        if _canonical(stored_options) != _canonical(options):
+        if not isinstance(stored_options, dict):
             continue
         for name in list(missing):
+            if measure_settings(name, stored_options) != measure_settings(name, options):
+                continue
             m = record.result.measures.get(name)
             if m is not None and not math.isnan(m.value):  # NaN: stored as null, not a value
                 summary.measures[name] = {**m.to_dict(), "source": str(path)}
                 missing.remove(name)
     return missing
-
-
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def compute_run_measures(

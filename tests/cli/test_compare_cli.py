@@ -247,6 +247,19 @@ def test_stored_measure_is_reused_only_with_the_same_settings(runs: Path, tmp_pa
     assert wider["measures"]["average"]["objective"]["dtype"] == "float64"
 
 
+def test_stored_measure_is_reused_when_only_another_measures_option_differs(runs: Path, tmp_path: Path):
+    # --steps is read by worst-case (and Keskar) sharpness only: a stored average stands for itself
+    run = tmp_path / "one" / "sgd_seed0"
+    shutil.copytree(runs / "sgd_seed0", run)
+    doc = _store(run, "--mc-samples", "4", "--steps", "3")
+    args = ["--sharpness", "16", "--measure", "average", "--mc-samples", "4", "--device", "cpu"]
+    r = _tables(compare_magnitude, run.parent, *args, "-o", tmp_path / "cmp")
+    assert r.exit_code == 0, r.output
+    row = json.loads((tmp_path / "cmp" / "comparison.json").read_text())["runs"][0]
+    assert row["measures"]["average"]["source"] == str(run / "sharpness.json")
+    assert row["measures"]["average"]["value"] == doc["measures"]["average"]["value"]
+
+
 def test_measure_needs_the_sharpness_sample_and_a_known_name(runs: Path):
     r = _invoke(compare_magnitude, runs, "--measure", "average")
     assert r.exit_code == 1 and r.output.startswith("error: --measure average need --sharpness N")
