@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import click
 import numpy as np
 
 from landscape.cli.common import _compose
+from landscape.cli.result_folder import check_batch_size, check_out_folder
 from landscape.distributed import environment_rank
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import save_figure as write_figure
@@ -24,31 +24,6 @@ from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismat
 
 FIGURE_FORMATS = ("png", "pdf")
 FIGURE_DPI = 150
-
-# Library messages name Python parameters; on the command line they are these flags (with the
-# metavar shown where the message gives no value).
-_FLAGS = {
-    "to": ("--to", "CKPT2"),
-    "ckpts": ("--ckpts", "B C"),
-    "trajectory": ("--trajectory", "DIR"),
-    "dir_type": ("--dir-type", ""),
-    "points_per_pass": ("--points-per-pass", ""),
-    "precision": ("--precision", ""),
-}
-_PARAM = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|[^\s,;)']+)?")
-
-
-def as_surface_flags(message: str) -> str:
-    """``to= goes with dir_type='interpolation'`` -> ``--to CKPT2 goes with --dir-type interpolation``."""
-
-    def flag(m: re.Match[str]) -> str:
-        name, value = m.group(1), m.group(2)
-        option, metavar = _FLAGS[name]
-        if value is None:
-            return f"{option} {metavar}"
-        return f"{option} {value.strip(chr(39)) if name in ('dir_type', 'precision') else value}"
-
-    return _PARAM.sub(flag, message)
 
 
 def parse_range(text: str, name: str = "--x") -> np.ndarray:
@@ -205,13 +180,10 @@ def check_common_inputs(
     out: Path | None, source: dict[str, Any], *, chunk_size: int = 1, max_points: int | None = None
 ) -> None:
     """Refuse, before anything is loaded or written, what would fail later in the library's terms."""
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"-o/--out {str(out)!r} is an existing file; give a folder (created if missing)")
+    check_out_folder(out)
     batch_size = source.get("batch_size")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(
-            f"--batch-size {batch_size} must be a positive number of examples per pass, e.g. --batch-size 256"
-        )
+    if batch_size is not None:
+        check_batch_size(batch_size)
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size {chunk_size} must be >= 1 (grid points per rank between gathers)")
     if max_points is not None and max_points < 1:
@@ -221,7 +193,7 @@ def check_common_inputs(
 def compute_surface_file(checkpoint: Path, *, source: dict[str, Any], **kwargs: Any) -> Surface:
     """``surface_from_checkpoint`` with its errors and interruption said in the command's terms.
 
-    Parameter names in library messages become flags; a file made with other settings names ``-o``,
+    Parameter names in library messages become flags in the group (:mod:`landscape.cli.flags`); a file made with other settings names ``-o``,
     ``--name`` and ``--overwrite``; Ctrl-C says how many points were saved (the library saves them
     before re-raising) and exits 130.
     """
@@ -230,8 +202,6 @@ def compute_surface_file(checkpoint: Path, *, source: dict[str, Any], **kwargs: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonFiniteLossWarning)  # said once by report_nonfinite
             return surface_from_checkpoint(checkpoint, source=CheckpointSource(**source), **kwargs)
-    except ConfigError as exc:
-        raise ConfigError(as_surface_flags(str(exc))) from None
     except SurfaceMismatchError as exc:
         raise ConfigError(
             f"{str(exc.path)!r} was computed with other settings (differs in: {', '.join(exc.differences)}); "
