@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from landscape.cli.common import _compose
+from landscape.cli.common import F, _compose, echo_json, output_options, seed_option, source_options
 from landscape.cli.result_folder import check_batch_size, check_out_folder
 from landscape.distributed import environment_rank
 from landscape.errors import ConfigError, ResultFileError
@@ -146,6 +148,98 @@ evaluation_options = _compose(
         help="Redraw from surface file(s) without computing (repeat to overlay or share a colour scale).",
     ),
 )
+
+
+@dataclass(frozen=True)
+class SurfaceJob:
+    """The options ``plot1d`` and ``plot2d`` share, handed to the command as one ``job``
+    (see :func:`surface_options`), with what both commands do with them."""
+
+    norm: str
+    ignore: str
+    mode: str | None
+    bn: str
+    overwrite: bool
+    chunk_size: int
+    points_per_pass: str
+    precision: str
+    save_every: float
+    max_points: int | None
+    eigen_tol: float
+    name: str | None
+    label: str | None
+    formats: tuple[str, ...]
+    from_files: tuple[Path, ...]
+    seed: int
+    out: Path | None
+    as_json: bool
+    quiet: bool
+    source: dict[str, Any]
+
+    def check(self, checkpoint: Path | None) -> None:
+        """Refuse bad shared options, and CHECKPOINT with ``--from`` or neither of them."""
+        check_common_inputs(self.out, self.source, chunk_size=self.chunk_size, max_points=self.max_points)
+        if self.from_files and checkpoint is not None:
+            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
+        if not self.from_files and checkpoint is None:
+            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+
+    def load(self) -> list[Surface]:
+        """The ``--from`` surface files."""
+        return [Surface.load(p) for p in self.from_files]
+
+    def compute(self, checkpoint: Path, path: Path, **grid: Any) -> Surface:
+        """The surface of CHECKPOINT in ``path`` (resumed when it is there): ``grid`` holds the
+        command's own options (coordinates, direction type and its checkpoints)."""
+        return compute_surface_file(
+            checkpoint,
+            **grid,
+            norm=self.norm,
+            ignore=self.ignore,
+            mode=self.mode,
+            seed=self.seed,
+            bn=self.bn,
+            out=path,
+            overwrite=self.overwrite,
+            source=self.source,
+            eigen_tol=self.eigen_tol,
+            chunk_size=self.chunk_size,
+            points_per_pass=parse_points_per_pass(self.points_per_pass),
+            precision=self.precision,
+            save_every=self.save_every,
+            max_points=self.max_points,
+            label=self.label,
+            quiet=self.quiet,
+        )
+
+    def finish(
+        self, surfaces: Sequence[Surface], surface_file: Path, figures: Sequence[Path], result: dict[str, Any]
+    ) -> None:
+        """Print ``result`` as JSON with ``--json``, else the summary (``surface_file`` when computed)."""
+        if self.as_json:
+            echo_json(result)
+            return
+        echo_summary(surfaces, None if self.from_files else str(surface_file), figures)
+
+
+_JOB_KEYS = tuple(f.name for f in fields(SurfaceJob))
+
+
+def surface_options(f: F) -> F:
+    """The direction, evaluation, source, seed and output options, handed to the command as one
+    :class:`SurfaceJob` ``job``."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        job = SurfaceJob(**{k: kwargs.pop(k) for k in _JOB_KEYS})
+        return f(*args, job=job, **kwargs)
+
+    return direction_options(evaluation_options(source_options(seed_option(output_options(wrapper)))))
+
+
+def summaries(surfaces: Sequence[Surface]) -> list[dict[str, Any]]:
+    """Each surface's ``--json`` summary (without its metadata)."""
+    return [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces]
 
 
 def is_rank_zero() -> bool:
