@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from landscape.cli.common import echo_json, fail, output_options, seed_option, source_options
-from landscape.cli.main import as_flags
+from landscape.cli.flags import as_flags
 from landscape.cli.surface_common import save_figure
 from landscape.connect.api import RESULT_NAME, connect_checkpoints
 from landscape.errors import LandscapeError

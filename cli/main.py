@@ -3,7 +3,8 @@
 The group is lazy: it lists its commands from a static table and imports a command's module (and
 with it torch) only to run it or show its own help, so ``landscape --help``, ``--version`` and usage
 errors answer at once. Library messages name Python parameters (``batch_size=0``); :func:`as_flags`
-rewrites them as the flags that set them (``--batch-size 0``), see :mod:`landscape.errors`.
+rewrites them as the flags that set them (``--batch-size 0``) through the one table in
+:mod:`landscape.cli.flags` (``as_flags`` stays importable from here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 import click
 
 from landscape import __version__
+from landscape.cli.flags import as_flags
 from landscape.errors import LandscapeError, SubsetSizeWarning
+
+__all__ = ["COMMANDS", "as_flags", "cli", "main"]
 
 EPILOG = "Run 'landscape COMMAND -h' for a command's options and examples."
 
@@ -75,71 +79,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Library parameter -> how the command line shows ``name=``: the flag that sets it followed by ``=``
-# (``device='tpu'`` -> ``--device='tpu'``) or by a space (``samples=0`` -> ``--samples 0``), as each
-# command's messages have always read. ``name=True`` of an on/off switch becomes the bare flag
-# (``unsafe_load=True`` -> ``--unsafe-load``); a name with an underscore is unambiguous, so it is
-# rewritten where it stands alone too (``needs data_dir`` -> ``needs --data-dir``).
-PARAM_FLAGS: dict[str, str] = {
-    "allow_nondeterministic": "--allow-nondeterministic",
-    "batch_size": "--batch-size=",
-    "data_dir": "--data-dir ",
-    "device": "--device=",
-    "dtype": "--dtype=",
-    "eigen_block": "--eigen-block ",
-    "model_kwargs": "--model-kwargs ",
-    "samples": "--samples ",
-    "subset": "--samples ",
-    "unsafe_load": "--unsafe-load",
-}
-
-# Where a command sets a library parameter with a flag of another name (or shows it otherwise).
-COMMAND_PARAM_FLAGS: dict[str, dict[str, str]] = {
-    "demo": {"out_dir": "-o/--out "},
-    "plot1d": {"precision": "--precision "},
-    "plot2d": {"precision": "--precision "},
-    "compare-magnitude": {"samples": "--sharpness ", "subset": "--sharpness "},
-    "connect": {
-        "align": "--align ",
-        "batch_size": "--batch-size ",
-        "bn": "--bn ",
-        "curve": "--curve ",
-        "epochs": "--epochs ",
-        "lr": "--lr ",
-        "out": "-o/--out ",
-        "overwrite": "--overwrite",
-        "points": "--points ",
-    },
-}
-
-# Messages whose wording does not follow the ``name=value`` form.
-_SPECIAL_FLAGS = (
-    (re.compile(r"\bmodel='([^'\s]+)'"), r"--model \1"),
-    (re.compile(r"\bmodel_kwargs num_classes=(\d+)"), r"""--model-kwargs '{"num_classes": \1}'"""),
-)
-
-# A parameter name starts a word: not inside a path, a flag, a quoted key or a longer name.
-_BEFORE = r"(?<![\w/.'\"-])"
-
 # torch's own wording for a class label the model has no output for (CPU cross-entropy).
 _TARGET_RE = re.compile(r"Target (-?\d+) is out of bounds")
-
-
-def as_flags(message: str, command: str | None = None) -> str:
-    """Rewrite the library's parameter names in ``message`` as the flags of ``command`` that set them.
-
-    ``device='tpu' is not valid`` -> ``--device='tpu' is not valid``; ``samples=0`` -> ``--samples 0``;
-    ``unsafe_load=True`` -> ``--unsafe-load``; ``needs data_dir`` -> ``needs --data-dir``.
-    """
-    for pattern, flag in _SPECIAL_FLAGS:
-        message = pattern.sub(flag, message)
-    shown = {**PARAM_FLAGS, **COMMAND_PARAM_FLAGS.get(command or "", {})}
-    flag = {name: text.rstrip("= ") for name, text in shown.items()}
-    names = "|".join(sorted(shown, key=len, reverse=True))
-    message = re.sub(rf"{_BEFORE}({names})=True\b", lambda m: flag[m.group(1)], message)
-    message = re.sub(rf"{_BEFORE}({names})=", lambda m: shown[m.group(1)], message)
-    bare = "|".join(sorted((n for n in shown if "_" in n), key=len, reverse=True))
-    return re.sub(rf"{_BEFORE}({bare})(?![\w/.'\"-])", lambda m: flag[m.group(1)], message)
 
 
 class LandscapeGroup(click.Group):

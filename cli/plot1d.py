@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from landscape.cli.common import (
-    echo_json,
-    output_options,
-    seed_option,
-    source_options,
-)
 from landscape.cli.surface_common import (
-    check_common_inputs,
-    compute_surface_file,
-    direction_options,
-    echo_summary,
-    evaluation_options,
+    SurfaceJob,
     is_rank_zero,
-    parse_points_per_pass,
     parse_range,
     report_nonfinite,
     save_figure,
+    summaries,
+    surface_options,
 )
-from landscape.errors import ConfigError
 from landscape.plot.surface import default_title, plot_surface_1d
 from landscape.surface.builders import DIR_TYPES_1D
 from landscape.surface.from_checkpoint import default_surface_name
-from landscape.surface.store import Surface
 
 
 @click.command()
@@ -57,11 +45,7 @@ from landscape.surface.store import Surface
 )
 @click.option("--log", is_flag=True, help="Logarithmic loss axis.")
 @click.option("--no-accuracy", is_flag=True, help="Do not draw accuracy on the twin axis.")
-@direction_options
-@evaluation_options
-@source_options
-@seed_option
-@output_options
+@surface_options
 def plot1d(
     checkpoint: Path | None,
     to: Path | None,
@@ -69,26 +53,7 @@ def plot1d(
     x_range: str,
     log: bool,
     no_accuracy: bool,
-    norm: str,
-    ignore: str,
-    mode: str,
-    bn: str,
-    overwrite: bool,
-    chunk_size: int,
-    points_per_pass: str,
-    precision: str,
-    save_every: float,
-    max_points: int | None,
-    eigen_tol: float,
-    name: str | None,
-    label: str | None,
-    formats: tuple[str, ...],
-    from_files: tuple[Path, ...],
-    seed: int,
-    out: Path | None,
-    as_json: bool,
-    quiet: bool,
-    source: dict[str, Any],
+    job: SurfaceJob,
 ) -> None:
     """Loss and accuracy along one direction through CHECKPOINT, saved as a resumable surface file.
 
@@ -109,48 +74,24 @@ def plot1d(
       landscape plot1d --from figs/sgd.npz --from figs/sam.npz --name compare -o figs --format pdf
       torchrun --nproc_per_node 4 -m landscape plot1d final.pt --x -1:1:201 -o figs
     """
-    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
+    job.check(checkpoint)
+    from_files = job.from_files
     if from_files:
-        if checkpoint is not None:
-            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
-        out = out if out is not None else from_files[0].parent
-        surfaces = [Surface.load(p) for p in from_files]
-        stem = name or (from_files[0].stem if len(from_files) == 1 else "surface1d")
+        out = job.out if job.out is not None else from_files[0].parent
+        surfaces = job.load()
+        stem = job.name or (from_files[0].stem if len(from_files) == 1 else "surface1d")
     else:
-        if checkpoint is None:
-            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
-        out = out if out is not None else Path(".")
+        assert checkpoint is not None  # job.check refuses neither CHECKPOINT nor --from
+        out = job.out if job.out is not None else Path(".")
         xs = parse_range(x_range, "--x")
         dir_type = dir_type or ("interpolation" if to is not None else "random")
-        stem = name or default_surface_name(checkpoint, dir_type, 1)
-        surfaces = [
-            compute_surface_file(
-                checkpoint,
-                xs=xs,
-                dir_type=dir_type,
-                to=to,
-                norm=norm,
-                ignore=ignore,
-                mode=mode,
-                seed=seed,
-                bn=bn,
-                out=out / f"{stem}.npz",
-                overwrite=overwrite,
-                source=source,
-                eigen_tol=eigen_tol,
-                chunk_size=chunk_size,
-                points_per_pass=parse_points_per_pass(points_per_pass),
-                precision=precision,
-                save_every=save_every,
-                max_points=max_points,
-                label=label,
-                quiet=quiet,
-            )
-        ]
+        stem = job.name or default_surface_name(checkpoint, dir_type, 1)
+        surfaces = [job.compute(checkpoint, out / f"{stem}.npz", xs=xs, dir_type=dir_type, to=to)]
     if not is_rank_zero():
         return
     report_nonfinite(surfaces, from_files or [out / f"{stem}.npz"])
     figures = []
+    label = job.label
     if all(s.finite.any() for s in surfaces):
         fig = plot_surface_1d(
             surfaces,
@@ -163,13 +104,10 @@ def plot1d(
             else None,
             title=(label or default_title(surfaces[0])) if len(surfaces) == 1 else None,
         )
-        figures = save_figure(fig, out, stem, formats)
+        figures = save_figure(fig, out, stem, job.formats)
     result = {
         "surface": str(out / f"{stem}.npz") if not from_files else [str(p) for p in from_files],
         "figures": [str(p) for p in figures],
-        "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
+        "surfaces": summaries(surfaces),
     }
-    if as_json:
-        echo_json(result)
-        return
-    echo_summary(surfaces, None if from_files else result["surface"], figures)
+    job.finish(surfaces, out / f"{stem}.npz", figures, result)

@@ -7,29 +7,19 @@ from typing import Any
 
 import click
 
-from landscape.cli.common import (
-    echo_json,
-    output_options,
-    seed_option,
-    source_options,
-)
 from landscape.cli.surface_common import (
-    check_common_inputs,
-    compute_surface_file,
-    direction_options,
-    echo_summary,
-    evaluation_options,
+    SurfaceJob,
     is_rank_zero,
-    parse_points_per_pass,
     parse_range,
     report_nonfinite,
     save_figure,
+    summaries,
+    surface_options,
 )
 from landscape.errors import ConfigError
 from landscape.plot.surface import KINDS_2D, default_title, plot_surface_2d, shared_limits
 from landscape.surface.builders import DIR_TYPES_2D
 from landscape.surface.from_checkpoint import default_surface_name
-from landscape.surface.store import Surface
 
 DEFAULT_RANGE = "-1:1:51"
 
@@ -86,11 +76,7 @@ DEFAULT_RANGE = "-1:1:51"
     "--vmin", default=None, type=float, help="Lower end of the colour scale (share it across models)."
 )
 @click.option("--vmax", default=None, type=float, help="Upper end of the colour scale.")
-@direction_options
-@evaluation_options
-@source_options
-@seed_option
-@output_options
+@surface_options
 def plot2d(
     checkpoint: Path | None,
     dir_type: str | None,
@@ -103,26 +89,7 @@ def plot2d(
     linear: bool,
     vmin: float | None,
     vmax: float | None,
-    norm: str,
-    ignore: str,
-    mode: str,
-    bn: str,
-    overwrite: bool,
-    chunk_size: int,
-    points_per_pass: str,
-    precision: str,
-    save_every: float,
-    max_points: int | None,
-    eigen_tol: float,
-    name: str | None,
-    label: str | None,
-    formats: tuple[str, ...],
-    from_files: tuple[Path, ...],
-    seed: int,
-    out: Path | None,
-    as_json: bool,
-    quiet: bool,
-    source: dict[str, Any],
+    job: SurfaceJob,
 ) -> None:
     """Loss over a plane through CHECKPOINT, saved as a resumable surface file, drawn as contours.
 
@@ -141,52 +108,25 @@ def plot2d(
       landscape plot2d --from figs/sgd.npz --from figs/sam.npz --kind heatmap --format pdf
       torchrun --nproc_per_node 4 -m landscape plot2d final.pt --bn recalibrate -o figs
     """
-    check_common_inputs(out, source, chunk_size=chunk_size, max_points=max_points)
+    job.check(checkpoint)
     if levels < 2:
         raise ConfigError(f"--levels {levels} must be >= 2 (contour levels)")
+    from_files, name, out = job.from_files, job.name, job.out
     if from_files:
-        if checkpoint is not None:
-            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
-        surfaces = [Surface.load(p) for p in from_files]
+        surfaces = job.load()
         stems = [name if name and len(from_files) == 1 else p.stem for p in from_files]
         folders = [out if out is not None else p.parent for p in from_files]
     else:
-        if checkpoint is None:
-            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
-        out = out if out is not None else Path(".")
+        assert checkpoint is not None  # job.check refuses neither CHECKPOINT nor --from
         xs = parse_range(x_range or DEFAULT_RANGE, "--x")
         ys = parse_range(y_range or DEFAULT_RANGE, "--y")
         if dir_type is None:
             dir_type = "plane" if ckpts else "pca" if trajectory is not None else "random"
         stems = [name or default_surface_name(checkpoint, dir_type, 2)]
-        folders = [out]
-        surfaces = [
-            compute_surface_file(
-                checkpoint,
-                xs=xs,
-                ys=ys,
-                fit_path=x_range is None and y_range is None,
-                dir_type=dir_type,
-                ckpts=list(ckpts) if ckpts else None,
-                trajectory=trajectory,
-                norm=norm,
-                ignore=ignore,
-                mode=mode,
-                seed=seed,
-                bn=bn,
-                out=folders[0] / f"{stems[0]}.npz",
-                overwrite=overwrite,
-                source=source,
-                eigen_tol=eigen_tol,
-                chunk_size=chunk_size,
-                points_per_pass=parse_points_per_pass(points_per_pass),
-                precision=precision,
-                save_every=save_every,
-                max_points=max_points,
-                label=label,
-                quiet=quiet,
-            )
-        ]
+        folders = [out if out is not None else Path(".")]
+        grid = {"xs": xs, "ys": ys, "fit_path": x_range is None and y_range is None, "dir_type": dir_type}
+        paths = {"ckpts": list(ckpts) if ckpts else None, "trajectory": trajectory}
+        surfaces = [job.compute(checkpoint, folders[0] / f"{stems[0]}.npz", **grid, **paths)]
     if not is_rank_zero():
         return
     for s in surfaces:
@@ -200,14 +140,11 @@ def plot2d(
         for s, stem, folder in zip(surfaces, stems, folders):
             for kind in kinds:
                 style: dict[str, Any] = {"levels": levels, "log": not linear, "vmin": vmin, "vmax": vmax}
-                fig = plot_surface_2d(s, kind=kind, title=label or default_title(s), **style)
-                figures += save_figure(fig, folder, f"{stem}_{kind}", formats)
+                fig = plot_surface_2d(s, kind=kind, title=job.label or default_title(s), **style)
+                figures += save_figure(fig, folder, f"{stem}_{kind}", job.formats)
     result = {
-        "surfaces": [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces],
+        "surfaces": summaries(surfaces),
         "files": [str(p) for p in from_files] or [str(folders[0] / f"{stems[0]}.npz")],
         "figures": [str(p) for p in figures],
     }
-    if as_json:
-        echo_json(result)
-        return
-    echo_summary(surfaces, None if from_files else result["files"][0], figures)
+    job.finish(surfaces, folders[0] / f"{stems[0]}.npz", figures, result)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from landscape.cli.common import _compose
+from landscape.cli.common import F, _compose, echo_json, output_options, seed_option, source_options
+from landscape.cli.result_folder import check_batch_size, check_out_folder
 from landscape.distributed import environment_rank
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import save_figure as write_figure
@@ -24,31 +26,6 @@ from landscape.surface.store import NonFiniteLossWarning, Surface, SurfaceMismat
 
 FIGURE_FORMATS = ("png", "pdf")
 FIGURE_DPI = 150
-
-# Library messages name Python parameters; on the command line they are these flags (with the
-# metavar shown where the message gives no value).
-_FLAGS = {
-    "to": ("--to", "CKPT2"),
-    "ckpts": ("--ckpts", "B C"),
-    "trajectory": ("--trajectory", "DIR"),
-    "dir_type": ("--dir-type", ""),
-    "points_per_pass": ("--points-per-pass", ""),
-    "precision": ("--precision", ""),
-}
-_PARAM = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|[^\s,;)']+)?")
-
-
-def as_surface_flags(message: str) -> str:
-    """``to= goes with dir_type='interpolation'`` -> ``--to CKPT2 goes with --dir-type interpolation``."""
-
-    def flag(m: re.Match[str]) -> str:
-        name, value = m.group(1), m.group(2)
-        option, metavar = _FLAGS[name]
-        if value is None:
-            return f"{option} {metavar}"
-        return f"{option} {value.strip(chr(39)) if name in ('dir_type', 'precision') else value}"
-
-    return _PARAM.sub(flag, message)
 
 
 def parse_range(text: str, name: str = "--x") -> np.ndarray:
@@ -173,6 +150,98 @@ evaluation_options = _compose(
 )
 
 
+@dataclass(frozen=True)
+class SurfaceJob:
+    """The options ``plot1d`` and ``plot2d`` share, handed to the command as one ``job``
+    (see :func:`surface_options`), with what both commands do with them."""
+
+    norm: str
+    ignore: str
+    mode: str | None
+    bn: str
+    overwrite: bool
+    chunk_size: int
+    points_per_pass: str
+    precision: str
+    save_every: float
+    max_points: int | None
+    eigen_tol: float
+    name: str | None
+    label: str | None
+    formats: tuple[str, ...]
+    from_files: tuple[Path, ...]
+    seed: int
+    out: Path | None
+    as_json: bool
+    quiet: bool
+    source: dict[str, Any]
+
+    def check(self, checkpoint: Path | None) -> None:
+        """Refuse bad shared options, and CHECKPOINT with ``--from`` or neither of them."""
+        check_common_inputs(self.out, self.source, chunk_size=self.chunk_size, max_points=self.max_points)
+        if self.from_files and checkpoint is not None:
+            raise ConfigError("give either CHECKPOINT (compute) or --from surface.npz (redraw), not both")
+        if not self.from_files and checkpoint is None:
+            raise ConfigError("missing CHECKPOINT (or --from surface.npz to redraw a saved surface)")
+
+    def load(self) -> list[Surface]:
+        """The ``--from`` surface files."""
+        return [Surface.load(p) for p in self.from_files]
+
+    def compute(self, checkpoint: Path, path: Path, **grid: Any) -> Surface:
+        """The surface of CHECKPOINT in ``path`` (resumed when it is there): ``grid`` holds the
+        command's own options (coordinates, direction type and its checkpoints)."""
+        return compute_surface_file(
+            checkpoint,
+            **grid,
+            norm=self.norm,
+            ignore=self.ignore,
+            mode=self.mode,
+            seed=self.seed,
+            bn=self.bn,
+            out=path,
+            overwrite=self.overwrite,
+            source=self.source,
+            eigen_tol=self.eigen_tol,
+            chunk_size=self.chunk_size,
+            points_per_pass=parse_points_per_pass(self.points_per_pass),
+            precision=self.precision,
+            save_every=self.save_every,
+            max_points=self.max_points,
+            label=self.label,
+            quiet=self.quiet,
+        )
+
+    def finish(
+        self, surfaces: Sequence[Surface], surface_file: Path, figures: Sequence[Path], result: dict[str, Any]
+    ) -> None:
+        """Print ``result`` as JSON with ``--json``, else the summary (``surface_file`` when computed)."""
+        if self.as_json:
+            echo_json(result)
+            return
+        echo_summary(surfaces, None if self.from_files else str(surface_file), figures)
+
+
+_JOB_KEYS = tuple(f.name for f in fields(SurfaceJob))
+
+
+def surface_options(f: F) -> F:
+    """The direction, evaluation, source, seed and output options, handed to the command as one
+    :class:`SurfaceJob` ``job``."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        job = SurfaceJob(**{k: kwargs.pop(k) for k in _JOB_KEYS})
+        return f(*args, job=job, **kwargs)
+
+    return direction_options(evaluation_options(source_options(seed_option(output_options(wrapper)))))
+
+
+def summaries(surfaces: Sequence[Surface]) -> list[dict[str, Any]]:
+    """Each surface's ``--json`` summary (without its metadata)."""
+    return [{k: v for k, v in s.to_dict().items() if k != "metadata"} for s in surfaces]
+
+
 def is_rank_zero() -> bool:
     """Only rank 0 of a ``torchrun`` job draws and prints."""
     return environment_rank() == 0
@@ -205,13 +274,10 @@ def check_common_inputs(
     out: Path | None, source: dict[str, Any], *, chunk_size: int = 1, max_points: int | None = None
 ) -> None:
     """Refuse, before anything is loaded or written, what would fail later in the library's terms."""
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(f"-o/--out {str(out)!r} is an existing file; give a folder (created if missing)")
+    check_out_folder(out)
     batch_size = source.get("batch_size")
-    if batch_size is not None and batch_size < 1:
-        raise ConfigError(
-            f"--batch-size {batch_size} must be a positive number of examples per pass, e.g. --batch-size 256"
-        )
+    if batch_size is not None:
+        check_batch_size(batch_size)
     if chunk_size < 1:
         raise ConfigError(f"--chunk-size {chunk_size} must be >= 1 (grid points per rank between gathers)")
     if max_points is not None and max_points < 1:
@@ -221,7 +287,7 @@ def check_common_inputs(
 def compute_surface_file(checkpoint: Path, *, source: dict[str, Any], **kwargs: Any) -> Surface:
     """``surface_from_checkpoint`` with its errors and interruption said in the command's terms.
 
-    Parameter names in library messages become flags; a file made with other settings names ``-o``,
+    Parameter names in library messages become flags in the group (:mod:`landscape.cli.flags`); a file made with other settings names ``-o``,
     ``--name`` and ``--overwrite``; Ctrl-C says how many points were saved (the library saves them
     before re-raising) and exits 130.
     """
@@ -230,8 +296,6 @@ def compute_surface_file(checkpoint: Path, *, source: dict[str, Any], **kwargs: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NonFiniteLossWarning)  # said once by report_nonfinite
             return surface_from_checkpoint(checkpoint, source=CheckpointSource(**source), **kwargs)
-    except ConfigError as exc:
-        raise ConfigError(as_surface_flags(str(exc))) from None
     except SurfaceMismatchError as exc:
         raise ConfigError(
             f"{str(exc.path)!r} was computed with other settings (differs in: {', '.join(exc.differences)}); "

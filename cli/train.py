@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
 from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
+from landscape.cli.flags import as_flags, with_flags
 from landscape.data.datasets import DataSpec
 from landscape.device import DTYPES, resolve_dtype
 from landscape.errors import LandscapeError
@@ -19,61 +19,14 @@ from landscape.training import train as run_training
 from landscape.training.recipes import SCHEDULES
 from landscape.training.sharpness_tracking import DEFAULT_TRACK_SAMPLES
 
-# Library messages name TrainConfig fields and train() parameters; here they are these flags.
-_VALUE_FLAGS = {  # "name=value" -> "--flag=value"
-    "lr": "--lr",
-    "momentum": "--momentum",
-    "weight_decay": "--weight-decay",
-    "rho": "--rho",
-    "batch_size": "--batch-size",
-    "epochs": "--epochs",
-    "save_every": "--save-every",
-    "seed": "--seed",
-    "device": "--device",
-    "dtype": "--dtype",
-    "loss": "--loss",
-    "schedule": "--schedule",
-    "warmup_epochs": "--warmup-epochs",
-    "label_smoothing": "--label-smoothing",
-    "eval_every": "--eval-every",
-    "track_sharpness": "--track-sharpness",
-    "track_top_k": "--track-top-k",
-    "track_samples": "--track-samples",
-}
-_WORD_FLAGS = {  # the bare name, where a message says what to change ("lower batch_size")
-    "lr": "--lr",
-    "rho": "--rho",
-    "batch_size": "--batch-size",
-    "optimizer_kwargs": "--opt-kwargs",
-    "out_dir": "-o/--out",
-    "augment": "--augment",
-}
-_NAME = r"(?<![-\w.])"  # a name starts here: not inside a word, a path or a flag
-_REWRITES = (
-    (re.compile(_NAME + r"overwrite=True\b"), "--overwrite"),
-    (re.compile(_NAME + r"augment=True\b"), "--augment"),
-    (
-        re.compile(_NAME + r"(schedule='constant') without (warmup_epochs)\b"),
-        "--schedule constant without --warmup-epochs",
-    ),
-    (re.compile(_NAME + r"loss='([^']*)'"), r"--loss \1"),
-    (re.compile(_NAME + r"out_dir="), "-o/--out "),
-    (re.compile(_NAME + r"data="), "--data "),
-    (re.compile(_NAME + r"optimizer_kwargs="), "--opt-kwargs "),
-    (re.compile(_NAME + r"optimizer='([^']*)'"), r"--optimizer \1"),
-    (re.compile(_NAME + "(" + "|".join(_VALUE_FLAGS) + ")="), lambda m: _VALUE_FLAGS[m.group(1)] + "="),
-    (
-        re.compile(r"\b(lower|or|in|another|turn|set) (" + "|".join(_WORD_FLAGS) + r")\b(?!=)"),
-        lambda m: f"{m.group(1)} {_WORD_FLAGS[m.group(2)]}",
-    ),
-)
-
 
 def to_flags(message: str) -> str:
-    """``batch_size=0 must be > 0`` -> ``--batch-size=0 must be > 0``; ``overwrite=True`` -> ``--overwrite``."""
-    for pattern, replacement in _REWRITES:
-        message = pattern.sub(replacement, message)
-    return message
+    """``batch_size=0 must be > 0`` -> ``--batch-size=0 must be > 0``; ``overwrite=True`` -> ``--overwrite``.
+
+    Library messages name TrainConfig fields and train() parameters; the table is
+    :mod:`landscape.cli.flags`'s.
+    """
+    return as_flags(message, "train")
 
 
 @click.command()
@@ -272,7 +225,7 @@ def train(
             config, out, device=device, dtype=resolve_dtype(dtype), overwrite=overwrite, quiet=quiet
         )
     except LandscapeError as exc:
-        raise type(exc)(to_flags(str(exc))) from None
+        raise with_flags(exc, "train") from None
     figure = _draw_sharpness(result.out_dir) if track_sharpness is not None else None
     summary = {
         "out": str(result.out_dir),

@@ -25,6 +25,7 @@ from landscape.connect.result import ConnectResult, PathResult
 from landscape.data.datasets import DataSpec, load_dataset
 from landscape.errors import ConfigError, ResultFileError, check_choice
 from landscape.io.digest import settings_digest, tensors_digest
+from landscape.io.result_folder import check_out_folder, check_same_settings
 from landscape.models.builders import ModelSpec
 from landscape.models.checkpoints import Checkpoint, load_model, save_checkpoint
 from landscape.objective.core import Objective
@@ -52,13 +53,6 @@ def _check_settings(
             raise ConfigError(f"lr={lr!r} must be > 0")
     if align is not None:
         check_choice("align", align, ALIGN_METHODS)
-
-
-def _check_out(out: Path | None) -> None:
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError(
-            f"out={str(out)!r} exists and is not a folder; give a folder (it is created if missing)"
-        )
 
 
 def connect_checkpoints(
@@ -130,7 +124,7 @@ def connect_checkpoints(
     """
     _check_settings(points, bn, curve, align, epochs, lr)
     out_dir = Path(out) if out is not None else None
-    _check_out(out_dir)
+    check_out_folder(out_dir, name="out")
     start = time.perf_counter()
     source = {
         "model": model,
@@ -153,8 +147,12 @@ def connect_checkpoints(
     settings = _fingerprint_settings(ends, points=points, job=job, align=align, seed=seed)
     fingerprint = settings_digest(settings)
     if out_dir is not None:
-        _check_previous(out_dir / RESULT_NAME, fingerprint, overwrite)
-    metadata = {**_metadata(a, b, ends, points=points, seed=seed), "fingerprint": fingerprint}
+        _check_previous(out_dir / RESULT_NAME, settings, fingerprint, overwrite)
+    metadata = {
+        **_metadata(a, b, ends, points=points, seed=seed),
+        "fingerprint": fingerprint,
+        "settings": settings,
+    }
     alphas = np.linspace(0.0, 1.0, points)
 
     paths: dict[str, PathResult] = {}
@@ -361,7 +359,9 @@ def _align(
     return {n: alignment.state_dict[n].detach().clone() for n in ends.names}
 
 
-def _check_previous(path: Path, fingerprint: str, overwrite: bool) -> None:
+def _check_previous(path: Path, settings: dict[str, Any], fingerprint: str, overwrite: bool) -> None:
+    """Refuse a ``connect.json`` made with other settings or checkpoints (naming what differs when
+    it records its settings: results written before they did record only the fingerprint)."""
     if overwrite or not path.exists():
         return
     try:
@@ -370,11 +370,17 @@ def _check_previous(path: Path, fingerprint: str, overwrite: bool) -> None:
         raise ResultFileError(
             f"{str(path)!r} exists and is not a connect result; pass overwrite=True"
         ) from None
-    if previous.metadata.get("fingerprint") != fingerprint:
-        raise ResultFileError(
-            f"{str(path)!r} holds a result computed with other settings or checkpoints; "
-            "use another output folder or pass overwrite=True"
-        )
+    stored = previous.metadata.get("settings")
+    differs = " (differs in: {differences})" if isinstance(stored, dict) else ""
+    check_same_settings(
+        path,
+        stored if isinstance(stored, dict) else {},
+        settings if isinstance(stored, dict) else {},
+        template="{path} holds a result computed with other settings or checkpoints"
+        + differs
+        + "; use another output folder or pass overwrite=True",
+        digests=(str(previous.metadata.get("fingerprint")), fingerprint),
+    )
 
 
 @dataclass(frozen=True)

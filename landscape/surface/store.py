@@ -18,6 +18,7 @@ import numpy as np
 from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_save_npz
 from landscape.io.jsonio import json_default
+from landscape.io.result_folder import SettingsMismatchError, check_same_settings
 
 FORMAT_VERSION = 1
 _EXTRA_PREFIX = "extra__"
@@ -27,13 +28,8 @@ class NonFiniteLossWarning(UserWarning):
     """Some grid points have a NaN or infinite loss (kept in the file, left out of figures)."""
 
 
-class SurfaceMismatchError(ResultFileError):
+class SurfaceMismatchError(SettingsMismatchError):
     """The surface file was made with other settings; ``path`` and ``differences`` say where and what."""
-
-    def __init__(self, message: str, *, path: Path, differences: list[str]) -> None:
-        super().__init__(message)
-        self.path = path
-        self.differences = differences
 
 
 @dataclass
@@ -200,18 +196,17 @@ class Surface:
 def check_resumable(existing: Surface, fingerprint: str, parts: dict[str, Any], path: str | Path) -> None:
     """Refuse a surface file made with other settings, naming what differs.
 
+    The fingerprints decide; the settings they are made of (``fingerprint_parts``) name what differs.
+
     Raises:
         SurfaceMismatchError: the fingerprints differ.
     """
-    if existing.fingerprint == fingerprint:
-        return
-    old = existing.metadata.get("fingerprint_parts", {})
-    old = json.loads(json.dumps(old, sort_keys=True, default=json_default))
-    new = json.loads(json.dumps(parts, sort_keys=True, default=json_default))
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["format"]
-    raise SurfaceMismatchError(
-        f"{str(path)!r} was computed with other settings (differs in: {', '.join(diff)}); "
+    check_same_settings(
+        path,
+        existing.metadata.get("fingerprint_parts", {}),
+        parts,
+        template="{path} was computed with other settings (differs in: {differences}); "
         "write to another path, or pass overwrite=True to discard it",
-        path=Path(path),
-        differences=diff,
+        digests=(existing.fingerprint, fingerprint),
+        error=SurfaceMismatchError,
     )

@@ -24,7 +24,6 @@ N-th and the last), so an interruption replays at most N epochs. Every file is w
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.errors import ConfigError, ResultFileError
+from landscape.errors import ResultFileError
 from landscape.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from landscape.io.result_folder import check_out_folder, check_same_settings, read_settings
 from landscape.io.tables import csv_text
 from landscape.optim.decompose import STAT_KEYS
 from landscape.training.config import resolve_saved_settings
@@ -76,8 +76,7 @@ class RunFolder:
 
     def check_place(self) -> None:
         """Refuse a path that exists and is not a folder (before anything is computed)."""
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"out_dir={str(self.path)!r} exists and is not a directory")
+        check_out_folder(self.path, name="out_dir")
 
     def open(
         self,
@@ -158,19 +157,14 @@ class RunFolder:
 
     def _check_same_run(self, settings: dict[str, Any]) -> None:
         """Refuse a folder whose ``config.json`` resolves to other settings than ``settings``."""
-        try:
-            previous = json.loads(self.config.read_text())
-            if not isinstance(previous, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            raise ResultFileError(f"{str(self.config)!r} is unreadable ({exc}); {_START_OVER}") from None
-        previous = resolve_saved_settings(previous)
-        if previous != settings:
-            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ResultFileError(
-                f"{str(self.path)!r} holds a run with other settings ({', '.join(changed)} differ); "
-                "use another out_dir or pass overwrite=True"
-            )
+        previous = resolve_saved_settings(read_settings(self.config, key=None, fix=_START_OVER))
+        check_same_settings(
+            self.path,
+            previous,
+            settings,
+            template="{path} holds a run with other settings ({differences} differ); "
+            "use another out_dir or pass overwrite=True",
+        )
 
     def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer, eval_every: int) -> ResumePoint:
         try:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from landscape.cli.flags import as_flags
 from landscape.cli.main import cli
-from landscape.cli.surface_common import as_surface_flags, parse_range
+from landscape.cli.surface_common import parse_range
 from landscape.data.datasets import DataSpec
 from landscape.errors import ConfigError
 from landscape.models.builders import ModelSpec, build_model
@@ -160,25 +161,29 @@ def test_parse_range_values():
 
 
 @pytest.mark.parametrize(
-    ("message", "expected"),
+    ("command", "message", "expected"),
     [
         (
+            "plot1d",
             "to= goes with dir_type='interpolation' (and interpolation needs to=)",
             "--to CKPT2 goes with --dir-type interpolation (and interpolation needs --to CKPT2)",
         ),
-        ("ckpts= needs exactly two checkpoints (B and C), got 3", "--ckpts B C needs exactly two"),
-        ("trajectory='/tmp/one' holds 1 checkpoint(s)", "--trajectory '/tmp/one' holds 1"),
+        ("plot2d", "ckpts= needs exactly two checkpoints (B and C), got 3", "--ckpts B C needs exactly two"),
+        ("plot2d", "trajectory='/tmp/one' holds 1 checkpoint(s)", "--trajectory '/tmp/one' holds 1"),
         (
+            "plot2d",
             "bn='recalibrate' needs batch norm; use bn='fixed'",
             "bn='recalibrate' needs batch norm; use bn='fixed'",
         ),
-        ("batch_size=0 must be >= 1, up to=3", "batch_size=0 must be >= 1, up --to 3"),
+        # what the command shows: batch_size is a flag of every command (the one table)
+        ("plot1d", "batch_size=0 must be >= 1, up to=3", "--batch-size=0 must be >= 1, up --to 3"),
         (
+            "plot1d",
             "precision='fp8' is not valid; use precision='float32'",
             "--precision fp8 is not valid; use --precision float32",
         ),
     ],
     ids=["to", "ckpts", "trajectory", "untouched", "word-boundary", "precision"],
 )
-def test_library_parameter_names_become_flags(message, expected):
-    assert as_surface_flags(message).startswith(expected)
+def test_library_parameter_names_become_flags(command, message, expected):
+    assert as_flags(message, command).startswith(expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -214,3 +215,28 @@ def test_connect_writes_a_result_that_loads_back(tmp_path):
     with pytest.raises(ConfigError, match="bn='states' needs a model with batch norm"):
         mlp = save(tmp_path / "m.pt", "mlp", make_model("mlp", 0).float())
         connect_checkpoints(mlp, mlp, bn="states", points=3, device="cpu", quiet=True)
+
+
+def test_a_result_with_other_settings_names_what_differs(tmp_path):
+    a = save(tmp_path / "a.pt", "mlp", make_model("mlp", 0).float())
+    b = save(tmp_path / "b.pt", "mlp", make_model("mlp", 1).float())
+    out = tmp_path / "out"
+    kw = dict(samples=32, batch_size=16, device="cpu", quiet=True, out=out)
+    connect_checkpoints(a, b, points=3, **kw)
+    with pytest.raises(
+        ResultFileError, match=r"other settings or checkpoints \(differs in: points\); use another"
+    ):
+        connect_checkpoints(a, b, points=4, **kw)
+    with pytest.raises(ResultFileError, match=r"\(differs in: b\)"):
+        connect_checkpoints(a, a, points=3, **kw)
+    # a result written before connect.json recorded its settings: refused by its fingerprint alone
+    doc = json.loads((out / "connect.json").read_text())
+    del doc["settings"]
+    (out / "connect.json").write_text(json.dumps(doc))
+    connect_checkpoints(a, b, points=3, **kw)  # the same fingerprint: a rerun
+    (out / "connect.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultFileError, match=r"other settings or checkpoints; use another output folder"):
+        connect_checkpoints(a, b, points=4, **kw)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="^out='.*file' is an existing file, not a folder"):
+        connect_checkpoints(a, b, points=3, **{**kw, "out": tmp_path / "file"})

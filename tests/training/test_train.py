@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from landscape.cli.main import cli
 from landscape.data.datasets import DataSpec, load_dataset
 from landscape.errors import ConfigError, DataError, ModelError, NoSplitError, ResultFileError
+from landscape.io.result_folder import SettingsMismatchError
 from landscape.models.builders import ModelSpec
 from landscape.models.checkpoints import load_checkpoint, load_model
 from landscape.objective.core import Evaluation, Objective
@@ -117,8 +118,11 @@ def test_run_folder_contents_and_logged_statistics(tmp_path):
 
 def test_other_settings_are_refused_unless_overwrite(tmp_path):
     train(_config("sgd", epochs=1), tmp_path / "run", quiet=True)
-    with pytest.raises(ResultFileError, match=r"other settings \(lr differ\)"):
+    with pytest.raises(ResultFileError, match=r"other settings \(lr differ\)") as info:
         train(_config("sgd", epochs=1, lr=0.2), tmp_path / "run", quiet=True)
+    # the one result-folder guard's error: where and what, for a caller to reword
+    assert isinstance(info.value, SettingsMismatchError)
+    assert info.value.path == tmp_path / "run" and info.value.differences == ["lr"]
     res = train(_config("sgd", epochs=1, lr=0.2), tmp_path / "run", quiet=True, overwrite=True)
     assert res.resumed_from_epoch == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["lr"] == 0.2
