@@ -48,7 +48,7 @@ def demo(out: Path, quick: bool, data: str, seed: int, device: str, quiet: bool)
       landscape demo --quick -o /tmp/demo
       landscape demo --data mnist1d -o demo-mnist1d
     """
-    # Library errors name out_dir; the group shows them as -o/--out (COMMAND_PARAM_FLAGS["demo"]).
+    # Library errors name out_dir; the group shows them as -o/--out (PARAM_FLAGS in cli/flags.py).
     log = (lambda _line: None) if quiet else click.echo
     result = run_demo(out, demo_settings(data, quick=quick, seed=seed), device=device, log=log)
     click.echo(f"done in {result.seconds:.0f} s")

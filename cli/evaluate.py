@@ -14,9 +14,13 @@ from landscape.cli.common import (
     source_options,
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
-from landscape.io.atomic import atomic_write_json
 from landscape.objective.loading import objective_from_checkpoint
-from landscape.runs.evaluation import EVALUATION_FILE, evaluation_file, evaluation_settings
+from landscape.runs.evaluation import (
+    EVALUATION_FILE,
+    evaluation_file,
+    evaluation_settings,
+    write_evaluation_file,
+)
 
 
 @click.command()
@@ -71,9 +75,7 @@ def evaluate(
         check_replaceable(out / EVALUATION_FILE, settings, overwrite=overwrite)
     record = evaluation_file(objective, settings, checkpoint=checkpoint, seed=seed)
     if out is not None:
-        # the library's write_evaluation_file, spelled out: tests/cli/test_bad_input_io.py patches
-        # this module's atomic_write_json to raise an OSError from outside the atomic writer
-        atomic_write_json(out / EVALUATION_FILE, record.to_dict())
+        write_evaluation_file(out, record)
     result = record.to_dict()
     if as_json:
         echo_json(result)

@@ -251,6 +251,7 @@ NOT_FLAGS: dict[str, str] = {
         "a notebook user's argument of a function the commands call with fixed values",
     ),
     "eval_batch_size": "a training option without a flag (the evaluation batch is --batch-size)",
+    "extra": "the options of a measure added through the registry, set in Python (MeasureOptions.extra)",
 }
 
 # A parameter name starts a word: not inside a path, a flag, a quoted key or a longer name.

@@ -43,11 +43,6 @@ def check_replaceable(
         raise with_flags(exc) from None
 
 
-def remove_stale(folder: Path, names: Sequence[str]) -> None:
-    """Remove files of a replaced result that the new result does not have."""
-    guard.remove_stale(folder, names)
-
-
 def check_batch_size(batch_size: int) -> None:
     """``--batch-size`` must be a positive number of examples."""
     if batch_size < 1:

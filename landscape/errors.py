@@ -10,7 +10,7 @@ Messages speak Python, never command-line flags. Name a parameter the way a call
   (``samples``, ``device``) are ordinary English too and must carry ``=``.
 
 The CLI rewrites these as its flags (``--batch-size 0``, ``--allow-nondeterministic``, ``--data-dir``)
-through one table, ``PARAM_FLAGS`` in ``landscape/cli/main.py`` (with ``COMMAND_PARAM_FLAGS`` where one
+through one table, ``PARAM_FLAGS`` in ``landscape/cli/flags.py`` (with ``COMMAND_PARAM_FLAGS`` where one
 command's flag has another name). A new parameter a user can get wrong: add its line there.
 """
 

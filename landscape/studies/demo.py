@@ -41,6 +41,7 @@ import numpy as np
 
 from landscape.errors import ConfigError, ResultFileError
 from landscape.io.atomic import atomic_write_json, atomic_write_text
+from landscape.io.result_folder import check_same_settings, read_settings
 from landscape.studies.demo_plan import (
     DATA_CHOICES,
     DEMO_MEASURES,
@@ -255,21 +256,16 @@ def run_rows(grouping: Grouping, sharpness: dict[str, SharpnessFile]) -> list[di
 
 # -- the whole demo --------------------------------------------------------------------------------
 def _check_settings(out: Path, settings: DemoSettings) -> None:
+    """Refuse a demo folder made with other settings (the one result-folder guard), then record ours."""
     path = out / "demo.json"
     wanted = settings.to_dict()
     if path.is_file():
-        try:
-            previous = json.loads(path.read_text()).get("settings")
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ResultFileError(f"{str(path)!r} is unreadable ({exc}); use another out_dir") from None
-        if previous != wanted:
-            changed = sorted(
-                k for k in set(previous or {}) | set(wanted) if (previous or {}).get(k) != wanted.get(k)
-            )
-            raise ResultFileError(
-                f"{str(out)!r} holds a demo made with other settings ({', '.join(changed)} differ); "
-                "use another out_dir"
-            )
+        check_same_settings(
+            out,
+            read_settings(path, fix="use another out_dir"),
+            wanted,
+            template="{path} holds a demo made with other settings ({differences} differ); use another out_dir",
+        )
     atomic_write_json(path, {"settings": wanted})
 
 

@@ -121,7 +121,7 @@ def _patch_cli_writer(code: int):
     def fail(path: object, obj: object) -> None:
         raise OSError(code, os.strerror(code), str(path))
 
-    return lambda mp: mp.setattr("landscape.cli.evaluate.atomic_write_json", fail)
+    return lambda mp: mp.setattr("landscape.runs.evaluation.atomic_write_json", fail)
 
 
 def _skip_label_check(mp) -> None:
