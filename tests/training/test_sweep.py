@@ -21,6 +21,7 @@ from landscape.training.sweep import (
     plan_sweep,
     run_sweep,
 )
+from landscape.training.sweep_worker import job_document, run_job
 
 
 def _base(epochs: int = 1) -> TrainConfig:
@@ -217,3 +218,29 @@ def test_settings_that_are_not_json_are_refused_before_any_process(tmp_path: Pat
     with pytest.raises(ConfigError, match="cannot go to a separate training process; use jobs=1"):
         run_sweep(tmp_path / "runs", base, plan_sweep(["sam"], [0, 1]), jobs=2, log=lambda _: None)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_process_gets_every_recipe_and_tracking_setting(tmp_path: Path):
+    """``landscape sweep --jobs N`` hands each process its whole TrainConfig (the worker's job): the same
+    config.json. Moved here from tests/training/test_train_recipes.py, where it drove ``_train_argv``."""
+    base = TrainConfig(
+        model=ModelSpec("mlp", {"hidden": [8], "activation": "tanh"}),
+        data=DataSpec("digits", split="train", subset=64),
+        batch_size=16,
+        epochs=2,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        label_smoothing=0.1,
+        augment=True,
+        eval_every=2,
+        track_sharpness=3,
+        track_top_k=2,
+        track_samples=32,
+        track_overlap=True,
+    )
+    (planned,) = plan_runs(tmp_path, base, plan_sweep(["sgd"], [4]))
+    run_job(json.loads(job_document(planned.config, planned.out_dir, device="cpu", dtype=torch.float32)))
+    (replanned,) = plan_runs(tmp_path, base, [planned.point])
+    assert replanned.status == "done"  # the saved config.json is the planned one
+    saved = json.loads((planned.out_dir / "config.json").read_text())
+    assert saved["augment"] is True and saved["track_overlap"] is True and saved["track_samples"] == 32
