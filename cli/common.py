@@ -11,8 +11,11 @@ from typing import Any
 
 import click
 
+from landscape.data.common import SPLITS
+from landscape.data.registry import data_help
 from landscape.device import resolve_dtype
 from landscape.errors import ConfigError
+from landscape.models.registry import model_help
 
 F = Callable[..., Any]
 
@@ -46,7 +49,9 @@ model_options = _compose(
         "--model",
         default=None,
         metavar="NAME|pkg.mod:factory",
-        help="Model architecture (required for plain state dicts; overrides the checkpoint's).",
+        help="Model architecture (required for plain state dicts; overrides the checkpoint's): "
+        + model_help()
+        + "; or a factory.",
     ),
     click.option(
         "--model-kwargs", default=None, metavar="JSON", help="Keyword arguments of the model factory."
@@ -63,14 +68,10 @@ data_options = _compose(
         "--data",
         default=None,
         metavar="NAME|FILE|pkg.mod:factory",
-        help="digits (embedded), mnist1d (generated; the [mnist1d] extra), cifar10, cifar100, mnist, "
-        "a .pt/.npz tensor file, or a factory. "
-        "Default: the checkpoint's data, else digits.",
+        help=data_help() + ". Default: the checkpoint's data, else digits.",
     ),
     click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files."),
-    click.option(
-        "--split", default=None, type=click.Choice(["train", "test"]), help="Data split (default train)."
-    ),
+    click.option("--split", default=None, type=click.Choice(SPLITS), help="Data split (default train)."),
     click.option(
         "--samples", default=None, type=int, help="Use a fixed seeded subset of N examples (default: all)."
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,28 +64,23 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-def _floats(ctx: click.Context, param: click.Parameter, value: str | None) -> list[float]:
-    out = []
-    for v in _split(value or ""):
-        try:
-            out.append(float(v))
-        except ValueError:
-            raise click.BadParameter(
-                f"{v!r} is not a number; give numbers separated by commas, e.g. 0.05,0.2"
-            ) from None
-    return out
+def _list_of(convert: Callable[[str], Any], what: str, example: str) -> Callable[..., list[Any]]:
+    """A click callback: a comma-separated list of values ``convert`` reads; a bad one is a usage error."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list[Any]:
+        out = []
+        for v in _split(value or ""):
+            try:
+                out.append(convert(v))
+            except ValueError:
+                raise click.BadParameter(f"{v!r} is not {what}; give {example}") from None
+        return out
+
+    return parse
 
 
-def _ints(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    out = []
-    for v in _split(value):
-        try:
-            out.append(int(v))
-        except ValueError:
-            raise click.BadParameter(
-                f"{v!r} is not a whole number; give seeds separated by commas, e.g. 0,1,2"
-            ) from None
-    return out
+_floats = _list_of(float, "a number", "numbers separated by commas, e.g. 0.05,0.2")
+_ints = _list_of(int, "a whole number", "seeds separated by commas, e.g. 0,1,2")
 
 
 @click.command(params=_shared_params())

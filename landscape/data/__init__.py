@@ -1,6 +1,8 @@
-"""Datasets: the registry of named datasets and their readers.
+"""Datasets: the registry of data sources and their readers.
 
-* ``registry``: name -> reader and help text (what the command line offers);
+* ``registry``: name (or form: a tensor file, a factory) -> reader and help text (what the command
+  line offers); adding a dataset is its reader plus one entry there;
 * ``datasets``: :class:`DataSpec`, :func:`load_dataset`, subsets and analysis loaders;
-* ``mnist1d``: the MNIST-1D benchmark generated locally (optional extra).
+* one reader module per source: ``digits``, ``mnist1d`` (generated locally; optional extra),
+  ``cifar``, ``mnist``, ``tensor_file``, ``factory``; ``common``: the splits and the local-folder check.
 """

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from landscape.data.common import check_split
 from landscape.errors import DataError
 from landscape.io.atomic import atomic_save_npz
 
 EXTRA_HINT = "pip install 'landscape-geometry[mnist1d]'"
-SPLITS = ("train", "test")
 CACHE_ENV = "LANDSCAPE_CACHE"
 _KEYS = ("x", "y", "x_test", "y_test")
 
@@ -131,8 +131,7 @@ def mnist1d_tensors(
     split: str = "train", *, num_samples: int | None = None, cache: str | Path | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` float32 ``(N, 40)`` and ``y`` int64 ``(N,)`` of one split (4000 train / 1000 test)."""
-    if split not in SPLITS:
-        raise DataError(f"split={split!r} is not valid; choose one of {', '.join(SPLITS)}")
+    check_split(split)
     arrays = mnist1d_arrays(num_samples=num_samples, cache=cache)
     x, y = (arrays["x"], arrays["y"]) if split == "train" else (arrays["x_test"], arrays["y_test"])
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))

@@ -41,8 +41,7 @@ from landscape.errors import ConfigError
 from landscape.hessian import HessianOperator, lanczos
 from landscape.objective.core import Objective
 from landscape.optim.msam import AdamWMSAMScheduleFree
-
-SUPPORTED = "torch.optim.Adam, torch.optim.AdamW, AdamWMSAMScheduleFree"
+from landscape.optim.registry import adaptive_classes
 
 
 def adaptive_threshold(lr: float, beta1: float) -> float:
@@ -55,8 +54,9 @@ def adaptive_threshold(lr: float, beta1: float) -> float:
 
 
 def is_adaptive(optimizer: Any) -> bool:
-    """Whether :func:`adam_preconditioner` knows ``optimizer``'s preconditioner."""
-    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, AdamWMSAMScheduleFree))
+    """Whether :func:`adam_preconditioner` knows ``optimizer``'s preconditioner: an instance of an
+    optimizer registered as adaptive (:mod:`landscape.optim.registry`)."""
+    return isinstance(optimizer, adaptive_classes())
 
 
 def preconditioner_ready(optimizer: Any, params: Sequence[torch.Tensor]) -> bool:
@@ -107,7 +107,8 @@ def adam_preconditioner(
     if not is_adaptive(optimizer):
         raise ConfigError(
             f"optimizer of type {type(optimizer).__name__} has no Adam preconditioner; "
-            f"the preconditioned sharpness needs one of {SUPPORTED}"
+            "the preconditioned sharpness needs one of "
+            + ", ".join(c.__qualname__ for c in adaptive_classes())
         )
     names = list(param_names) if param_names is not None else [f"#{i}" for i in range(len(params))]
     groups = _group_of(optimizer)

@@ -1,7 +1,9 @@
 """Models: the registry of named architectures, their builders, and checkpoints.
 
-* ``registry``: name -> builder and help text (what the command line offers);
-* ``builders``: :class:`ModelSpec`, :func:`build_model` and the registry's CNN/MLP/ResNet/WRN classes;
-* ``mnist1d``: the MNIST-1D paper's models;
+* ``registry``: name -> builder, help text and the input size taken from the data (what the command
+  line offers); adding a model is its module plus one entry there;
+* ``builders``: :class:`ModelSpec` and :func:`build_model` (a registry name or ``pkg.mod:factory``);
+* one module per architecture family: ``mlp``, ``cnn``, ``resnet``, ``wrn``, ``mnist1d`` (the MNIST-1D
+  paper's models);
 * ``checkpoints``: saving and loading checkpoints (``weights_only=True``, at their own precision).
 """

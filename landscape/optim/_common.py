@@ -107,3 +107,12 @@ def strip_state(sd: dict[str, Any], transient: tuple[str, ...]) -> dict[str, Any
     """Copy of an optimizer ``state_dict`` without the per-parameter ``transient`` keys."""
     state = {k: {kk: vv for kk, vv in v.items() if kk not in transient} for k, v in sd["state"].items()}
     return {"state": state, "param_groups": sd["param_groups"]}
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    """A tensor, or a list/tuple of them (nested), on ``device``; anything else as it is."""
+    if isinstance(x, Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_device(v, device) for v in x)
+    return x

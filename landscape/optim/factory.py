@@ -1,8 +1,8 @@
 """Build any optimizer of the toolkit by name, and drive all of them with one training step.
 
-Names (``OPTIMIZER_NAMES``): ``sgd``, ``adam``, ``adamw`` (from torch), ``sam``, ``asam``,
-``sam-direction``, ``sam-magnitude``, ``sgd-hess``, ``minmin``, ``msam``, ``adamw-msam-sf``,
-``newton-summary``.
+Names (``OPTIMIZER_NAMES``, one entry each in :mod:`landscape.optim.registry`): ``sgd``, ``adam``,
+``adamw`` (from torch), ``sam``, ``asam``, ``sam-direction``, ``sam-magnitude``, ``sgd-hess``,
+``minmin``, ``msam``, ``adamw-msam-sf``, ``newton-summary``.
 
 **Closure contract.** Every optimizer built here supports ``loss = optimizer.step(closure)``; the
 closure *zeroes the gradients itself* (``optimizer.zero_grad()``), runs the forward pass, calls
@@ -39,69 +39,42 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from landscape.data.datasets import analysis_loader
-from landscape.errors import ConfigError, check_choice, check_positive
+from landscape.errors import ConfigError, check_positive
+from landscape.optim._common import to_device
+from landscape.optim.entry import BuildRequest
 from landscape.optim.minmin import MinMinOptimizer
-from landscape.optim.msam import MSAM, AdamWMSAMScheduleFree
-from landscape.optim.newton import NewtonSummary, partition
-from landscape.optim.sam import SAM, SAMDirection, SAMMagnitude
-from landscape.optim.sgd_hess import SGDHess
+from landscape.optim.newton_training import NEWTON_HG_SAMPLES, NEWTON_SUMMARY_DEFAULTS
+from landscape.optim.registry import OPTIMIZERS, optimizer_entry, optimizer_names
 
-OPTIMIZER_NAMES: tuple[str, ...] = (
-    "sgd",
-    "adam",
-    "adamw",
-    "sam",
-    "asam",
-    "sam-direction",
-    "sam-magnitude",
-    "sgd-hess",
-    "minmin",
-    "msam",
-    "adamw-msam-sf",
-    "newton-summary",
-)
+__all__ = [
+    "DEFAULT_RHO",
+    "NEWTON_HG_SAMPLES",
+    "NEWTON_SUMMARY_DEFAULTS",
+    "OPTIMIZER_NAMES",
+    "evaluation_mode",
+    "make_optimizer",
+    "needs_two_batches",
+    "resolve_options",
+    "run_arguments",
+    "run_option_defaults",
+    "step_batch_sizes",
+    "step_statistics",
+    "training_step",
+]
 
-#: ``rho`` used when ``make_optimizer`` gets ``rho=None``.
+#: The registered names when this module was imported (:func:`~landscape.optim.registry.optimizer_names`
+#: reads the registry at call time).
+OPTIMIZER_NAMES: tuple[str, ...] = optimizer_names()
+
+#: ``rho`` used when ``make_optimizer`` gets ``rho=None`` (the registry's ``default_rho``).
 DEFAULT_RHO: dict[str, float] = {
-    "sam": 0.05,
-    "asam": 0.5,
-    "sam-direction": 0.05,
-    "sam-magnitude": 0.05,
-    "sgd-hess": 0.05,
-    "minmin": 0.1,
-    "msam": 0.3,
-    "adamw-msam-sf": 0.05,
+    name: entry.default_rho for name, entry in OPTIMIZERS.items() if entry.default_rho is not None
 }
-
-#: Options ``make_optimizer("newton-summary", ...)`` fills in when not given (the grnewt example's).
-NEWTON_SUMMARY_DEFAULTS: dict[str, Any] = {
-    "damping_int": 10.0,
-    "period_hg": 10,
-    "mom_lrs": 0.5,
-    "remove_negative": True,
-}
-
-#: Newton-summary in a training run: H-bar, g-bar and D come from one fixed batch of the first
-#: ``NEWTON_HG_SAMPLES`` training examples.
-NEWTON_HG_SAMPLES = 512
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-#: The class behind each name whose own keyword defaults ``resolve_options`` records.
-_METHOD_CLASSES: dict[str, type] = {
-    "sam": SAM,
-    "asam": SAM,
-    "sam-direction": SAMDirection,
-    "sam-magnitude": SAMMagnitude,
-    "sgd-hess": SGDHess,
-    "minmin": MinMinOptimizer,
-    "msam": MSAM,
-    "adamw-msam-sf": AdamWMSAMScheduleFree,
-    "newton-summary": NewtonSummary,
-}
 #: Constructor arguments the factory sets itself (from ``lr``, ``momentum``, ``rho``, the model, the
 #: name) or that are objects rather than hyperparameters: not method options.
 _SET_BY_FACTORY = frozenset(
@@ -129,34 +102,32 @@ def resolve_options(
     """The radius and method options ``make_optimizer(name, ..., rho=rho, **kwargs)`` actually uses.
 
     A run records these rather than what was typed, so ``rho=None`` becomes the method's default
-    radius (``DEFAULT_RHO``) and every option of the method's own class that was not given takes
-    the class default (``newton-summary``: ``partition='canonical'`` and
-    ``NEWTON_SUMMARY_DEFAULTS`` first). Options of torch's optimizers (``sgd``, ``adam``, ``adamw``
-    and the SAM family's base optimizer) are kept as given: their defaults belong to the installed
-    torch. Options that are not the method's pass through unchanged, for the optimizer to refuse.
+    radius (the registry entry's ``default_rho``) and every option of the method's own class that was
+    not given takes the class default (after the entry's ``defaults``: for ``newton-summary``
+    ``partition='canonical'`` and ``NEWTON_SUMMARY_DEFAULTS``). Options of torch's optimizers
+    (``sgd``, ``adam``, ``adamw`` and the SAM family's base optimizer) are kept as given: their
+    defaults belong to the installed torch. Options that are not the method's pass through unchanged,
+    for the optimizer to refuse.
 
     Args:
-        name: one of ``OPTIMIZER_NAMES``.
+        name: one of ``OPTIMIZER_NAMES`` (a registered name).
         rho: the radius asked for, or ``None`` for the method's default.
         **kwargs: method options as given to ``make_optimizer``.
 
     Returns:
-        ``(rho, options)``: ``rho`` is ``None`` for the methods that ignore it (``sgd``, ``adam``,
+        ``(rho, options)``: ``rho`` is ``None`` for the methods without a radius (``sgd``, ``adam``,
         ``adamw``, ``newton-summary``); ``options`` is a new dict.
 
     Raises:
         ConfigError: unknown name.
     """
-    check_choice("optimizer", name, OPTIMIZER_NAMES)
-    resolved_rho = (rho if rho is not None else DEFAULT_RHO[name]) if name in DEFAULT_RHO else None
+    entry = optimizer_entry(name)
+    resolved_rho = (rho if rho is not None else entry.default_rho) if entry.takes_rho else None
     options = dict(kwargs)
-    if name == "newton-summary":
-        options.setdefault("partition", "canonical")
-        for key, value in NEWTON_SUMMARY_DEFAULTS.items():
-            options.setdefault(key, value)
-    cls = _METHOD_CLASSES.get(name)
-    if cls is not None:
-        for arg in inspect.signature(cls).parameters.values():
+    for key, value in entry.defaults.items():
+        options.setdefault(key, value)
+    if entry.record_class_defaults:
+        for arg in inspect.signature(entry.cls).parameters.values():
             if arg.name in _SET_BY_FACTORY or arg.default in (inspect.Parameter.empty, None):
                 continue
             default = list(arg.default) if isinstance(arg.default, tuple) else arg.default
@@ -164,31 +135,27 @@ def resolve_options(
     return resolved_rho, options
 
 
-def _build(cls: Callable[..., torch.optim.Optimizer], name: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return cls(*args, **kwargs)
-    except TypeError as exc:
-        message = f"optimizer {name!r} does not accept these options: {exc}"
-        options = _option_names(name)
-        if options is not None:
-            message += (
-                f"; its options are {', '.join(options)}"
-                if options
-                else "; it takes none besides lr, momentum, weight_decay and rho"
-            )
-        raise ConfigError(message) from exc
-
-
 def _option_names(name: str) -> list[str] | None:
     """The method options of ``name`` (``None`` where they are open-ended: torch's or a base optimizer's)."""
-    cls = _METHOD_CLASSES.get(name)
-    if cls is None:
+    entry = OPTIMIZERS[name]
+    if not entry.record_class_defaults:
         return None
-    params = inspect.signature(cls).parameters.values()
+    params = inspect.signature(entry.cls).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    extra = ["partition"] if name == "newton-summary" else []
-    return extra + [p.name for p in params if p.name not in _SET_BY_FACTORY]
+    return [*entry.extra_options, *(p.name for p in params if p.name not in _SET_BY_FACTORY)]
+
+
+def _refusal(name: str, exc: TypeError) -> ConfigError:
+    message = f"optimizer {name!r} does not accept these options: {exc}"
+    options = _option_names(name)
+    if options is not None:
+        message += (
+            f"; its options are {', '.join(options)}"
+            if options
+            else "; it takes none besides lr, momentum, weight_decay and rho"
+        )
+    return ConfigError(message)
 
 
 def make_optimizer(
@@ -201,10 +168,10 @@ def make_optimizer(
     rho: float | None = None,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
-    """Build the optimizer ``name`` over ``model``'s parameters.
+    """Build the optimizer ``name`` over ``model``'s parameters (its registry entry says how).
 
     Args:
-        name: one of ``OPTIMIZER_NAMES``.
+        name: one of ``OPTIMIZER_NAMES`` (a registered name).
         model: the model to train.
         lr: learning rate (for ``minmin`` the outer rate ``eta``; for ``newton-summary`` the global
             factor ``damping``; for ``adamw-msam-sf`` the peak rate).
@@ -229,69 +196,32 @@ def make_optimizer(
     Raises:
         ConfigError: unknown name, bad hyperparameter, or an option the optimizer does not take.
     """
-    resolved_rho, kwargs = resolve_options(name, rho=rho, **kwargs)
+    resolved_rho, options = resolve_options(name, rho=rho, **kwargs)
     check_positive("lr", lr)
     check_positive("weight_decay", weight_decay, allow_zero=True)
-    rho = resolved_rho if resolved_rho is not None else 0.0
-    params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return _build(
-            torch.optim.SGD, name, params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kwargs
-        )
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return _build(cls, name, params, lr=lr, weight_decay=weight_decay, **kwargs)
-    if name in ("sam", "asam", "sam-direction", "sam-magnitude"):
-        base = kwargs.pop("base_optimizer", torch.optim.SGD)
-        base_kw: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
-        if base is torch.optim.SGD:
-            base_kw["momentum"] = momentum
-        if name in ("sam", "asam"):
-            return _build(
-                SAM, name, params, base, rho=rho, adaptive=name == "asam", model=model, **base_kw, **kwargs
-            )
-        cls2 = SAMDirection if name == "sam-direction" else SAMMagnitude
-        return _build(cls2, name, params, base, rho=rho, model=model, **base_kw, **kwargs)
-    if name == "sgd-hess":
-        return _build(
-            SGDHess, name, params, lr=lr, rho=rho, momentum=momentum, weight_decay=weight_decay, **kwargs
-        )
-    if name == "minmin":
-        base_opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        return _build(MinMinOptimizer, name, model, base_opt, inner_step_size=rho, **kwargs)
-    if name == "msam":
-        return _build(
-            MSAM, name, params, lr=lr, momentum=momentum, rho=rho, weight_decay=weight_decay, **kwargs
-        )
-    if name == "adamw-msam-sf":
-        return _build(
-            AdamWMSAMScheduleFree, name, params, lr=lr, rho=rho, weight_decay=weight_decay, **kwargs
-        )
-    # newton-summary
-    loss_fn = kwargs.pop("loss_fn", None)
-    hg_loader = kwargs.pop("hg_loader", None)
-    if loss_fn is None or hg_loader is None:
-        raise ConfigError(
-            "optimizer 'newton-summary' needs loss_fn=... and hg_loader=... (a fixed loader for H-bar/g-bar)"
-        )
-    # resolve_options filled in the seed example's settings (grnewt README): the class's plain
-    # defaults (damping_int=1, rates recomputed every step, no smoothing) diverged on digits at lr >= 0.5.
-    kind = kwargs.pop("partition")
-    groups, _ = partition(model, kind)
-
-    def full_loss(x: Any, target: Any) -> Tensor:
-        device = next(model.parameters()).device
-        return loss_fn(model(_to(x, device)), _to(target, device))
-
-    return _build(NewtonSummary, name, groups, full_loss, hg_loader, damping=lr, momentum=momentum, **kwargs)
+    entry = OPTIMIZERS[name]
+    request = BuildRequest(
+        model=model,
+        params=[p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        rho=resolved_rho,
+        options=options,
+    )
+    try:
+        return entry.build(entry.cls, request)
+    except TypeError as exc:
+        raise _refusal(name, exc) from exc
 
 
 def run_option_defaults(name: str, *, seed: int) -> dict[str, Any]:
     """Options of ``name`` that a training run takes from its own settings when they are not given.
 
-    ``sgd-hess`` draws its Rademacher probes from the run's ``seed``, so a run is reproduced from its
-    ``config.json`` alone. These are hyperparameters: pass them to :func:`resolve_options` (under the
-    user's options) so that the run records them.
+    ``sgd-hess`` draws its Rademacher probes from the run's ``seed`` (its entry's
+    ``run_seed_option``), so a run is reproduced from its ``config.json`` alone. These are
+    hyperparameters: pass them to :func:`resolve_options` (under the user's options) so that the run
+    records them.
 
     Args:
         name: one of ``OPTIMIZER_NAMES``.
@@ -300,8 +230,8 @@ def run_option_defaults(name: str, *, seed: int) -> dict[str, Any]:
     Returns:
         A new dict (empty for the methods that need nothing from the run).
     """
-    check_choice("optimizer", name, OPTIMIZER_NAMES)
-    return {"seed": seed} if name == "sgd-hess" else {}
+    key = optimizer_entry(name).run_seed_option
+    return {key: seed} if key is not None else {}
 
 
 def run_arguments(name: str, *, train_data: Dataset, loss_fn: LossFn) -> dict[str, Any]:
@@ -319,11 +249,8 @@ def run_arguments(name: str, *, train_data: Dataset, loss_fn: LossFn) -> dict[st
     Returns:
         Keyword arguments for :func:`make_optimizer` (empty for the other methods).
     """
-    check_choice("optimizer", name, OPTIMIZER_NAMES)
-    if name != "newton-summary":
-        return {}
-    first = list(range(min(len(train_data), NEWTON_HG_SAMPLES)))  # type: ignore[arg-type]
-    return {"loss_fn": loss_fn, "hg_loader": analysis_loader(Subset(train_data, first), NEWTON_HG_SAMPLES)}
+    entry = optimizer_entry(name)
+    return entry.run_arguments(train_data, loss_fn) if entry.run_arguments is not None else {}
 
 
 def step_batch_sizes(optimizer: torch.optim.Optimizer, batch_size: int) -> tuple[int, int]:
@@ -338,14 +265,6 @@ def step_batch_sizes(optimizer: torch.optim.Optimizer, batch_size: int) -> tuple
     small = int(getattr(optimizer, "small_batch_size", batch_size))
     large = int(getattr(optimizer, "large_batch_size", 4 * batch_size))
     return small, large
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, (list, tuple)):
-        return type(x)(_to(v, device) for v in x)
-    return x
 
 
 def needs_two_batches(optimizer: torch.optim.Optimizer) -> bool:
@@ -377,9 +296,9 @@ def training_step(
     if needs_two_batches(optimizer):
         if next_batch is None:
             raise ConfigError("next_batch=None: the 'minmin' optimizer needs a second, disjoint batch")
-        batches = {"small": _to(batch, device), "large": _to(next_batch, device)}
+        batches = {"small": to_device(batch, device), "large": to_device(next_batch, device)}
     else:
-        batches = {"small": _to(batch, device)}
+        batches = {"small": to_device(batch, device)}
 
     def closure(phase: str = "small") -> Tensor:
         x, y = batches[phase][0], batches[phase][1]

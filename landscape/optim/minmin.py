@@ -34,6 +34,7 @@ from landscape.optim._common import (
     require_closure,
     strip_state,
 )
+from landscape.optim.entry import BuildRequest
 
 SCHEDULE_TYPES: tuple[str, ...] = ("constant", "linear", "cosine", "exponential")
 PHASES: tuple[str, ...] = ("small", "large")
@@ -343,3 +344,11 @@ class MinMinScheduler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._apply()
+
+
+def build_minmin(cls: type, request: BuildRequest) -> torch.optim.Optimizer:
+    """Min-Min over an SGD base optimizer (the outer step); the radius is the inner step size."""
+    base = torch.optim.SGD(
+        request.params, lr=request.lr, momentum=request.momentum, weight_decay=request.weight_decay
+    )
+    return cls(request.model, base, inner_step_size=request.rho, **request.options)

@@ -31,6 +31,7 @@ from landscape.optim._common import (
     strip_state,
 )
 from landscape.optim.decompose import DECOMPOSITIONS, combine_direction_magnitude, magnitude_statistics
+from landscape.optim.entry import BuildRequest
 
 _TRANSIENT = ("old_p", "sgd_grad", "sam_grad")
 
@@ -229,3 +230,20 @@ class SAMMagnitude(_SAMDecomposed):
     """
 
     _direction_from_sam = False
+
+
+def build_sam_family(
+    cls: type, request: BuildRequest, *, adaptive: bool | None = None
+) -> torch.optim.Optimizer:
+    """Build SAM, ASAM, SAM-direction or SAM-magnitude around ``options['base_optimizer']`` (SGD).
+
+    The base optimizer takes ``lr`` and ``weight_decay``, and ``momentum`` when it is SGD; ``adaptive``
+    is passed where the entry fixes it (``sam``: False, ``asam``: True).
+    """
+    options = dict(request.options)
+    base = options.pop("base_optimizer", torch.optim.SGD)
+    base_kw: dict[str, Any] = {"lr": request.lr, "weight_decay": request.weight_decay}
+    if base is torch.optim.SGD:
+        base_kw["momentum"] = request.momentum
+    fixed = {} if adaptive is None else {"adaptive": adaptive}
+    return cls(request.params, base, rho=request.rho, model=request.model, **fixed, **base_kw, **options)

@@ -6,12 +6,11 @@ batches are the same whether the run was interrupted before it or not (bit-exact
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from landscape.data.datasets import DATASET_NAMES, DataSpec, load_dataset
+from landscape.data.datasets import DataSpec, load_dataset
+from landscape.data.registry import data_source
 from landscape.errors import NoSplitError
 
 # A prime multiplier keeps the derived seeds of (seed, key) pairs apart for any realistic key.
@@ -57,13 +56,11 @@ class SeededBatches:
 def load_test_split(spec: DataSpec) -> Dataset | None:
     """The test split that goes with the training data, or ``None`` where the source has none.
 
-    A tensor file holds one dataset, and a dataset factory without a ``split`` parameter provides one
-    (:class:`~landscape.errors.NoSplitError`); anything else that fails is a real error and is raised.
+    A tensor file holds one dataset (its source has no test split, :mod:`landscape.data.registry`), and
+    a dataset factory without a ``split`` parameter provides one (:class:`~landscape.errors.NoSplitError`);
+    anything else that fails is a real error and is raised.
     """
-    # the same test as load_dataset's for a tensor file
-    if spec.name not in DATASET_NAMES and (
-        spec.name.endswith((".pt", ".pth", ".npz")) or Path(spec.name).is_file()
-    ):
+    if not data_source(spec.name).has_test_split:
         return None
     try:
         return load_dataset(DataSpec(spec.name, split="test", data_dir=spec.data_dir))

@@ -9,7 +9,6 @@ and every option default of the optimizer filled in (see
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -17,19 +16,26 @@ from torch.utils.data import Dataset
 
 from landscape.data.datasets import DataSpec, input_shape, num_classes
 from landscape.errors import ConfigError, check_choice, check_positive
-from landscape.models.builders import ModelSpec
+from landscape.models.builders import ModelSpec, default_model_kwargs
+from landscape.models.registry import MODELS
 from landscape.objective.losses import checkpoint_loss  # noqa: F401  (re-exported by landscape.training)
-from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options, run_option_defaults
+from landscape.optim.factory import resolve_options, run_option_defaults
+from landscape.optim.registry import optimizer_names
 from landscape.training.recipes import SCHEDULES
 from landscape.training.sharpness_tracking import DEFAULT_TRACK_SAMPLES
-
-#: Registry models whose first layer is convolutional: ``in_channels`` comes from the data.
-_CONV_MODELS = ("cnn", "resnet18", "resnet34", "resnet50", "wrn")
 
 #: ``gd``: full-batch gradient descent, torch's SGD stepped once per epoch on the gradient of the
 #: whole training set (:mod:`landscape.training.full_batch`); the other names are :mod:`landscape.optim.factory`'s.
 FULL_BATCH = "gd"
-TRAIN_OPTIMIZERS: tuple[str, ...] = (*OPTIMIZER_NAMES, FULL_BATCH)
+
+
+def train_optimizer_names() -> tuple[str, ...]:
+    """The optimizers a run takes: the registry's (read now, so later registrations count) and ``gd``."""
+    return (*optimizer_names(), FULL_BATCH)
+
+
+#: :func:`train_optimizer_names` when this module was imported (the choices of ``landscape train``).
+TRAIN_OPTIMIZERS: tuple[str, ...] = train_optimizer_names()
 
 #: How the examples are ordered, recorded in ``config.json`` (:mod:`landscape.training.batches`).
 DATA_ORDER_SHUFFLED = "epoch e: torch.randperm(N) drawn with seed * 1000003 + e"
@@ -86,7 +92,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` naming the first setting out of range (by its field name)."""
-        check_choice("optimizer", self.optimizer, TRAIN_OPTIMIZERS)
+        check_choice("optimizer", self.optimizer, train_optimizer_names())
         check_positive("lr", self.lr)
         check_positive("epochs", self.epochs)
         check_positive("batch_size", self.batch_size)
@@ -161,17 +167,12 @@ def _check_integer(name: str, value: object) -> None:
 
 
 def _model_with_data_sizes(spec: ModelSpec, train_data: Dataset) -> ModelSpec:
-    """Fill input size and class count from the data when the user did not give them."""
-    kwargs = dict(spec.kwargs)
-    shape = input_shape(train_data)
-    classes = num_classes(train_data)
-    if spec.name == "mlp":
-        kwargs.setdefault("in_features", int(math.prod(shape)))
-        kwargs.setdefault("num_classes", classes)
-    elif spec.name in _CONV_MODELS:
-        kwargs.setdefault("in_channels", int(shape[0]))
-        kwargs.setdefault("num_classes", classes)
-    return ModelSpec(spec.name, kwargs)
+    """Fill input size and class count from the data when the user did not give them (the registry
+    models sized in training, :mod:`landscape.models.registry`)."""
+    entry = MODELS.get(spec.name)
+    if entry is None or entry.input_kwargs is None or not entry.sized_in_training:
+        return ModelSpec(spec.name, dict(spec.kwargs))
+    return default_model_kwargs(spec, input_shape(train_data), num_classes(train_data))
 
 
 def recorded_settings(config: TrainConfig, dtype_name: str) -> dict[str, Any]:
@@ -189,7 +190,7 @@ def resolve_saved_settings(saved: dict[str, Any]) -> dict[str, Any]:
     """
     kwargs = saved.get("optimizer_kwargs")
     name = saved.get("optimizer")
-    if not isinstance(kwargs, dict) or name not in TRAIN_OPTIMIZERS:
+    if not isinstance(kwargs, dict) or name not in train_optimizer_names():
         return saved  # damaged or foreign: compares unequal and is reported as other settings
     name = factory_name(name)
     given = {**run_option_defaults(name, seed=saved.get("seed", 0)), **kwargs}

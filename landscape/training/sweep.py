@@ -9,9 +9,10 @@ to the optimizers that take one (SAM-direction and SAM-magnitude, as
 Rerunning a sweep is nearly free: a folder whose ``summary.json`` exists and whose ``config.json``
 holds the point's settings is skipped, one with ``config.json`` but no ``summary.json`` was interrupted
 and :func:`train` resumes it exactly; a folder holding a run with other settings stops the sweep before
-anything runs. With ``jobs > 1`` the runs go to separate processes (``python -m landscape train``),
-``jobs`` at a time, with the CPU threads split between them (``OMP_NUM_THREADS``): small models train
-fastest on one thread each, and oversubscribed threads slow every process down.
+anything runs. With ``jobs > 1`` the runs go to separate processes, ``jobs`` at a time, each handed its
+``TrainConfig`` as ``config.json`` holds it (:mod:`~landscape.training.sweep_worker`), so a new
+training setting needs nothing here. The CPU threads are split between them (``OMP_NUM_THREADS``):
+small models train fastest on one thread each, and oversubscribed threads slow every process down.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ import torch
 
 from landscape.device import dtype_name
 from landscape.errors import ConfigError, LandscapeError, ResultFileError, check_positive
-from landscape.optim.factory import OPTIMIZER_NAMES, resolve_options
+from landscape.optim.decompose import DECOMPOSITIONS
+from landscape.optim.factory import resolve_options, run_option_defaults
+from landscape.optim.registry import optimizer_entry, optimizer_names
 from landscape.threads import torch_threads
-from landscape.training import TrainConfig, train
-from landscape.training.config import factory_name, recorded_settings, resolve_saved_settings
+from landscape.training.config import TrainConfig, factory_name, recorded_settings, resolve_saved_settings
+from landscape.training.loop import train
+from landscape.training.sweep_worker import job_document
 
 Log = Callable[[str], None]
-DECOMPOSITIONS = ("global", "elementwise")
 
 
 def takes_decomposition(optimizer: str) -> bool:
@@ -48,8 +51,9 @@ def takes_decomposition(optimizer: str) -> bool:
 
 
 def takes_rho(optimizer: str) -> bool:
-    """Whether ``optimizer`` has a radius (``rho``); sgd, adam, adamw and newton-summary do not."""
-    return resolve_options(optimizer)[0] is not None
+    """Whether ``optimizer`` has a radius (``rho``) in the registry; sgd, adam, adamw and
+    newton-summary do not."""
+    return optimizer_entry(optimizer).takes_rho
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,10 @@ def plan_sweep(
     _check_list("seeds", seeds, allow_empty=False)
     _check_list("decompositions", decompositions)
     _check_list("rhos", rhos)
+    names = optimizer_names()
     for name in optimizers:
-        if name not in OPTIMIZER_NAMES:
-            raise ConfigError(f"optimizers: {name!r} is not valid; choose from {', '.join(OPTIMIZER_NAMES)}")
+        if name not in names:
+            raise ConfigError(f"optimizers: {name!r} is not valid; choose from {', '.join(names)}")
     for dec in decompositions:
         if dec not in DECOMPOSITIONS:
             raise ConfigError(
@@ -164,10 +169,9 @@ class PlannedRun:
 def _expected_config(config: TrainConfig, dtype: torch.dtype) -> dict[str, Any]:
     """What :func:`train` records in ``config.json`` for ``config``, except the model's keyword
     arguments that it fills in from the data."""
-    given = dict(config.optimizer_kwargs)
-    if config.optimizer == "sgd-hess":
-        given.setdefault("seed", config.seed)
-    rho, options = resolve_options(factory_name(config.optimizer), rho=config.rho, **given)
+    name = factory_name(config.optimizer)
+    given = {**run_option_defaults(name, seed=config.seed), **config.optimizer_kwargs}
+    rho, options = resolve_options(name, rho=config.rho, **given)
     return recorded_settings(
         dataclasses.replace(config, rho=rho, optimizer_kwargs=options), dtype_name(dtype)
     )
@@ -301,7 +305,8 @@ def run_sweep(
         root: the sweep folder (created).
         base: the settings every run shares (its optimizer, rho, decomposition and seed are replaced).
         points: from :func:`plan_sweep`.
-        jobs: runs at once; above 1 each run is a separate ``python -m landscape train`` process.
+        jobs: runs at once; above 1 each run is a separate :mod:`~landscape.training.sweep_worker`
+            process.
         threads: CPU threads per run (default: with ``jobs=1`` torch's current setting, otherwise the
             machine's CPUs divided by ``jobs``, at least 1).
         device: ``auto|cpu|cuda[:N]|mps``.
@@ -328,7 +333,7 @@ def run_sweep(
     todo = [p for p in planned if p.status != "done"]
     if jobs > 1:
         for p in todo:
-            _train_argv(p, device=device, dtype=dtype)  # refuse settings a process cannot get before any run
+            job_document(p.config, p.out_dir, device=device, dtype=dtype)  # refuse before any run
     result = SweepResult(Path(root), planned)
     n = len(planned)
     index = {p.name: i for i, p in enumerate(planned, 1)}
@@ -371,103 +376,22 @@ def run_sweep(
     return result
 
 
-#: ``TrainConfig`` fields that ``landscape train`` sets from its flags (the others must keep their default
-#: for a run to go to a separate process).
-_ARGV_FIELDS = frozenset(
-    {
-        "model",
-        "data",
-        "optimizer",
-        "lr",
-        "momentum",
-        "weight_decay",
-        "rho",
-        "optimizer_kwargs",
-        "batch_size",
-        "epochs",
-        "seed",
-        "save_every",
-        "loss",
-        "schedule",
-        "warmup_epochs",
-        "label_smoothing",
-        "augment",
-        "eval_every",
-        "track_sharpness",
-        "track_top_k",
-        "track_samples",
-        "track_overlap",
-    }
-)
-
-
-def _train_argv(p: PlannedRun, *, device: str, dtype: torch.dtype) -> list[str]:
-    """The ``landscape train`` arguments that make exactly ``p.config``.
-
-    Raises:
-        ConfigError: a setting has no ``landscape train`` flag (run with ``jobs=1`` instead).
-    """
-    c = p.config
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name not in _ARGV_FIELDS and getattr(c, f.name) != getattr(defaults, f.name):
-            raise ConfigError(
-                f"{f.name}={getattr(c, f.name)!r} cannot be passed to a separate training process; use jobs=1"
-            )
-    if c.data.split != "train" or c.data.seed != c.seed:
-        raise ConfigError(f"data={c.data!r} cannot be passed to a separate training process; use jobs=1")
-    argv = ["--model", c.model.name, "--data", c.data.name, "--optimizer", c.optimizer]
-    if c.model.kwargs:
-        argv += ["--model-kwargs", json.dumps(c.model.kwargs)]
-    if c.data.data_dir is not None:
-        argv += ["--data-dir", str(c.data.data_dir)]
-    if c.data.subset is not None:
-        argv += ["--samples", str(c.data.subset)]
-    if c.rho is not None:
-        argv += ["--rho", repr(float(c.rho))]
-    if c.optimizer_kwargs:
-        argv += ["--opt-kwargs", json.dumps(c.optimizer_kwargs)]
-    for flag, value in (
-        ("--lr", c.lr),
-        ("--momentum", c.momentum),
-        ("--weight-decay", c.weight_decay),
-        ("--batch-size", c.batch_size),
-        ("--epochs", c.epochs),
-        ("--save-every", c.save_every),
-        ("--seed", c.seed),
-        ("--eval-every", c.eval_every),
-        ("--warmup-epochs", c.warmup_epochs),
-        ("--label-smoothing", c.label_smoothing),
-        ("--track-top-k", c.track_top_k),
-    ):
-        argv += [flag, repr(value)]
-    argv += ["--loss", c.loss, "--schedule", c.schedule]
-    if c.augment:
-        argv.append("--augment")
-    if c.track_sharpness is not None:
-        argv += ["--track-sharpness", repr(c.track_sharpness)]
-    if c.track_samples is not None:
-        argv += ["--track-samples", repr(c.track_samples)]
-    if c.track_overlap:
-        argv.append("--track-overlap")
-    argv += ["--device", device, "--dtype", dtype_name(dtype), "-o", str(p.out_dir), "-q", "--json"]
-    return argv
-
-
 def _train_process(
     p: PlannedRun, threads: int, device: str, dtype: torch.dtype
 ) -> tuple[float, dict[str, float] | None, str | None]:
-    """Run ``python -m landscape train`` for ``p``: (seconds, final metrics or None, error or None)."""
+    """Train ``p`` in a :mod:`~landscape.training.sweep_worker` process: (seconds, final metrics or None,
+    error or None)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "landscape", "train", *_train_argv(p, device=device, dtype=dtype)]
+    job = job_document(p.config, p.out_dir, device=device, dtype=dtype)
+    cmd = [sys.executable, "-m", "landscape.training.sweep_worker"]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, input=job, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         return seconds, None, (lines[-1] if lines else f"exit status {proc.returncode}")
     try:
-        summary = json.loads(proc.stdout)
-    except json.JSONDecodeError:
+        metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
         return seconds, {}, None
-    return seconds, {k: v for k, v in summary.items() if isinstance(v, float)}, None
+    return seconds, {k: v for k, v in metrics.items() if isinstance(v, float)}, None

@@ -225,7 +225,8 @@ def test_registry_names_build_the_papers_models(name, cls):
 
 
 def test_default_model_kwargs_of_every_registry_model():
-    from landscape.models.builders import MODEL_REGISTRY, ModelSpec, default_model_kwargs
+    from landscape.models.builders import ModelSpec, default_model_kwargs
+    from landscape.models.registry import MODELS
 
     expected = {
         "mlp": {"in_features": 64, "num_classes": 10},
@@ -237,7 +238,7 @@ def test_default_model_kwargs_of_every_registry_model():
         "mnist1d-mlp": {"in_features": 64, "num_classes": 10},
         "mnist1d-cnn": {"length": 8, "num_classes": 10},
     }
-    assert set(expected) == set(MODEL_REGISTRY)
+    assert set(expected) == set(MODELS)
     for name, kwargs in expected.items():
         assert default_model_kwargs(ModelSpec(name, {}), (1, 8, 8), 10).kwargs == kwargs
     assert default_model_kwargs(ModelSpec("pkg.mod:make", {"a": 1}), (1, 8, 8), 10).kwargs == {"a": 1}

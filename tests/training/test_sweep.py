@@ -12,7 +12,16 @@ from landscape.data.datasets import DataSpec
 from landscape.errors import ConfigError, ResultFileError
 from landscape.models.builders import ModelSpec
 from landscape.training import TrainConfig, train
-from landscape.training.sweep import SweepPoint, describe_plan, plan_runs, plan_sweep, run_sweep
+from landscape.training.sweep import (
+    PlannedRun,
+    SweepPoint,
+    _train_process,
+    describe_plan,
+    plan_runs,
+    plan_sweep,
+    run_sweep,
+)
+from landscape.training.sweep_worker import job_document, run_job
 
 
 def _base(epochs: int = 1) -> TrainConfig:
@@ -163,3 +172,75 @@ def test_callers_may_name_the_folders_but_each_once(tmp_path: Path):
     assert [p.out_dir for p in planned] == [tmp_path / "a", tmp_path / "b"] and planned[1].name == "b"
     with pytest.raises(ConfigError, match="one distinct folder name per point"):
         plan_runs(tmp_path, _base(), points, names=["a", "a"])
+
+
+@pytest.mark.slow
+def test_a_worker_process_gets_every_setting_and_resumes(tmp_path: Path):
+    """``jobs > 1``: the worker gets the whole ``TrainConfig``, so a setting ``landscape train`` has no
+    flag for (``eval_batch_size``, a data seed apart from the training seed) reaches the run, and an
+    interrupted run is resumed by the worker."""
+    root = tmp_path / "runs"
+    base = _base(epochs=2)
+    base.eval_batch_size = 48
+    point = SweepPoint("sam", None, 0.1, 3)
+    config = point.config(base)
+    config.data.seed = 11
+    config.validate()
+
+    def stop(epoch: int, metrics: dict) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, root / point.name, quiet=True, on_epoch=stop)
+    run = PlannedRun(point, config, root / point.name, "resume")
+    seconds, metrics, error = _train_process(run, 1, "cpu", torch.float32)
+    assert error is None and 0.0 <= metrics["test_accuracy"] <= 1.0
+    saved = json.loads((root / point.name / "config.json").read_text())
+    assert saved["eval_batch_size"] == 48 and saved["data"]["seed"] == 11 and saved["rho"] == 0.1
+    straight = train(config, tmp_path / "straight", quiet=True)
+    a = torch.load(root / point.name / "final.pt", weights_only=True)
+    b = torch.load(straight.final_checkpoint, weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], t) for k, t in b["state_dict"].items())
+
+
+@pytest.mark.slow
+def test_a_worker_failure_is_its_one_line_message(tmp_path: Path):
+    base = _base()
+    base.batch_size = 1000  # more than the 64 examples: train refuses it
+    result = run_sweep(tmp_path / "runs", base, plan_sweep(["sgd"], [0]), jobs=2, log=lambda _: None)
+    assert list(result.failed) == ["sgd_seed0"] and not result.trained
+    assert "fewer than one step's batch" in result.failed["sgd_seed0"]
+
+
+def test_settings_that_are_not_json_are_refused_before_any_process(tmp_path: Path):
+    base = _base()
+    base.optimizer_kwargs = {"base_optimizer": torch.optim.Adam}
+    with pytest.raises(ConfigError, match="cannot go to a separate training process; use jobs=1"):
+        run_sweep(tmp_path / "runs", base, plan_sweep(["sam"], [0, 1]), jobs=2, log=lambda _: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_process_gets_every_recipe_and_tracking_setting(tmp_path: Path):
+    """``landscape sweep --jobs N`` hands each process its whole TrainConfig (the worker's job): the same
+    config.json. Moved here from tests/training/test_train_recipes.py, where it drove ``_train_argv``."""
+    base = TrainConfig(
+        model=ModelSpec("mlp", {"hidden": [8], "activation": "tanh"}),
+        data=DataSpec("digits", split="train", subset=64),
+        batch_size=16,
+        epochs=2,
+        schedule="cosine",
+        warmup_epochs=0.5,
+        label_smoothing=0.1,
+        augment=True,
+        eval_every=2,
+        track_sharpness=3,
+        track_top_k=2,
+        track_samples=32,
+        track_overlap=True,
+    )
+    (planned,) = plan_runs(tmp_path, base, plan_sweep(["sgd"], [4]))
+    run_job(json.loads(job_document(planned.config, planned.out_dir, device="cpu", dtype=torch.float32)))
+    (replanned,) = plan_runs(tmp_path, base, [planned.point])
+    assert replanned.status == "done"  # the saved config.json is the planned one
+    saved = json.loads((planned.out_dir / "config.json").read_text())
+    assert saved["augment"] is True and saved["track_overlap"] is True and saved["track_samples"] == 32

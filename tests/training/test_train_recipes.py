@@ -312,36 +312,6 @@ def test_a_run_recorded_before_recipes_existed_still_resumes(tmp_path):
     assert train(cfg, tmp_path / "run", quiet=True).resumed_from_epoch == 1
 
 
-def test_a_sweep_process_gets_every_recipe_and_tracking_setting(tmp_path):
-    """``landscape sweep --jobs N`` runs ``landscape train`` with ``_train_argv``: the same config.json."""
-    from landscape.cli.train import train as train_command
-    from landscape.training.sweep import _train_argv, plan_runs, plan_sweep
-
-    base = TrainConfig(
-        model=MLP,
-        data=DataSpec("digits", split="train", subset=64),
-        batch_size=16,
-        epochs=2,
-        schedule="cosine",
-        warmup_epochs=0.5,
-        label_smoothing=0.1,
-        augment=True,
-        eval_every=2,
-        track_sharpness=3,
-        track_top_k=2,
-        track_samples=32,
-        track_overlap=True,
-    )
-    (planned,) = plan_runs(tmp_path, base, plan_sweep(["sgd"], [4]))
-    argv = _train_argv(planned, device="cpu", dtype=torch.float32)
-    res = CliRunner().invoke(train_command, argv, catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    (replanned,) = plan_runs(tmp_path, base, [planned.point])
-    assert replanned.status == "done"  # the saved config.json is the planned one
-    saved = json.loads((planned.out_dir / "config.json").read_text())
-    assert saved["augment"] is True and saved["track_overlap"] is True and saved["track_samples"] == 32
-
-
 def test_analysis_commands_use_the_checkpoints_loss_unless_told(tmp_path):
     """``evaluate`` of an mse checkpoint reports its half squared error; ``--loss`` overrides it."""
     run = tmp_path / "run"
