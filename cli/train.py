@@ -9,10 +9,12 @@ import click
 from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
 from landscape.cli.flags import as_flags, with_flags
 from landscape.data.datasets import DataSpec
+from landscape.data.registry import data_help
 from landscape.device import DTYPES, resolve_dtype
 from landscape.errors import LandscapeError
 from landscape.io.atomic import atomic_path
 from landscape.models.builders import ModelSpec
+from landscape.models.registry import model_help
 from landscape.optim.decompose import DECOMPOSITIONS
 from landscape.training import TRAIN_OPTIMIZERS, TrainConfig
 from landscape.training import train as run_training
@@ -31,11 +33,19 @@ def to_flags(message: str) -> str:
 
 @click.command()
 @click.option(
-    "--model", default="cnn", show_default=True, metavar="NAME|pkg.mod:factory", help="Architecture."
+    "--model",
+    default="cnn",
+    show_default=True,
+    metavar="NAME|pkg.mod:factory",
+    help="Architecture: " + model_help() + "; or a factory.",
 )
 @click.option("--model-kwargs", default=None, metavar="JSON", help="Keyword arguments of the model factory.")
 @click.option(
-    "--data", default="digits", show_default=True, metavar="NAME|FILE|pkg.mod:factory", help="Training data."
+    "--data",
+    default="digits",
+    show_default=True,
+    metavar="NAME|FILE|pkg.mod:factory",
+    help="Training data: " + data_help() + ".",
 )
 @click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files.")
 @click.option("--samples", default=None, type=int, help="Train on a fixed seeded subset of N examples.")
