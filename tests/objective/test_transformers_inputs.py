@@ -211,3 +211,14 @@ def test_all_padding_is_refused(reference) -> None:
     empty = dict(data, labels=torch.full_like(data["labels"], -100))
     with pytest.raises(DataError, match="every token label is -100"):
         Objective(model, empty).loss()
+
+
+def test_data_digest_of_dict_batches_sees_every_input() -> None:
+    from landscape.objective.digest import data_digest
+
+    data = padded_tokens()
+    base = data_digest(Objective(gpt2(), data, batch_size=3))
+    changed = dict(data, attention_mask=data["attention_mask"].clone())
+    changed["attention_mask"][0, 0] = 0
+    assert data_digest(Objective(gpt2(), changed, batch_size=3)) != base
+    assert data_digest(Objective(gpt2(), dict(data), batch_size=3)) == base
