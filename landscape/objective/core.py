@@ -2,11 +2,12 @@
 
 ``L(w) = (1/N) sum_i l(f(x_i; w), y_i)`` over a fixed set of ``N`` examples. Batches are weighted by
 their sample count (``n_b / N`` times the batch-mean loss), so an uneven last batch gives exactly the
-full-batch value. For token-level objectives (integer labels ``(N, T)``, :mod:`~landscape.objective.tokens`)
-the terms are the counted tokens: ``L`` is the mean over all counted tokens of the set and each batch
-weighs by its counted tokens, so neither padding nor the batch size changes the function. Inputs may
-be tensors or Hugging Face style dicts (:mod:`~landscape.objective.inputs`). Batch norm uses running statistics (``bn_mode='eval'``) unless asked otherwise; the
-mode is recorded in every result through :meth:`Objective.metadata`.
+full-batch value. For token-level objectives (integer labels ``(N, T)``,
+:mod:`~landscape.objective.tokens`) the terms are the counted tokens: ``L`` is the mean over all counted
+tokens of the set and each batch weighs by its counted tokens, so neither padding nor the batch size
+changes the function. Inputs may be tensors or Hugging Face style dicts
+(:mod:`~landscape.objective.inputs`). Batch norm uses running statistics (``bn_mode='eval'``) unless
+asked otherwise; the mode is recorded in every result through :meth:`Objective.metadata`.
 
 Evaluation never changes the model: every method that runs the model does so inside
 :meth:`Objective.model_mode`, which puts the model in the objective's mode for the call and then
@@ -105,8 +106,8 @@ class Objective:
             tensors, a dict of tensors with ``labels``, or a list of ``(x, y)`` or dict batches. Items
             and batches may be dicts in the Hugging Face convention: everything but ``labels`` goes to
             the model as ``model(**inputs)``. In-memory data is moved to the device once.
-        loss_fn: batch-mean loss ``loss_fn(logits, targets)``; :class:`~landscape.objective.losses.CrossEntropy`
-            by default (class and token outputs). A loss with a ``num_terms(targets)`` method says how
+        loss_fn: batch-mean loss ``loss_fn(logits, targets)``; cross-entropy for class and token
+            outputs by default (:class:`~landscape.objective.losses.CrossEntropy`). A loss with a ``num_terms(targets)`` method says how
             many terms its batch mean averages (the batch's weight); others weigh by rows.
         batch_size: batch size for in-memory data (``None``: one full batch).
         device: ``auto|cpu|cuda[:N]|mps`` or a ``torch.device``.
@@ -118,7 +119,8 @@ class Objective:
         shard: ``(rank, world_size)`` to take every ``world_size``-th batch starting at ``rank``;
             reductions are then summed over ranks with ``torch.distributed``.
         causal: score token outputs as a causal language model (labels shifted by one); ``None``
-            (default) decides from the model (:func:`~landscape.objective.tokens.is_causal_lm`).
+            (default): as a ``CrossEntropy(causal=...)`` loss says, else from the model
+            (:func:`~landscape.objective.tokens.is_causal_lm`).
             Recorded in :meth:`metadata` for token-level data.
     """
 
@@ -141,6 +143,8 @@ class Objective:
         self.device = resolve_device(device)
         self.model = model.to(device=self.device, dtype=dtype) if dtype is not None else model.to(self.device)
         self.dtype = dtype if dtype is not None else _model_dtype(self.model)
+        if causal is None and isinstance(loss_fn, CrossEntropy) and loss_fn.causal is not None:
+            causal = loss_fn.causal  # the loss the caller configured decides
         self.causal = bool(is_causal_lm(self.model) if causal is None else causal)
         self.loss_fn: LossFn = _with_causal(loss_fn, self.causal)
         self.bn_mode = bn_mode

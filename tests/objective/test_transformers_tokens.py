@@ -102,3 +102,23 @@ def test_masked_lm_is_not_shifted() -> None:
     with torch.no_grad():
         logits = model(input_ids=data["input_ids"], attention_mask=data["attention_mask"]).logits
     assert obj.loss() == pytest.approx(float(token_mean(logits, data["labels"], causal=False)), abs=1e-12)
+
+
+def test_a_causal_loss_given_by_the_caller_decides_accuracy_too() -> None:
+    """A plain module (no Hugging Face class to read causal-ness from) with CrossEntropy(causal=True)."""
+    from torch import nn
+
+    from landscape.objective.losses import CrossEntropy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(7, 5), nn.Linear(5, 7)).double()
+    data = padded_tokens()
+    obj = Objective(model, (data["input_ids"], data["labels"]), loss_fn=CrossEntropy(causal=True))
+    assert obj.causal and obj.num_terms == 20
+    with torch.no_grad():
+        logits = model(data["input_ids"])
+    assert obj.loss() == pytest.approx(float(token_mean(logits, data["labels"], causal=True)), abs=1e-12)
+    pred, labels = logits[:, :-1].argmax(-1), data["labels"][:, 1:]
+    counted = labels != -100
+    assert obj.evaluate().accuracy == pytest.approx(float(((pred == labels) & counted).sum()) / 20, abs=1e-15)
+    assert not Objective(model, (data["input_ids"], data["labels"])).causal  # a plain module: not causal
