@@ -62,7 +62,27 @@ def _gpt2_objective(dtype: torch.dtype) -> Objective:
     return Objective(_gpt2(), _gpt2_data(), batch_size=3, dtype=dtype)
 
 
-CASES = [pytest.param(_gpt2_objective, id="hf-gpt2-sdpa"), pytest.param(_encoder_objective, id="nn-encoder")]
+def _vit_objective(dtype: torch.dtype) -> Objective:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=4, patch_size=2, num_channels=1, hidden_size=4, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=8, num_labels=3,
+    )  # fmt: skip
+    model = transformers.ViTForImageClassification(config).eval()
+    g = torch.Generator().manual_seed(5)
+    data = {
+        "pixel_values": torch.randn(5, 1, 4, 4, generator=g),
+        "labels": torch.randint(0, 3, (5,), generator=g),
+    }
+    return Objective(model, data, batch_size=3, dtype=dtype)
+
+
+CASES = [
+    pytest.param(_gpt2_objective, id="hf-gpt2-sdpa"),
+    pytest.param(_vit_objective, id="hf-vit-sdpa"),
+    pytest.param(_encoder_objective, id="nn-encoder"),
+]
 
 
 def _dense(obj: Objective) -> torch.Tensor:
