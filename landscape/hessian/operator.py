@@ -14,6 +14,16 @@ to form ``H_b v`` without forming ``H_b`` (Pearlmutter 1994):
 faster: ``rev-rev`` on CPU and MPS, ``fwd-rev`` on CUDA (and always ``rev-rev`` with batch norm in
 training mode, whose in-place statistics update does not vmap).
 
+Products through attention run ``scaled_dot_product_attention`` on its math kernel, which has a double
+backward (:mod:`~landscape.hessian.attention`; ``attention_backend`` records it). ``hvp='finite-difference'``
+forms ``H v`` by central differences of gradients instead (:mod:`~landscape.hessian.finite_difference`):
+for models with an op that has no double backward, and for memory. With ``hvp='exact'`` (default) an
+exact product that raises "derivative ... not implemented" falls back to finite differences with one
+:class:`~landscape.hessian.finite_difference.FiniteDifferenceWarning`, recorded in :attr:`HessianOperator.info`.
+
+Every model call goes through :meth:`~landscape.objective.core.Objective.outputs` (or its functional
+twin), so dict inputs and ``ModelOutput`` results work in every product.
+
 Every product of one vector counts as one *matvec*; a block of ``k`` columns counts ``k`` matvecs but
 costs one pass over the data. When the objective is sharded (``torch.distributed``), each rank sums
 its batches and the result is all-reduced, so all ranks see the same product.
@@ -21,6 +31,7 @@ its batches and the result is all-reduced, so all ranks see the same product.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -28,13 +39,27 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from landscape.errors import ConfigError, NonDeterministicDataError, check_choice
+from landscape.hessian.attention import (
+    DEFAULT_ATTENTION,
+    SECOND_ORDER_ATTENTION,
+    missing_derivative_op,
+    second_order_attention,
+)
 from landscape.hessian.bn_fold import FoldedModel, fold_eval_batchnorm
+from landscape.hessian.finite_difference import (
+    STEP_RULE,
+    FiniteDifferenceWarning,
+    SecondOrderError,
+    finite_difference_products,
+)
 from landscape.objective.core import Objective
+from landscape.objective.inputs import Inputs
 
 HVP_MODES = ("auto", "rev-rev", "fwd-rev")
+HVP_METHODS = ("exact", "finite-difference")
 _AUTO_MODE = {"cpu": "rev-rev", "mps": "rev-rev", "cuda": "fwd-rev"}
 
-WeightedBatch = tuple[torch.Tensor, torch.Tensor, float]
+WeightedBatch = tuple[Inputs, torch.Tensor, float]
 
 
 def flatten(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -67,6 +92,11 @@ class HessianOperator:
             folded into the convolution or linear layer before it (:mod:`~landscape.hessian.bn_fold`):
             the same function, so the same product up to rounding, at a lower cost. ``folded`` records
             the pairs folded, or why none were.
+        hvp: ``'exact'`` (default; ``mode`` says how) or ``'finite-difference'`` (central differences of
+            gradients, :mod:`~landscape.hessian.finite_difference`). An exact product that meets an op
+            without a double backward switches to finite differences once, with a warning
+            (``fallback=False``: raises instead).
+        fallback: allow that switch.
 
     Raises:
         NonDeterministicDataError: the loader shuffles or two passes disagree.
@@ -85,8 +115,11 @@ class HessianOperator:
         block_size: int = 16,
         cache_graphs: bool = False,
         fold_batchnorm: bool = True,
+        hvp: str = "exact",
+        fallback: bool = True,
     ) -> None:
         check_choice("mode", mode, HVP_MODES)
+        check_choice("hvp", hvp, HVP_METHODS)
         if block_size < 1:
             raise ConfigError(f"block_size={block_size!r} must be >= 1")
         self.objective = objective
@@ -111,6 +144,9 @@ class HessianOperator:
             if objective.bn_mode == "train":
                 mode = "rev-rev"
         self.mode = mode
+        self.hvp_method = hvp
+        self.fallback = fallback
+        self.fallback_op: str | None = None  # the op that sent an exact product to finite differences
         self.matvecs = 0
         self.passes = 0
         # Gradient graphs kept between products (rev-rev): always for a single batch, for every
@@ -131,6 +167,25 @@ class HessianOperator:
             if check_determinism:
                 objective.check_deterministic()
         self.folded = self._fold(fold_batchnorm)
+
+    @property
+    def attention_backend(self) -> str:
+        """The attention kernel the products run on: ``'math'`` for exact products (double backward),
+        ``'default'`` (PyTorch's choice) for finite differences, which need first derivatives only."""
+        return SECOND_ORDER_ATTENTION if self.hvp_method == "exact" else DEFAULT_ATTENTION
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """How the products are formed, for results to record."""
+        exact = self.hvp_method == "exact"
+        return {
+            "hvp": self.hvp_method,
+            "hvp_mode": self.mode if exact else None,
+            "attention_backend": self.attention_backend,
+            "hvp_fallback_op": self.fallback_op,
+            "finite_difference_step": None if exact else STEP_RULE,
+            "batchnorm_folded": [list(p) for p in self.folded.pairs],
+        }
 
     # -- conversions --------------------------------------------------------------------------
     def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -167,7 +222,7 @@ class HessianOperator:
             # model whose traced graph does not match what it runs
             x, _, _ = next(iter(self._iter_batches()))
             with torch.no_grad(), self.objective.model_mode():
-                want, got = model(x), folded.module(x)
+                want, got = self.objective.outputs(x), self.objective.outputs(x, module=folded.module)
             scale = float(want.abs().max()) if want.numel() else 0.0
             if got.shape != want.shape or float((got - want).abs().max()) > (
                 torch.finfo(self.dtype).eps ** 0.5 * max(scale, 1.0)
@@ -176,13 +231,13 @@ class HessianOperator:
         return folded
 
     # The two batch losses run inside ``objective.model_mode()``, which ``_block`` enters once per pass.
-    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.objective.loss_fn(self.folded.module(x), y)
+    def _batch_loss(self, x: Inputs, y: torch.Tensor) -> torch.Tensor:
+        return self.objective.loss_fn(self.objective.outputs(x, module=self.folded.module), y)
 
     def _functional_batch_loss(
-        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+        self, params: dict[str, torch.Tensor], x: Inputs, y: torch.Tensor
     ) -> torch.Tensor:
-        out = torch.func.functional_call(self.folded.module, params, (x,), strict=False)
+        out = self.objective.functional_outputs(params, x, module=self.folded.module)
         return self.objective.loss_fn(out, y)
 
     def _reduce(self, out: torch.Tensor) -> None:
@@ -211,25 +266,82 @@ class HessianOperator:
 
     def _block(self, V: torch.Tensor) -> torch.Tensor:
         k = V.shape[1]
-        out = torch.zeros_like(V)
         # one mode switch per pass, not per batch: on small models it is a visible share of a product
         with self.objective.model_mode():
-            if self.mode == "rev-rev" and (self.cache_graphs or self._single_batch()):
-                for grads, used in self._cached_graphs():
-                    self._add_rev_rev(out, grads, used, V, weight=1.0, retain=True)
-            else:
-                for x, y, w in self._iter_batches():
-                    if self.mode == "rev-rev":
-                        grads, used = self._first_order(x, y)
-                        self._add_rev_rev(out, grads, used, V, weight=w, retain=False)
-                    else:
-                        out.add_(self._fwd_rev(x, y, V), alpha=w)
+            out = self._products(V)
         self._reduce(out)
         self.matvecs += k
+        return out
+
+    def _products(self, V: torch.Tensor) -> torch.Tensor:
+        """This rank's ``H V``: exact (falling back once to finite differences) or by differences."""
+        if self.hvp_method == "finite-difference":
+            return self._finite_difference(V)
+        try:
+            with second_order_attention():
+                out = self._exact(V)
+        except RuntimeError as err:
+            op = missing_derivative_op(err)
+            if op is None:
+                raise
+            if not self.fallback:
+                raise SecondOrderError(
+                    f"the exact Hessian-vector product needs the second derivative of {op}, which PyTorch "
+                    "does not implement; pass hvp='finite-difference'"
+                ) from None
+            warnings.warn(
+                f"{op} has no double backward: Hessian-vector products use finite differences "
+                "(hvp='finite-difference') from here on",
+                FiniteDifferenceWarning,
+                stacklevel=4,
+            )
+            self.hvp_method, self.fallback_op, self._graphs = "finite-difference", op, None
+            return self._finite_difference(V)
         self.passes += 1
         return out
 
-    def _first_order(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor | None], list[int]]:
+    def _exact(self, V: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(V)
+        if self.mode == "rev-rev" and (self.cache_graphs or self._single_batch()):
+            for grads, used in self._cached_graphs():
+                self._add_rev_rev(out, grads, used, V, weight=1.0, retain=True)
+        else:
+            for x, y, w in self._iter_batches():
+                if self.mode == "rev-rev":
+                    grads, used = self._first_order(x, y)
+                    self._add_rev_rev(out, grads, used, V, weight=w, retain=False)
+                else:
+                    out.add_(self._fwd_rev(x, y, V), alpha=w)
+        return out
+
+    def _finite_difference(self, V: torch.Tensor) -> torch.Tensor:
+        try:
+            out = finite_difference_products(self.params, self._gradient, V, self.unflatten)
+        except RuntimeError as err:
+            op = missing_derivative_op(err)
+            if op is None:
+                raise
+            raise SecondOrderError(
+                f"{op} has no derivative at all, so neither hvp='exact' nor hvp='finite-difference' can "
+                "form a Hessian-vector product; use a model without it"
+            ) from None
+        self.passes += 2 * V.shape[1]
+        return out
+
+    def _gradient(self) -> torch.Tensor:
+        """This rank's flat gradient of the loss over the operator's batches (first order only)."""
+        out = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
+        with torch.enable_grad():
+            for x, y, w in self._iter_batches():
+                gs = torch.autograd.grad(self._batch_loss(x, y), self.params, allow_unused=True)
+                offset = 0
+                for g, size in zip(gs, self.sizes):
+                    if g is not None:
+                        out[offset : offset + size].add_(g.reshape(-1), alpha=w)
+                    offset += size
+        return out
+
+    def _first_order(self, x: Inputs, y: torch.Tensor) -> tuple[list[torch.Tensor | None], list[int]]:
         with torch.enable_grad():
             loss = self._batch_loss(x, y)
             grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
@@ -280,7 +392,7 @@ class HessianOperator:
                     col[offset : offset + size].add_(h.reshape(-1), alpha=weight)
                 offset += size
 
-    def _fwd_rev(self, x: torch.Tensor, y: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    def _fwd_rev(self, x: Inputs, y: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         full = self.objective.param_dict()
         names = self.param_names
         primals = tuple(p.detach() for p in self.params)

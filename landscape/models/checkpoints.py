@@ -386,7 +386,11 @@ def load_model(
     model_kwargs: dict[str, Any] | None = None,
     unsafe_load: bool = False,
 ) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the model a checkpoint holds and load its weights (on the CPU).
+    """Rebuild the model a checkpoint holds and load its weights (on the CPU) at their own precision.
+
+    A float64 checkpoint gives a float64 model, with the file's weights bit for bit; any other
+    floating precision (float32, float16, bfloat16) loads into the model as built (exactly, for the
+    float32 models the builders make).
 
     Args:
         path: checkpoint file, or an already loaded :class:`Checkpoint`.
@@ -411,9 +415,24 @@ def load_model(
             "pass model='NAME' or model='package.module:factory'"
         )
     net = build_model(spec)
+    precision = checkpoint_precision(ckpt.state_dict)
+    if precision == torch.float64:
+        # built in float32, ``load_state_dict`` would round the file's weights through float32
+        net = net.to(torch.float64)
     load_state_into(net, ckpt.state_dict, source=f"checkpoint {ckpt.path!r}")
     ckpt.model_spec = spec
     return net, ckpt
+
+
+def checkpoint_precision(state_dict: dict[str, torch.Tensor]) -> torch.dtype | None:
+    """The widest floating dtype among a state dict's tensors (``None`` when it has none)."""
+    widest: torch.dtype | None = None
+    for t in state_dict.values():
+        if not (isinstance(t, torch.Tensor) and t.is_floating_point()):
+            continue
+        if widest is None or torch.finfo(t.dtype).bits > torch.finfo(widest).bits:
+            widest = t.dtype
+    return widest
 
 
 def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:

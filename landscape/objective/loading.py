@@ -20,6 +20,7 @@ from landscape.device import resolve_device
 from landscape.errors import ConfigError, DataError
 from landscape.models.checkpoints import Checkpoint, load_model
 from landscape.objective.core import Objective
+from landscape.objective.inputs import call_model
 from landscape.objective.losses import checkpoint_loss, resolve_loss
 
 
@@ -74,7 +75,10 @@ def objective_from_checkpoint(
     """Load a checkpoint's model onto ``device`` and pair it with its (or the given) data.
 
     The loss is ``loss`` when given (``cross-entropy``, ``mse`` or ``pkg.mod:fn``), else the one the
-    checkpoint records (``landscape train`` writes it), else cross-entropy.
+    checkpoint records (``landscape train`` writes it), else cross-entropy (class or token outputs).
+    Dataset items may be dicts with ``labels`` (the Hugging Face convention). The model is loaded at
+    the checkpoint's precision, so with ``dtype=None`` a float64 checkpoint is analysed in float64
+    and any other in the model's dtype (``objective.metadata()['dtype']`` records which).
 
     Returns:
         The objective, the checkpoint (with its model spec filled in) and the data spec used.
@@ -129,7 +133,7 @@ def check_labels_fit(model: nn.Module, dataset: Dataset) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            out = model(x)
+            out = call_model(model, x)
     except RuntimeError:  # input does not fit the model: the objective reports it on its first pass
         return
     finally:

@@ -1,5 +1,10 @@
 """Training losses by name: ``cross-entropy``, ``mse`` (half squared error) or ``package.module:fn``.
 
+``cross-entropy`` is :class:`CrossEntropy`: the usual cross-entropy for class outputs ``(N, C)`` and
+labels ``(N,)``, and for token outputs ``(N, T, V)`` with labels ``(N, T)`` the mean over the counted
+tokens (labels other than -100), shifted by one position for causal language models
+(:mod:`~landscape.objective.tokens`).
+
 ``mse`` follows the convention of Cohen et al. 2021 ("Gradient Descent on Neural Networks Typically
 Occurs at the Edge of Stability", arXiv 2103.00065), whose edge-of-stability experiments use the
 square loss: for class labels ``y_i`` and outputs ``f(x_i) in R^C``
@@ -20,6 +25,7 @@ import torch
 from torch import nn
 
 from landscape.errors import ConfigError, DataError, ModelError
+from landscape.objective.tokens import IGNORE_INDEX, aligned, is_token_batch, num_terms
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -60,11 +66,41 @@ class HalfSquaredError(nn.Module):
         return 0.5 * diff.pow(2).sum(dim=1).mean()
 
 
+class CrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy for class outputs and for token outputs (language models, token classification).
+
+    Class outputs ``(N, C)`` with labels ``(N,)``: ``nn.CrossEntropyLoss``. Token outputs ``(N, T, V)``
+    with labels ``(N, T)``: ``-(1/M) sum_{counted (i, t)} log softmax(f(x_i)_t)_{y_it}`` over the ``M``
+    tokens whose label is not -100, with logits ``[:, :-1]`` against labels ``[:, 1:]`` when
+    ``causal``; a batch with no counted token has loss 0 (and weight 0 in the objective).
+
+    Args:
+        causal: shift the labels for a causal language model; ``None`` until the objective decides
+            from its model (:func:`~landscape.objective.tokens.is_causal_lm`).
+    """
+
+    def __init__(self, *, causal: bool | None = None) -> None:
+        super().__init__(ignore_index=IGNORE_INDEX)
+        self.causal = causal
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not is_token_batch(outputs, targets):
+            return super().forward(outputs, targets)
+        logits, labels = aligned(outputs, targets, bool(self.causal))
+        total = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+        # sum / count rather than reduction='mean': no NaN for a batch of padding only
+        return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+    def num_terms(self, targets: torch.Tensor) -> int:
+        """Counted tokens of a token batch (after the causal shift), else its number of rows."""
+        return num_terms(targets, bool(self.causal))
+
+
 def resolve_loss(name: str) -> LossFn:
     """The batch-mean loss ``loss(outputs, targets)`` called ``name``.
 
     Args:
-        name: ``'cross-entropy'``, ``'mse'`` (:class:`HalfSquaredError`) or ``'package.module:attr'``
+        name: ``'cross-entropy'`` (:class:`CrossEntropy`), ``'mse'`` (:class:`HalfSquaredError`) or ``'package.module:attr'``
             naming a loss function ``fn(outputs, targets) -> scalar`` or an ``nn.Module`` class
             built without arguments (e.g. ``torch.nn:SmoothL1Loss``).
 
@@ -72,7 +108,7 @@ def resolve_loss(name: str) -> LossFn:
         ConfigError: an unknown name, or a target that cannot be imported or is not a loss.
     """
     if name == "cross-entropy":
-        return nn.CrossEntropyLoss()
+        return CrossEntropy()
     if name == "mse":
         return HalfSquaredError()
     if ":" not in name:

@@ -83,3 +83,26 @@ def test_mse_rejects_bad_labels_and_shapes() -> None:
         HalfSquaredError()(torch.randn(2, 3), torch.tensor([0, 3]))
     with pytest.raises(DataError, match=r"shaped like the outputs \(4, 2\), got \(4, 3\)"):
         HalfSquaredError()(torch.randn(4, 2), torch.randn(4, 3))
+
+
+def test_cross_entropy_is_the_usual_one_for_classes_and_a_token_mean_for_tokens() -> None:
+    from landscape.objective.losses import CrossEntropy
+
+    g = torch.Generator().manual_seed(3)
+    ce = resolve_loss("cross-entropy")
+    assert isinstance(ce, CrossEntropy) and ce.causal is None
+    out, y = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randint(0, 4, (6,), generator=g)
+    assert float(ce(out, y)) == float(torch.nn.CrossEntropyLoss()(out, y))
+    assert ce.num_terms(y) == 6
+    tokens = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    labels = torch.tensor([[1, 4, -100], [0, -100, -100]])
+    logp = tokens.log_softmax(-1)
+    plain = -(logp[0, 0, 1] + logp[0, 1, 4] + logp[1, 0, 0]) / 3
+    causal = -(logp[0, 0, 4]) / 1  # position t predicts label t + 1
+    assert float(CrossEntropy(causal=False)(tokens, labels)) == pytest.approx(float(plain), abs=1e-15)
+    assert float(CrossEntropy(causal=True)(tokens, labels)) == pytest.approx(float(causal), abs=1e-15)
+    assert (
+        CrossEntropy(causal=False).num_terms(labels) == 3 and CrossEntropy(causal=True).num_terms(labels) == 1
+    )
+    padding = torch.full((1, 3), -100)
+    assert float(CrossEntropy(causal=False)(tokens[:1], padding)) == 0.0  # no NaN for a batch of padding
