@@ -251,6 +251,7 @@ NOT_FLAGS: dict[str, str] = {
         "a notebook user's argument of a function the commands call with fixed values",
     ),
     "eval_batch_size": "a training option without a flag (the evaluation batch is --batch-size)",
+    "hvp": "HessianOperator's product (exact or finite-difference), set in Python until a command takes it",
     "extra": "the options of a measure added through the registry, set in Python (MeasureOptions.extra)",
 }
 
