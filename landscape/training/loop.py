@@ -292,6 +292,11 @@ def _prepare(
         raise DataError(f"data={config.data.name!r} holds no training examples; give a non-empty dataset")
     if config.augment:
         _check_augmentable(config.data.name, train_ds)
+    if config.label_smoothing and _has_token_labels(train_ds):
+        raise ConfigError(
+            f"label_smoothing={config.label_smoothing!r} applies to class labels, but data={config.data.name!r} "
+            "has token labels (one per position); set label_smoothing=0"
+        )
     test_ds = load_test_split(config.data)
     cfg = resolve_config(config, train_ds)
 
@@ -365,6 +370,13 @@ def _check_augmentable(name: str, train_ds: Dataset) -> None:
             f"augment=True needs image data (examples shaped (C, H, W)), but data={name!r} "
             f"has {what}; turn augment off for this data"
         )
+
+
+def _has_token_labels(train_ds: Dataset) -> bool:
+    """Whether the items' labels have a sequence axis (integer labels per position: a token objective)."""
+    item = train_ds[0]
+    labels = torch.as_tensor(item["labels"] if isinstance(item, Mapping) else item[1])
+    return labels.dim() >= 1 and not labels.is_floating_point()
 
 
 def _decided_loss(loss_fn: nn.Module, model: nn.Module) -> nn.Module:

@@ -110,3 +110,25 @@ def test_pyhessian_refuses_dict_inputs_by_name():
         ConfigError, match=r"^backend='pyhessian' .*cannot take dict inputs .*use backend='landscape'$"
     ):
         pyhessian_spectrum(_objective(), SharpnessOptions())
+
+
+class TensorLM(torch.nn.Module):
+    """A GPT-2 called with a tensor of token ids (no dict), so only the token check can refuse it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lm = tf.gpt2(n_embd=4)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.lm(input_ids=input_ids).logits
+
+
+def test_pyhessian_refuses_a_token_objective_by_name():
+    from landscape.analysis.options import SharpnessOptions
+
+    data = tf.stacked(tf.PaddedTokens(6, seed=3))
+    obj = Objective(TensorLM().double(), (data["input_ids"], data["labels"]), batch_size=3, causal=True)
+    with pytest.raises(
+        ConfigError, match=r"^backend='pyhessian' weighs batches by sequences, not by counted tokens"
+    ):
+        pyhessian_spectrum(obj, SharpnessOptions())

@@ -106,3 +106,24 @@ def test_seeded_batches_and_input_shape_take_dict_items():
     assert sorted(x) == ["attention_mask", "input_ids"]
     assert torch.equal(x["input_ids"], torch.stack([ds[3]["input_ids"], ds[1]["input_ids"]]))
     assert torch.equal(y, torch.stack([ds[3]["labels"], ds[1]["labels"]]))
+
+
+def test_label_smoothing_of_token_labels_is_refused_before_anything_is_written(tmp_path):
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec
+    from landscape.training.loop import train
+
+    config = TrainConfig(
+        model=ModelSpec("tf_factories:gpt2", {}),
+        data=DataSpec("tf_factories:padded"),
+        label_smoothing=0.1,
+        epochs=1,
+        batch_size=8,
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^label_smoothing=0.1 applies to class labels, but data='tf_factories:padded' has token labels "
+        r"\(one per position\); set label_smoothing=0$",
+    ):
+        train(config, tmp_path / "run", device="cpu", quiet=True)
+    assert not (tmp_path / "run").exists()
