@@ -97,8 +97,9 @@ def choose_points_per_pass(
     """The number of points per pass, and why.
 
     ``requested`` is a positive int (taken as is, except with batch-norm recalibration, batch
-    statistics, dict inputs or token outputs: one point) or ``'auto'``: one point for models with convolutions or whose moved tensors or
-    one batch's activations per point exceed :data:`AUTO_MAX_WEIGHT_BYTES` /
+    statistics, dict inputs or token outputs: one point) or ``'auto'``: one point for models with
+    convolutions or whose moved tensors or one batch's activations per point exceed
+    :data:`AUTO_MAX_WEIGHT_BYTES` /
     :data:`AUTO_MAX_ACTIVATION_BYTES` (their sequential forward is already bound by arithmetic,
     and stacking measured slower); otherwise as many points as fit ``memory_budget`` bytes, at
     most :data:`AUTO_MAX_POINTS`.

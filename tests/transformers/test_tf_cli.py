@@ -97,6 +97,9 @@ def test_plot1d_interpolation_points_are_token_means_at_the_moved_weights(runs, 
         moved = {k: wa[k] + float(alpha) * (wb[k] - wa[k]) for k in wa}
         assert loss == pytest.approx(tf.token_mean_of(_at(moved), data), abs=1e-10)
     assert np.all((z["accuracy"] > 0) & (z["accuracy"] < 1))
+    meta = json.loads(str(z["metadata_json"]))
+    assert meta["points_per_pass"] == 1
+    assert meta["points_per_pass_reason"].startswith("the inputs are dicts (Hugging Face batches)")
 
 
 def test_plot2d_runs_and_its_origin_is_the_checkpoint(runs, tmp_path):
