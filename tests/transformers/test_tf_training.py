@@ -127,3 +127,15 @@ def test_label_smoothing_of_token_labels_is_refused_before_anything_is_written(t
     ):
         train(config, tmp_path / "run", device="cpu", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_minmin_training_step_takes_the_dict_pairs_of_its_sampler():
+    from landscape.optim.minmin import MinMinBatchSampler, minmin_training_step
+
+    sampler = MinMinBatchSampler(tf.padded("train"), small_batch_size=3, large_batch_size=6, seed=0)
+    small, large = sampler.get_pair()
+    assert sorted(small) == ["attention_mask", "input_ids", "labels"]
+    model = _model()
+    opt = make_optimizer("minmin", model, lr=0.01, small_batch_size=3, large_batch_size=6)
+    loss = minmin_training_step(model, opt, small, large, LOSS)
+    assert loss == pytest.approx(tf.token_mean_of(_model(), small), rel=1e-12)
