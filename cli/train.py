@@ -118,6 +118,13 @@ def to_flags(message: str) -> str:
     "--label-smoothing", default=0.0, show_default=True, type=float, help="Label smoothing in [0, 1)."
 )
 @click.option(
+    "--clip-grad-norm",
+    default=None,
+    type=float,
+    metavar="MAX",
+    help="Clip each gradient to global 2-norm MAX before the optimizer uses it (default: no clipping).",
+)
+@click.option(
     "--augment", is_flag=True, help="Random crop (4-pixel zero padding) and horizontal flip of image data."
 )
 @click.option(
@@ -171,6 +178,7 @@ def train(
     schedule: str,
     warmup_epochs: float,
     label_smoothing: float,
+    clip_grad_norm: float | None,
     augment: bool,
     track_sharpness: int | None,
     track_top_k: int,
@@ -223,6 +231,7 @@ def train(
         schedule=schedule,
         warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing,
+        clip_grad_norm=clip_grad_norm,
         augment=augment,
         eval_every=eval_every,
         track_sharpness=track_sharpness,

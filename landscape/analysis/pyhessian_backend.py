@@ -13,7 +13,7 @@ import importlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,17 @@ def _check_objective(objective: Objective) -> None:
     n_model = sum(p.numel() for p in objective.model.parameters() if p.requires_grad)
     if n_model != objective.num_params:
         raise ConfigError("backend='pyhessian' differentiates every trainable parameter; drop param_names")
+    first = next(iter(objective.batches()), None)
+    if first is not None and isinstance(first[0], Mapping):
+        raise ConfigError(
+            "backend='pyhessian' calls model(x) on a tensor and cannot take dict inputs (Hugging Face "
+            "batches); use backend='landscape'"
+        )
+    if objective.token_level:
+        raise ConfigError(
+            "backend='pyhessian' weighs batches by sequences, not by counted tokens, so its token-level "
+            "Hessian depends on the batch size; use backend='landscape'"
+        )
 
 
 def _trace(h: Any, count: list[int], options: SharpnessOptions, notes: list[str]) -> TraceResult:

@@ -30,6 +30,7 @@ from landscape.models.builders import ModelSpec
 from landscape.models.checkpoints import Checkpoint, load_model, save_checkpoint
 from landscape.objective.core import Objective
 from landscape.objective.digest import data_digest
+from landscape.objective.inputs import slice_inputs
 from landscape.objective.loading import objective_from_checkpoint
 from landscape.surface.directions import bn_buffers
 
@@ -339,7 +340,7 @@ def _align(
     """B permuted onto A by weight matching; records the alignment in ``metadata`` and, with an
     ``out_dir``, writes the aligned B as ``<B>_aligned.pt`` (``ends.net_b`` then holds it)."""
     x_example = next(iter(ends.objective.batches()))[0]
-    alignment = align_models(ends.objective.model, ends.net_b, x_example[:64], seed=seed)
+    alignment = align_models(ends.objective.model, ends.net_b, slice_inputs(x_example, 0, 64), seed=seed)
     metadata["alignment"] = alignment.to_dict()
     if out_dir is not None:
         aligned_path = out_dir / f"{Path(b).stem}_aligned.pt"

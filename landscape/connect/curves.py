@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from landscape.errors import ResultFileError, check_choice, check_positive
 from landscape.io.atomic import atomic_torch_save
+from landscape.objective.inputs import Inputs, call_functional, move_inputs, split_batch
 from landscape.progress import Progress
 from landscape.seeding import derived_seed
 
@@ -103,7 +104,7 @@ def train_curve(
             uses batch statistics and its running statistics are restored afterwards.
         w_a: end point at ``t = 0`` (parameters by name, on the model's device and dtype).
         w_b: end point at ``t = 1``.
-        dataset: training data (``(x, y)`` items).
+        dataset: training data (``(x, y)`` items, or dicts in the Hugging Face convention).
         kind: ``bezier`` or ``polychain``.
         epochs: passes over ``dataset``.
         lr: SGD learning rate.
@@ -184,23 +185,24 @@ class _CurveStep:
         self.device, self.dtype = first.device, first.dtype
 
     def epoch(self, loader: DataLoader, g: torch.Generator) -> float:
-        """One pass over ``loader`` (``t`` drawn from ``g`` per batch); the mean minibatch loss."""
+        """One pass over ``loader`` (``t`` drawn from ``g`` per batch); the mean minibatch loss, each
+        batch weighted by its terms (examples, or the counted tokens of a token loss)."""
         total, count = 0.0, 0
         for batch in loader:
-            x, y = batch[0].to(self.device), batch[1].to(self.device)
-            if x.is_floating_point():
-                x = x.to(self.dtype)
+            x, y = split_batch(batch)  # (x, y) or a Hugging Face dict batch
+            x, y = move_inputs(x, self.device, self.dtype), y.to(self.device)
             loss = self.step(x, y, float(torch.rand((), generator=g)))
-            total += loss * len(y)
-            count += len(y)
+            terms = getattr(self.loss_fn, "num_terms", len)(y)  # counted tokens of a token loss
+            total += loss * terms
+            count += terms
         return total / max(count, 1)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, t: float) -> float:
+    def step(self, x: Inputs, y: torch.Tensor, t: float) -> float:
         """The loss at ``phi(t)`` on ``(x, y)``; ``theta`` takes one momentum-SGD step on its gradient."""
         c1, c2 = curve_coefficients(self.kind, t)
         w_a, theta = self.w_a, self.theta
         point = {n: w_a[n] + c1 * (theta[n] - w_a[n]) + c2 * self.directions_b[n] for n in w_a}
-        out = torch.func.functional_call(self.model, point, (x,), strict=False)
+        out = call_functional(self.model, point, x)
         loss = self.loss_fn(out, y)
         grads = torch.autograd.grad(loss, list(theta.values()))
         with torch.no_grad():

@@ -11,6 +11,7 @@ pass sees the same batches.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,10 +129,24 @@ def analysis_loader(ds: Dataset, batch_size: int) -> DataLoader:
     return DataLoader(ds, batch_size=batch_size, shuffle=False, drop_last=False)
 
 
+#: The inputs whose shape is a dict item's input shape, in order of preference (:func:`input_shape`).
+_MAIN_INPUTS = ("input_ids", "pixel_values")
+
+
 def input_shape(ds: Dataset) -> tuple[int, ...]:
-    """Shape of one input example."""
-    x = ds[0][0]
-    return tuple(torch.as_tensor(x).shape)
+    """Shape of one input example.
+
+    For a dict item in the Hugging Face convention it is the shape of its main input: ``input_ids``,
+    else ``pixel_values``, else its first tensor other than ``labels`` (by name).
+    """
+    item = ds[0]
+    if not isinstance(item, Mapping):
+        return tuple(torch.as_tensor(item[0]).shape)
+    inputs = {k: v for k, v in item.items() if k != "labels"}
+    for key in (*_MAIN_INPUTS, *sorted(inputs)):
+        if key in inputs:
+            return tuple(torch.as_tensor(inputs[key]).shape)
+    raise DataError(f"a dict item needs at least one input besides 'labels'; it has the keys {sorted(item)}")
 
 
 def num_classes(ds: Dataset) -> int:

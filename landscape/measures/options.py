@@ -43,7 +43,8 @@ class MeasureOptions:
         pac_bayes_magnitude: use the magnitude-aware variance instead of ``sigma^2``.
         bisection_steps: bisection iterations of ``pac-bayes``.
         fisher_rao_depth: multiply Fisher-Rao by ``(depth + 1)^2`` (Liang et al. 2019); ``None``: off.
-        layer: the linear layer of ``relative-flatness`` (module name or its ``.weight`` parameter).
+        layer: the linear layer of ``relative-flatness``: the name of an ``nn.Linear`` or Hugging Face
+            ``Conv1D`` module (or its ``.weight`` parameter); a head tied to an embedding counts.
         relative_flatness_method: ``'exact'``, ``'hutchinson'`` or ``'auto'`` (exact when it needs at
             most ``relative_flatness_max_exact`` Hessian-vector products).
         relative_flatness_max_exact: HVP budget of the exact path under ``'auto'``.

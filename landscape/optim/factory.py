@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import Dataset
 
 from landscape.errors import ConfigError, check_positive
+from landscape.objective.inputs import call_model, split_batch
 from landscape.optim._common import to_device
 from landscape.optim.entry import BuildRequest
 from landscape.optim.minmin import MinMinOptimizer
@@ -244,7 +246,7 @@ def run_arguments(name: str, *, train_data: Dataset, loss_fn: LossFn) -> dict[st
     Args:
         name: one of ``OPTIMIZER_NAMES``.
         train_data: the training set.
-        loss_fn: ``loss_fn(model(x), y) -> scalar``, the training loss.
+        loss_fn: ``loss_fn(logits, y) -> scalar``, the training loss.
 
     Returns:
         Keyword arguments for :func:`make_optimizer` (empty for the other methods).
@@ -276,18 +278,24 @@ def training_step(
     optimizer: torch.optim.Optimizer,
     model: nn.Module,
     loss_fn: LossFn,
-    batch: Sequence[Any],
-    next_batch: Sequence[Any] | None = None,
+    batch: Sequence[Any] | Mapping[str, Any],
+    next_batch: Sequence[Any] | Mapping[str, Any] | None = None,
+    *,
+    clip_grad_norm: float | None = None,
 ) -> float:
     """One optimization step of any optimizer from ``make_optimizer`` (or torch's own).
 
     Args:
         optimizer: the optimizer.
         model: the model; batches are moved to the device of its first parameter.
-        loss_fn: ``loss_fn(model(x), y) -> scalar``.
-        batch: ``(x, y)``.
-        next_batch: a second, disjoint ``(x, y)``; required by ``minmin`` (its large batch), ignored
+        loss_fn: ``loss_fn(logits, y) -> scalar``; the model is called as
+            :func:`~landscape.objective.inputs.call_model` does (``model(**x)`` for dict inputs, the
+            ``logits`` of a ``ModelOutput``).
+        batch: ``(x, y)``, ``x`` a tensor or a dict of inputs, or a dict batch holding ``labels``.
+        next_batch: a second, disjoint batch; required by ``minmin`` (its large batch), ignored
             by the others.
+        clip_grad_norm: clip the gradient of every pass to this global 2-norm
+            (``torch.nn.utils.clip_grad_norm_``) before the optimizer uses it; ``None``: no clipping.
 
     Returns:
         The loss as a float (see the module docstring for where each optimizer evaluates it).
@@ -296,23 +304,35 @@ def training_step(
     if needs_two_batches(optimizer):
         if next_batch is None:
             raise ConfigError("next_batch=None: the 'minmin' optimizer needs a second, disjoint batch")
-        batches = {"small": to_device(batch, device), "large": to_device(next_batch, device)}
+        batches = {"small": _on_device(batch, device), "large": _on_device(next_batch, device)}
     else:
-        batches = {"small": to_device(batch, device)}
+        batches = {"small": _on_device(batch, device)}
+    create_graph = bool(getattr(optimizer, "needs_create_graph", False))
 
     def closure(phase: str = "small") -> Tensor:
-        x, y = batches[phase][0], batches[phase][1]
+        x, y = batches[phase]
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        create_graph = bool(getattr(optimizer, "needs_create_graph", False))
-        with warnings.catch_warnings():
-            # SGD-Hess detaches the gradients after its product, which breaks the cycle torch warns of
-            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
-            loss.backward(create_graph=create_graph)
+        # a product through the gradient (SGD-Hess) needs attention's double backward: the math kernel
+        with sdpa_kernel(SDPBackend.MATH) if create_graph else nullcontext():
+            loss = loss_fn(call_model(model, x), y)
+            with warnings.catch_warnings():
+                # SGD-Hess detaches the gradients after its product, which breaks the cycle torch warns of
+                warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+                loss.backward(create_graph=create_graph)
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
         return loss
 
     loss = optimizer.step(closure)
     return float(loss.detach()) if isinstance(loss, Tensor) else float("nan")
+
+
+def _on_device(batch: Sequence[Any] | Mapping[str, Any], device: torch.device) -> tuple[Any, Tensor]:
+    """``(inputs, targets)`` of a batch on ``device`` (dtypes as they are); dict inputs tensor by tensor."""
+    x, y = split_batch(batch)
+    if isinstance(x, Mapping):
+        return {k: to_device(v, device) for k, v in x.items()}, to_device(y, device)
+    return to_device(x, device), to_device(y, device)
 
 
 def step_statistics(optimizer: torch.optim.Optimizer) -> dict[str, float] | None:

@@ -18,7 +18,7 @@ The closure contract of ``MinMinOptimizer.step(closure)``: ``closure(phase)`` wi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from landscape.errors import ConfigError, DataError, check_choice, check_positive
+from landscape.objective.inputs import call_model, split_batch
 from landscape.optim._common import (
     Closure,
     call_closure,
@@ -142,6 +143,8 @@ def _to_device(batch: Any, device: torch.device) -> Any:
         return batch.to(device)
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(b, device) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
     return batch
 
 
@@ -157,9 +160,11 @@ def minmin_training_step(
     Args:
         model: the model; batches are moved to the device of its first parameter.
         optimizer: a ``MinMinOptimizer``.
-        small_batch: ``(x_s, y_s)`` for the inner descent move.
-        large_batch: ``(x_l, y_l)`` for the outer gradient.
-        loss_fn: ``loss_fn(model(x), y) -> scalar``.
+        small_batch: ``(x_s, y_s)`` for the inner descent move (``x_s`` a tensor or a dict of inputs),
+            or a dict batch holding ``labels``.
+        large_batch: ``(x_l, y_l)`` for the outer gradient, likewise.
+        loss_fn: ``loss_fn(logits, y) -> scalar``; the model is called as
+            :func:`~landscape.objective.inputs.call_model` does.
 
     Returns:
         The small-batch loss at the parameters before the step.
@@ -168,9 +173,9 @@ def minmin_training_step(
     batches = {"small": _to_device(small_batch, device), "large": _to_device(large_batch, device)}
 
     def closure(phase: str) -> Tensor:
-        x, y = batches[phase]
+        x, y = split_batch(batches[phase])
         optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(call_model(model, x), y)
         loss.backward()
         return loss
 

@@ -13,7 +13,9 @@ point exactly as :meth:`landscape.objective.core.Objective.evaluate` does (weigh
 float64 sums), so the result equals the one-point path up to the rounding of a batched matrix
 product (tests: 1e-6 in float32, 1e-12 in float64).
 
-Batch-norm recalibration needs one training-mode pass per point and stays on the one-point path.
+Batch-norm recalibration needs one training-mode pass per point and stays on the one-point path, and
+so do dict inputs (Hugging Face batches) and token outputs: they are scored by
+:meth:`~landscape.objective.core.Objective.evaluate` (token mean, token accuracy) one point per pass.
 
 In a reduced precision (:mod:`landscape.surface.precision`) the vmapped forward runs under autocast
 and its outputs are cast to float32 before the loss. The batched forward rounds at other places
@@ -24,7 +26,7 @@ not to float32's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -65,7 +67,7 @@ def _activation_bytes(evaluator: PointEvaluator) -> int:
     try:
         with torch.no_grad(), evaluator.objective.model_mode():
             for x, _, _ in evaluator.objective.batches():
-                model(x)
+                evaluator.objective.outputs(x)
                 break
     finally:
         for h in hooks:
@@ -73,14 +75,31 @@ def _activation_bytes(evaluator: PointEvaluator) -> int:
     return total
 
 
+def _one_point_inputs(evaluator: PointEvaluator) -> str | None:
+    """Why the objective's batches are evaluated one point per pass, or ``None`` if they can be stacked.
+
+    Dict inputs (Hugging Face batches: a model called with keywords, masks beside the tokens) and token
+    outputs go through :meth:`Objective.evaluate` point by point, which scores them (token mean, token
+    accuracy) exactly as every other command does.
+    """
+    obj = evaluator.objective
+    first = next(iter(obj.batches()), None)
+    if first is not None and isinstance(first[0], Mapping):
+        return "the inputs are dicts (Hugging Face batches): evaluated one point per pass"
+    if obj.token_level:
+        return "token outputs (mean over counted tokens, token accuracy): evaluated one point per pass"
+    return None
+
+
 def choose_points_per_pass(
     evaluator: PointEvaluator, requested: int | str, *, memory_budget: int = DEFAULT_MEMORY_BUDGET
 ) -> tuple[int, str]:
     """The number of points per pass, and why.
 
-    ``requested`` is a positive int (taken as is, except with batch-norm recalibration or batch
-    statistics) or ``'auto'``: one point for models with convolutions or whose moved tensors or
-    one batch's activations per point exceed :data:`AUTO_MAX_WEIGHT_BYTES` /
+    ``requested`` is a positive int (taken as is, except with batch-norm recalibration, batch
+    statistics, dict inputs or token outputs: one point) or ``'auto'``: one point for models with
+    convolutions or whose moved tensors or one batch's activations per point exceed
+    :data:`AUTO_MAX_WEIGHT_BYTES` /
     :data:`AUTO_MAX_ACTIVATION_BYTES` (their sequential forward is already bound by arithmetic,
     and stacking measured slower); otherwise as many points as fit ``memory_budget`` bytes, at
     most :data:`AUTO_MAX_POINTS`.
@@ -102,6 +121,9 @@ def choose_points_per_pass(
             1,
             f"bn_mode={evaluator.objective.bn_mode!r}: batch statistics are evaluated one point per pass",
         )
+    unstacked = _one_point_inputs(evaluator)
+    if unstacked is not None:
+        return 1, unstacked
     if requested != "auto":
         return int(requested), "requested"
     convs = [
@@ -170,7 +192,7 @@ class BatchedPointEvaluator:
         per_point_loss = isinstance(obj.loss_fn, nn.modules.loss._Loss)
 
         def outputs(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-            return torch.func.functional_call(model, p, (x,), strict=False)
+            return obj.functional_outputs(p, x, module=model)
 
         forward = torch.func.vmap(outputs, in_dims=(0, None))
         batched_loss = torch.func.vmap(obj.loss_fn, in_dims=(0, None)) if per_point_loss else None

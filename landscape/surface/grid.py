@@ -165,7 +165,7 @@ class PointEvaluator:
                 m.train()
             with torch.no_grad(), autocast(self.objective, precision or self.precision):
                 for x, _, _ in self.objective.batches():
-                    model(x)
+                    self.objective.outputs(x)
         finally:
             for m, (training, momentum) in zip(bns, saved):
                 m.train(training)

@@ -26,6 +26,7 @@ import torch
 from landscape.device import dtype_name
 from landscape.errors import ConfigError, check_choice
 from landscape.objective.core import Objective
+from landscape.objective.tokens import is_token_batch, num_terms, token_hits
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 #: the autocast dtype of each reduced precision
@@ -85,21 +86,25 @@ def evaluate_in_precision(objective: Objective, precision: str) -> tuple[float, 
     The same sums as :meth:`Objective.evaluate` (``sum_b (n_b / N) loss_b`` and the hits, in
     float64, reduced over shards), from float32 outputs.
     """
-    sums = torch.zeros(2, dtype=torch.float64, device=objective.device)
+    sums = torch.zeros(3, dtype=torch.float64, device=objective.device)  # loss, hits, predictions scored
     classified = True
     with torch.no_grad(), objective.model_mode():
         for x, y, w in objective.batches():
             with autocast(objective, precision):
-                out = objective.model(x)
+                out = objective.outputs(x)
             out = out.float()  # the loss of float32 outputs: no reduced-precision softmax or sum
             sums[0] += w * objective.loss_fn(out, y).double()
             if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
                 sums[1] += (out.argmax(dim=1) == y).sum().double()
+                sums[2] += len(y)
+            elif is_token_batch(out, y):  # token accuracy over the counted tokens, as evaluate() scores it
+                sums[1] += token_hits(out, y, objective.causal).double()
+                sums[2] += num_terms(y, objective.causal)
             else:
                 classified = False
     objective.reduce_([sums])
-    loss, hits = sums.tolist()
-    return loss, hits / objective.num_samples if classified else float("nan")
+    loss, hits, scored = sums.tolist()
+    return loss, hits / scored if classified and scored > 0 else float("nan")
 
 
 def check_points(xs: np.ndarray, ys: np.ndarray | None) -> list[int]:

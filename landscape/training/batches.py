@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 from landscape.data.datasets import DataSpec, load_dataset
 from landscape.data.registry import data_source
 from landscape.errors import NoSplitError
+from landscape.objective.inputs import Inputs, move_inputs, split_batch
 
 # A prime multiplier keeps the derived seeds of (seed, key) pairs apart for any realistic key.
 _SEED_MULTIPLIER = 1_000_003
@@ -38,14 +39,17 @@ class SeededBatches:
         self.dtype = dtype
         self.tensors = ds.tensors[:2] if isinstance(ds, TensorDataset) else None
 
-    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The examples ``idx`` as one batch ``(x, y)`` on the run's device (``x`` in its dtype if float)."""
+    def take(self, idx: torch.Tensor) -> tuple[Inputs, torch.Tensor]:
+        """The examples ``idx`` as one batch ``(x, y)`` on the run's device (float inputs in its dtype).
+
+        Items may be ``(x, y)`` pairs or dicts in the Hugging Face convention; for dict items ``x`` is
+        the dict of every tensor but ``labels`` (:func:`~landscape.objective.inputs.split_batch`).
+        """
         if self.tensors is not None:
             x, y = self.tensors[0][idx], self.tensors[1][idx]
         else:
-            x, y = default_collate([self.ds[int(i)] for i in idx])[:2]
-        x = x.to(self.device)
-        return (x.to(self.dtype) if x.is_floating_point() else x), y.to(self.device)
+            x, y = split_batch(default_collate([self.ds[int(i)] for i in idx]))
+        return move_inputs(x, self.device, self.dtype), y.to(self.device)
 
     def order(self, seed: int, epoch: int) -> torch.Tensor:
         """The permutation of the examples for ``epoch``."""

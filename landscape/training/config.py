@@ -37,6 +37,12 @@ def train_optimizer_names() -> tuple[str, ...]:
 #: :func:`train_optimizer_names` when this module was imported (the choices of ``landscape train``).
 TRAIN_OPTIMIZERS: tuple[str, ...] = train_optimizer_names()
 
+#: Optimizers whose gradient ``clip_grad_norm`` does not clip, and why.
+_UNCLIPPED = {
+    FULL_BATCH: "its one full-batch gradient is taken outside the training step",
+    "sgd-hess": "its Hessian probe differentiates the gradient, which clipping would change",
+}
+
 #: How the examples are ordered, recorded in ``config.json`` (:mod:`landscape.training.batches`).
 DATA_ORDER_SHUFFLED = "epoch e: torch.randperm(N) drawn with seed * 1000003 + e"
 DATA_ORDER_FULL_BATCH = "full batch: every example in every step"
@@ -76,6 +82,7 @@ class TrainConfig:
     track_top_k: int = 1
     track_samples: int | None = None
     track_overlap: bool = False
+    clip_grad_norm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,10 +128,23 @@ class TrainConfig:
                 f"label_smoothing={self.label_smoothing!r} applies to loss='cross-entropy' only, not "
                 f"loss={self.loss!r}; set label_smoothing=0 or use the cross-entropy loss"
             )
+        self._validate_clipping()
         if self.augment and self.optimizer == FULL_BATCH:
             raise ConfigError(
                 "augment=True does not fit optimizer='gd' (full-batch descent on a fixed training set); "
                 "turn augment off or use a stochastic optimizer"
+            )
+
+    def _validate_clipping(self) -> None:
+        if self.clip_grad_norm is None:
+            return
+        if isinstance(self.clip_grad_norm, bool) or not isinstance(self.clip_grad_norm, (int, float)):
+            raise ConfigError(f"clip_grad_norm={self.clip_grad_norm!r} must be a positive number or None")
+        check_positive("clip_grad_norm", self.clip_grad_norm)
+        if self.optimizer in _UNCLIPPED:
+            raise ConfigError(
+                f"clip_grad_norm={self.clip_grad_norm!r} is not supported with optimizer={self.optimizer!r} "
+                f"({_UNCLIPPED[self.optimizer]}); set clip_grad_norm=None or use another optimizer"
             )
 
     def _validate_tracking(self) -> None:
@@ -210,6 +230,7 @@ _ADDED_LATER = frozenset(
         "augment",
         "eval_every",
         "track_sharpness",
+        "clip_grad_norm",
         "track_top_k",
         "track_samples",
         "track_overlap",

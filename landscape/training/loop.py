@@ -21,6 +21,13 @@ Losses: the optimizer steps on ``config.loss`` (with ``label_smoothing``); evalu
 train/test losses and the sharpness tracking use ``config.loss`` without smoothing, on non-augmented
 data, which is what the analysis commands measure on the checkpoints.
 
+Items may be dicts in the Hugging Face convention (``input_ids``, ``attention_mask``, ``labels``, ...):
+the model is called as ``model(**inputs)`` and its ``logits`` are scored. For token labels the
+cross-entropy is the mean over counted tokens (-100 is padding), shifted by one position when the
+model is a causal language model, in the steps as in the evaluation (the objective's rule,
+:mod:`landscape.objective.tokens`). ``clip_grad_norm`` clips the gradient of every pass of a step to
+that global 2-norm before the optimizer uses it (SAM: the ascent gradient and the one it steps with).
+
 The run folder and its resume policy are :mod:`landscape.training.run_folder`'s; the settings and
 their resolution :mod:`landscape.training.config`'s.
 """
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +51,8 @@ from landscape.errors import ConfigError, DataError, ResultFileError
 from landscape.models.builders import build_model
 from landscape.models.checkpoints import save_checkpoint
 from landscape.objective.core import Objective
-from landscape.objective.losses import resolve_loss
+from landscape.objective.losses import CrossEntropy, resolve_loss
+from landscape.objective.tokens import is_causal_lm
 from landscape.optim.factory import (
     evaluation_mode,
     make_optimizer,
@@ -282,16 +290,20 @@ def _prepare(
     train_ds = load_dataset(config.data)
     if len(train_ds) == 0:  # type: ignore[arg-type]
         raise DataError(f"data={config.data.name!r} holds no training examples; give a non-empty dataset")
-    if config.augment and len(input_shape(train_ds)) != 3:
+    if config.augment:
+        _check_augmentable(config.data.name, train_ds)
+    if config.label_smoothing and _has_token_labels(train_ds):
         raise ConfigError(
-            f"augment=True needs image data (examples shaped (C, H, W)), but data={config.data.name!r} "
-            f"has examples shaped {tuple(input_shape(train_ds))}; turn augment off for this data"
+            f"label_smoothing={config.label_smoothing!r} applies to class labels, but data={config.data.name!r} "
+            "has token labels (one per position); set label_smoothing=0"
         )
     test_ds = load_test_split(config.data)
     cfg = resolve_config(config, train_ds)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device=dev, dtype=dtype)
+    # a causal language model is stepped on, and logged with, its shifted token mean
+    eval_loss, train_loss = _decided_loss(eval_loss, model), _decided_loss(train_loss, model)
     optimizer = _build_optimizer(cfg, model, train_ds, train_loss, user_options=config.optimizer_kwargs)
     batches = SeededBatches(train_ds, dev, dtype)
     full_batch = None
@@ -346,6 +358,33 @@ def _prepare(
         scheduler=scheduler,
         tracker=tracker,
     )
+
+
+def _check_augmentable(name: str, train_ds: Dataset) -> None:
+    """Augmentation crops image tensors: refuse dict items and examples not shaped ``(C, H, W)``."""
+    what = "dict items" if isinstance(train_ds[0], Mapping) else None
+    if what is None and len(input_shape(train_ds)) != 3:
+        what = f"examples shaped {tuple(input_shape(train_ds))}"
+    if what is not None:
+        raise ConfigError(
+            f"augment=True needs image data (examples shaped (C, H, W)), but data={name!r} "
+            f"has {what}; turn augment off for this data"
+        )
+
+
+def _has_token_labels(train_ds: Dataset) -> bool:
+    """Whether the items' labels have a sequence axis (integer labels per position: a token objective)."""
+    item = train_ds[0]
+    labels = torch.as_tensor(item["labels"] if isinstance(item, Mapping) else item[1])
+    return labels.dim() >= 1 and not labels.is_floating_point()
+
+
+def _decided_loss(loss_fn: nn.Module, model: nn.Module) -> nn.Module:
+    """``loss_fn``, or for a :class:`CrossEntropy` that has not decided whether to shift the labels,
+    one that shifts them when ``model`` is a causal language model (the objective's rule)."""
+    if isinstance(loss_fn, CrossEntropy) and loss_fn.causal is None:
+        return CrossEntropy(causal=is_causal_lm(model))
+    return loss_fn
 
 
 def _build_scheduler(
@@ -421,7 +460,9 @@ def _train_epoch(run: _Run, epoch: int, step: int) -> Iterator[dict[str, Any]]:
                 batch = (augment_batch(batch[0], augment), batch[1])
                 if next_batch is not None:
                     next_batch = (augment_batch(next_batch[0], augment), next_batch[1])
-            loss = training_step(run.optimizer, run.model, run.loss_fn, batch, next_batch)
+            loss = training_step(
+                run.optimizer, run.model, run.loss_fn, batch, next_batch, clip_grad_norm=cfg.clip_grad_norm
+            )
         step += 1
         if not math.isfinite(loss):
             raise ConfigError(
