@@ -119,6 +119,7 @@ _TRAIN: dict[str, Flag] = {
             "save_every",
             "seed",
             "label_smoothing",
+            "clip_grad_norm",
             "eval_every",
             "track_sharpness",
             "track_top_k",
