@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch.utils.data import Dataset
+
 from landscape.data.common import check_split
 from landscape.errors import DataError, NoSplitError
 
@@ -53,7 +56,23 @@ def _numeric_columns(split: Any) -> list[str]:
     return kept
 
 
-def read_hf_disk(name: str, split: str) -> Any:
+class SavedSplit(Dataset):
+    """One split of a ``datasets`` folder as a torch map-style dataset of dicts of tensors.
+
+    ``datasets.Dataset`` is no ``torch.utils.data.Dataset``; the objective and the loaders take this.
+    """
+
+    def __init__(self, split: Any) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(v) for k, v in self.split[int(index)].items()}
+
+
+def read_hf_disk(name: str, split: str) -> SavedSplit:
     """The ``split`` of the folder ``hf-disk:DIR`` as a map-style dataset of dicts of tensors.
 
     Raises:
@@ -81,4 +100,4 @@ def read_hf_disk(name: str, split: str) -> Any:
         raise DataError(
             f"data {name!r} has no numeric column ({', '.join(part.column_names)}); tokenize it first"
         )
-    return part.select_columns(columns).with_format("torch")
+    return SavedSplit(part.select_columns(columns).with_format("torch"))

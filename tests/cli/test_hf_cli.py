@@ -99,3 +99,29 @@ def test_data_kwargs_reach_the_data_spec(gpt_tiny_checkpoint):
     res = _run("evaluate", str(path), "--samples", "8", "--data-kwargs", '{"seq_len": 16}', "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["data"]["kwargs"]["seq_len"] == 16
+
+
+def test_evaluate_a_bert_folder_on_a_saved_tokenized_dataset(tmp_path: Path):
+    datasets = pytest.importorskip("datasets")
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 20, (10, 6), generator=g)
+    rows = {"input_ids": ids.tolist(), "attention_mask": torch.ones(10, 6, dtype=torch.int64).tolist()}
+    rows["labels"] = (ids[:, 0] % 3).tolist()
+    split = datasets.Dataset.from_dict(rows)
+    datasets.DatasetDict({"train": split, "test": split}).save_to_disk(str(tmp_path / "tok"))
+    model = tiny_bert()
+    spec = ModelSpec(f"hf:{saved(model, tmp_path / 'bert')}")
+    save_checkpoint(tmp_path / "c.pt", model, model_spec=spec)
+    res = _run(
+        "evaluate", str(tmp_path / "c.pt"), "--data", f"hf-disk:{tmp_path / 'tok'}", "--dtype", "float64"
+    )
+    assert res.exit_code == 0, res.output
+    out = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines() if line.strip()}
+    # the direct mean cross-entropy of the 10 sequences, in float64
+    model = model.double().eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        expected = torch.nn.functional.cross_entropy(logits, ids[:, 0] % 3).item()
+    assert abs(float(out["loss"]) - expected) < 1e-5 and out["num_samples"] == "10"

@@ -37,6 +37,7 @@ def test_the_splits_read_as_dicts_of_tensors_without_the_raw_text(folder: Path):
     train = load_dataset(DataSpec(f"hf-disk:{folder}"))
     test = load_dataset(DataSpec(f"hf-disk:{folder}", split="test"))
     assert (len(train), len(test)) == (6, 4)
+    assert isinstance(train, torch.utils.data.Dataset)  # what the objective and the loaders take
     item = train[2]
     assert set(item) == {"input_ids", "attention_mask", "labels"}
     assert torch.equal(item["input_ids"], torch.tensor(_tokenized(6, 0)["input_ids"][2]))
