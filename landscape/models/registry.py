@@ -20,7 +20,7 @@ from torch import nn
 from landscape.errors import ModelError
 from landscape.models.cnn import SmallCNN
 from landscape.models.gpt_tiny import gpt_tiny
-from landscape.models.huggingface import build_hf_model, is_hf_model
+from landscape.models.huggingface import HF_CONFIG_PREFIX, HF_PREFIX, build_hf_model
 from landscape.models.mlp import MLP
 from landscape.models.mnist1d import MNIST1DCNN, MNIST1DMLP
 from landscape.models.resnet import resnet18, resnet34, resnet50
@@ -121,21 +121,19 @@ MODEL_SOURCES: list[ModelSource] = [
         "hf:DIR",
         build_hf_model,
         "a Hugging Face folder with its weights (from_pretrained, never a download; task in the kwargs)",
-        lambda name: name.startswith("hf:"),
+        lambda name: name.startswith(HF_PREFIX),
     ),
     ModelSource(
         "hf-config:DIR",
         build_hf_model,
         "a random init from a folder's config.json (seed in the kwargs)",
-        lambda name: name.startswith("hf-config:"),
+        lambda name: name.startswith(HF_CONFIG_PREFIX),
     ),
 ]
 
 
 def model_source_builder(name: str) -> Callable[..., nn.Module] | None:
     """The builder of a pattern-source name, taking the model's keyword arguments; ``None`` if none."""
-    if not is_hf_model(name):
-        return None
     for source in MODEL_SOURCES:
         if source.matches(name):
             return functools.partial(source.build, name)
