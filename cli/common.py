@@ -15,6 +15,7 @@ from landscape.data.common import SPLITS
 from landscape.data.registry import data_help
 from landscape.device import resolve_dtype
 from landscape.errors import ConfigError
+from landscape.models.huggingface import HF_TASKS
 from landscape.models.registry import model_help
 
 F = Callable[..., Any]
@@ -27,6 +28,13 @@ def _compose(*decorators: F) -> F:
         return f
 
     return wrap
+
+
+def with_hf_task(model_kwargs: dict[str, Any] | None, hf_task: str | None) -> dict[str, Any] | None:
+    """``model_kwargs`` with ``--hf-task`` added as the ``task`` of a Hugging Face folder model."""
+    if hf_task is None:
+        return model_kwargs
+    return {**(model_kwargs or {}), "task": hf_task}
 
 
 def parse_json_kwargs(value: str | None, option: str = "--model-kwargs") -> dict[str, Any] | None:
@@ -57,6 +65,12 @@ model_options = _compose(
         "--model-kwargs", default=None, metavar="JSON", help="Keyword arguments of the model factory."
     ),
     click.option(
+        "--hf-task",
+        default=None,
+        type=click.Choice(list(HF_TASKS)),
+        help="Task of an hf:DIR / hf-config:DIR model when its config.json does not say (architectures).",
+    ),
+    click.option(
         "--unsafe-load",
         is_flag=True,
         help="Allow unpickling arbitrary objects (a whole nn.Module). Only for files you trust.",
@@ -71,6 +85,13 @@ data_options = _compose(
         help=data_help() + ". Default: the checkpoint's data, else digits.",
     ),
     click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files."),
+    click.option(
+        "--data-kwargs",
+        default=None,
+        metavar="JSON",
+        help="Keyword arguments of the dataset (a registry dataset's, e.g. text's '{\"seq_len\": 128}', or a "
+        "factory's); recorded with the data.",
+    ),
     click.option("--split", default=None, type=click.Choice(SPLITS), help="Data split (default train)."),
     click.option(
         "--samples", default=None, type=int, help="Use a fixed seeded subset of N examples (default: all)."
@@ -154,14 +175,20 @@ def source_options(f: F) -> F:
     """The model, data and device options, handed to the command as one ``source`` dict.
 
     ``source`` holds the keyword arguments of ``objective_from_checkpoint`` (and of the surface and
-    sharpness entry points) with ``--model-kwargs`` parsed and ``--dtype`` resolved, so every command
-    loads a checkpoint the same way.
+    sharpness entry points) with ``--model-kwargs`` parsed (``--hf-task`` in it as ``task``) and
+    ``--dtype`` resolved, so every command loads a checkpoint the same way. ``--data-kwargs``, checked
+    to be a JSON object, is in it as ``data_kwargs`` only when given.
     """
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         source = {k: kwargs.pop(k) for k in SOURCE_KEYS}
-        source["model_kwargs"] = parse_json_kwargs(source["model_kwargs"])
+        source["model_kwargs"] = with_hf_task(
+            parse_json_kwargs(source["model_kwargs"]), kwargs.pop("hf_task")
+        )
+        data_kwargs = parse_json_kwargs(kwargs.pop("data_kwargs"), "--data-kwargs")
+        if data_kwargs is not None:
+            source["data_kwargs"] = data_kwargs
         source["dtype"] = resolve_dtype(source["dtype"])
         return f(*args, source=source, **kwargs)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from landscape.cli.common import echo_json, model_options, parse_json_kwargs
+from landscape.cli.common import echo_json, model_options, parse_json_kwargs, with_hf_task
 from landscape.models.checkpoints import describe_checkpoint, load_checkpoint, load_model
 
 
@@ -15,9 +15,17 @@ from landscape.models.checkpoints import describe_checkpoint, load_checkpoint, l
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
 def info(
-    checkpoint: Path, model: str | None, model_kwargs: str | None, unsafe_load: bool, as_json: bool
+    checkpoint: Path,
+    model: str | None,
+    model_kwargs: str | None,
+    hf_task: str | None,
+    unsafe_load: bool,
+    as_json: bool,
 ) -> None:
     """Describe CHECKPOINT: format, model, parameters per layer type, buffers, dtype, metadata.
+
+    Tied weights (one tensor under several names, as GPT-2's token embedding and output head) are
+    counted once and listed as tied.
 
     \b
     Examples:
@@ -25,7 +33,7 @@ def info(
       landscape info my_state_dict.pt --model resnet18 --json
       landscape info lightning.ckpt --model mypkg.models:make_net --model-kwargs '{"width": 64}'
     """
-    kwargs = parse_json_kwargs(model_kwargs)
+    kwargs = with_hf_task(parse_json_kwargs(model_kwargs), hf_task)
     ckpt = load_checkpoint(checkpoint, unsafe_load=unsafe_load)
     if model is not None:
         _, ckpt = load_model(ckpt, model=model, model_kwargs=kwargs)  # also checks the architecture fits
@@ -47,6 +55,8 @@ def info(
     ]
     for kind, n in desc["parameters_by_layer_type"].items():
         rows.append((f"  {kind}", f"{n:,}"))
+    for group in desc["tied_parameters"]:
+        rows.append(("tied (counted once)", " = ".join(group)))
     rows.append(("buffers", ", ".join(f"{k} ({v:,})" for k, v in desc["buffers"].items()) or "none"))
     rows.append(("dtype", ", ".join(desc["dtypes"])))
     if desc["data"]:

@@ -4,5 +4,6 @@
   line offers); adding a dataset is its reader plus one entry there;
 * ``datasets``: :class:`DataSpec`, :func:`load_dataset`, subsets and analysis loaders;
 * one reader module per source: ``digits``, ``mnist1d`` (generated locally; optional extra),
-  ``cifar``, ``mnist``, ``tensor_file``, ``factory``; ``common``: the splits and the local-folder check.
+  ``cifar``, ``mnist``, ``text`` (pydoc_data's characters), ``tensor_file``, ``hf_disk`` (a
+  ``save_to_disk`` folder), ``factory``; ``common``: the splits and the local-folder check.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,22 +50,31 @@ DATASET_NAMES: tuple[str, ...] = dataset_names()
 
 @dataclass
 class DataSpec:
-    """Where the data comes from; saved in checkpoints and results so a run can be redone."""
+    """Where the data comes from; saved in checkpoints and results so a run can be redone.
+
+    ``kwargs`` are the keyword arguments of the source's reader (``seq_len`` of ``text``, a factory's
+    own); a source adds what it used (``text`` its ``vocab``). They are written only when there are
+    some, so the records of every other dataset read as before.
+    """
 
     name: str = "digits"
     split: str = "train"
     data_dir: str | None = None
     subset: int | None = None
     seed: int = 0
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "split": self.split,
             "data_dir": self.data_dir,
             "subset": self.subset,
             "seed": self.seed,
         }
+        if self.kwargs:
+            d["kwargs"] = dict(self.kwargs)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
@@ -75,6 +84,7 @@ class DataSpec:
             data_dir=d.get("data_dir"),
             subset=d.get("subset"),
             seed=int(d.get("seed", 0)),
+            kwargs=dict(d.get("kwargs") or {}),
         )
 
 
@@ -84,27 +94,47 @@ def load_dataset(spec: DataSpec) -> Dataset:
     When ``spec.subset`` exceeds the dataset's size the whole dataset is used: a
     :class:`~landscape.errors.SubsetSizeWarning` says so and ``spec.subset`` is set to the number of
     examples used, so every result that records the spec records what was used (redoing it with that
-    ``subset`` gives the same data).
+    ``subset`` gives the same data). ``spec.kwargs`` go to the source's reader, and gain what it
+    used (``text`` records its ``seq_len`` and ``vocab``).
 
     Raises:
-        DataError: unknown name, missing or damaged files, or ``spec.subset`` <= 0.
+        DataError: unknown name, missing or damaged files, ``spec.subset`` <= 0, or kwargs for a
+            source that takes none.
         NoSplitError: ``spec.split`` is ``"test"`` and the source has one split only (a factory
             without a ``split`` parameter).
     """
     check_split(spec.split)
-    name = spec.name
-    ds: Dataset = data_source(name).read(name, spec.data_dir, spec.split)
+    ds = _read(spec)
     if spec.subset is not None:
         total = len(ds)  # type: ignore[arg-type]
         if spec.subset > total:
             warnings.warn(
-                f"subset={spec.subset} is more than the {total} examples of {name!r} ({spec.split}); "
+                f"subset={spec.subset} is more than the {total} examples of {spec.name!r} ({spec.split}); "
                 f"using all {total}",
                 SubsetSizeWarning,
                 stacklevel=2,
             )
             spec.subset = total
         ds = fixed_subset(ds, spec.subset, seed=spec.seed)
+    return ds
+
+
+def _read(spec: DataSpec) -> Dataset:
+    """The whole split from the spec's source, with the spec's kwargs; records what the source used."""
+    source = data_source(spec.name)
+    if not isinstance(spec.kwargs, dict):
+        raise DataError(f"the data kwargs of {spec.name!r} must be a dict, got {spec.kwargs!r:.60}")
+    if spec.kwargs and not source.takes_kwargs:
+        raise DataError(
+            f"dataset {spec.name!r} takes no keyword arguments, got {spec.kwargs}; leave the data kwargs out"
+        )
+    if source.takes_kwargs:
+        ds: Dataset = source.read(spec.name, spec.data_dir, spec.split, **spec.kwargs)
+    else:
+        ds = source.read(spec.name, spec.data_dir, spec.split)
+    used = getattr(ds, "spec_kwargs", None)
+    if isinstance(used, dict):
+        spec.kwargs = {**used, **spec.kwargs}
     return ds
 
 

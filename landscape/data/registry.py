@@ -17,12 +17,15 @@ from torch.utils.data import Dataset, TensorDataset
 from landscape.data.cifar import cifar_tensors
 from landscape.data.digits import digits_tensors
 from landscape.data.factory import factory_dataset
+from landscape.data.hf_disk import is_hf_disk, read_hf_disk
 from landscape.data.mnist import mnist_tensors
 from landscape.data.tensor_file import is_tensor_file, tensor_file_tensors
+from landscape.data.text import read_text
 from landscape.errors import DataError
 
-#: ``reader(name, data_dir, split)``: the whole split as a map-style dataset.
-Reader = Callable[[str, "str | None", str], Any]
+#: ``reader(name, data_dir, split, **kwargs)``: the whole split as a map-style dataset (keyword
+#: arguments only for a source that takes them).
+Reader = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class DataSource:
         help: a few words for the command line's help.
         matches: for a pattern source, whether a data name is one of its own (``None``: the name).
         has_test_split: ``False`` where the source holds one dataset only (a tensor file).
+        takes_kwargs: the reader takes keyword arguments (a data spec's ``kwargs``: ``seq_len`` of
+            ``text``, a factory's own).
     """
 
     name: str
@@ -42,6 +47,7 @@ class DataSource:
     help: str
     matches: Callable[[str], bool] | None = None
     has_test_split: bool = True
+    takes_kwargs: bool = False
 
     def is_for(self, name: str) -> bool:
         """Whether the data name ``name`` is read by this source."""
@@ -66,6 +72,12 @@ _SOURCES = (
     ),
     DataSource("mnist", lambda name, d, split: TensorDataset(*mnist_tensors(d, split)), "local IDX files"),
     DataSource(
+        "text",
+        lambda name, d, split, **kwargs: read_text(split, **kwargs),
+        "embedded characters of pydoc_data; seq_len in the data kwargs, default 64",
+        takes_kwargs=True,
+    ),
+    DataSource(
         "FILE",
         lambda name, d, split: TensorDataset(*tensor_file_tensors(name)),
         "a .pt/.npz tensor file",
@@ -73,10 +85,17 @@ _SOURCES = (
         has_test_split=False,
     ),
     DataSource(
+        "hf-disk:DIR",
+        lambda name, d, split: read_hf_disk(name, split),
+        "a Hugging Face datasets folder (save_to_disk, tokenized)",
+        matches=is_hf_disk,
+    ),
+    DataSource(
         "pkg.mod:factory",
-        lambda name, d, split: factory_dataset(name, split),
+        lambda name, d, split, **kwargs: factory_dataset(name, split, kwargs),
         "or a factory",
         matches=lambda name: ":" in name,
+        takes_kwargs=True,
     ),
 )
 
@@ -99,8 +118,8 @@ def data_source(name: str) -> DataSource:
         if source.is_for(name):
             return source
     raise DataError(
-        f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())}, a .pt/.npz file or "
-        "'package.module:factory'"
+        f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())}, a .pt/.npz file, "
+        "'hf-disk:DIR' or 'package.module:factory'"
     )
 
 

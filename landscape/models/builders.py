@@ -20,7 +20,7 @@ from landscape.errors import ModelError
 from landscape.io.factories import resolve_factory
 from landscape.models.cnn import SmallCNN
 from landscape.models.mlp import MLP
-from landscape.models.registry import MODELS, data_sized_kwargs, model_names
+from landscape.models.registry import MODELS, data_sized_kwargs, model_names, model_source_builder
 from landscape.models.resnet import BasicBlock, Bottleneck, CifarResNet, resnet18, resnet34, resnet50
 from landscape.models.wrn import WideBasic, WideResNet
 
@@ -70,17 +70,22 @@ class ModelSpec:
 
 
 def build_model(spec: ModelSpec | str, **kwargs: Any) -> nn.Module:
-    """Build a model from a registry name or ``package.module:factory`` with keyword arguments."""
+    """Build a model from a registry name, a Hugging Face folder (``hf:DIR``, ``hf-config:DIR``; see
+    :mod:`landscape.models.huggingface`) or ``package.module:factory``, with keyword arguments."""
     if isinstance(spec, str):
         spec = ModelSpec(spec, kwargs)
+    source_builder = model_source_builder(spec.name)
     if spec.name in MODELS:
         factory = MODELS[spec.name].builder
+    elif source_builder is not None:
+        factory = source_builder
     elif ":" in spec.name:
         factory = resolve_factory(spec.name)
     else:
         names = ", ".join(model_names())
         raise ModelError(
-            f"unknown model {spec.name!r}; choose one of {names} or give 'package.module:factory'"
+            f"unknown model {spec.name!r}; choose one of {names}, 'hf:DIR', 'hf-config:DIR' or give "
+            "'package.module:factory'"
         )
     try:
         inspect.signature(factory).bind(**spec.kwargs)

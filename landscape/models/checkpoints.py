@@ -436,7 +436,14 @@ def checkpoint_precision(state_dict: dict[str, torch.Tensor]) -> torch.dtype | N
 
 
 def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
-    """A JSON-ready summary: format, model, parameter counts per layer type, buffers, dtype, metadata."""
+    """A JSON-ready summary: format, model, parameter counts per layer type, buffers, dtype, metadata.
+
+    Tied weights (GPT-2's token embedding and output head: one tensor under two names) are counted
+    once, under the first name; ``tied_parameters`` lists each group of names that share one tensor,
+    found from the file (tensors on one storage with the same offset, shape and stride) and from the
+    built model (``named_parameters(remove_duplicate=False)``), so ``num_parameters`` equals
+    ``sum(p.numel() for p in model.parameters())``.
+    """
     sd = ckpt.state_dict
     info: dict[str, Any] = {
         "path": ckpt.path,
@@ -446,21 +453,16 @@ def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
     }
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in sd.values()})
     info["dtypes"] = dtypes
-    module_types: dict[str, str] = {}
-    if ckpt.model_spec is not None or ckpt.module is not None:
-        try:
-            net = ckpt.module if ckpt.module is not None else build_model(ckpt.model_spec)  # type: ignore[arg-type]
-            for name, mod in net.named_modules():
-                for pname, _ in mod.named_parameters(recurse=False):
-                    module_types[f"{name}.{pname}" if name else pname] = type(mod).__name__
-                for bname, _ in mod.named_buffers(recurse=False):
-                    module_types[f"{name}.{bname}" if name else bname] = type(mod).__name__
-        except Exception:
-            module_types = {}
+    net = _described_model(ckpt)
+    module_types = _module_types(net) if net is not None else {}
+    tied = tied_groups(sd, net)
+    repeated = {name for group in tied for name in group[1:]}
     params_by_type: dict[str, int] = {}
     buffers: dict[str, int] = {}
     total_params = 0
     for k, v in sd.items():
+        if k in repeated:
+            continue
         leaf = k.rsplit(".", 1)[-1]
         is_buffer = leaf in ("running_mean", "running_var", "num_batches_tracked") or (
             module_types
@@ -476,6 +478,7 @@ def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
         total_params += v.numel()
     info["num_parameters"] = total_params
     info["parameters_by_layer_type"] = dict(sorted(params_by_type.items(), key=lambda kv: -kv[1]))
+    info["tied_parameters"] = tied
     info["buffers"] = buffers
     info["has_batchnorm_statistics"] = "running_mean" in buffers
     info["data"] = ckpt.data_spec.to_dict() if ckpt.data_spec else None
@@ -486,6 +489,67 @@ def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
     if ckpt.extra:
         info["extra"] = ckpt.extra
     return info
+
+
+def _described_model(ckpt: Checkpoint) -> nn.Module | None:
+    """The checkpoint's model, built to name layer types and ties (``None`` where it does not build)."""
+    if ckpt.module is not None:
+        return ckpt.module
+    if ckpt.model_spec is None:
+        return None
+    try:
+        return build_model(ckpt.model_spec)
+    except Exception:  # a description without layer types beats none: the counts still stand
+        return None
+
+
+def _module_types(net: nn.Module) -> dict[str, str]:
+    """Tensor name -> the type of the module that holds it (every name of a tied parameter)."""
+    types: dict[str, str] = {}
+    for name, mod in net.named_modules(remove_duplicate=False):
+        for pname, _ in mod.named_parameters(recurse=False):
+            types[f"{name}.{pname}" if name else pname] = type(mod).__name__
+        for bname, _ in mod.named_buffers(recurse=False):
+            types[f"{name}.{bname}" if name else bname] = type(mod).__name__
+    return types
+
+
+def tied_groups(state_dict: dict[str, torch.Tensor], net: nn.Module | None = None) -> list[list[str]]:
+    """The groups of state-dict names that hold one tensor, each in state-dict order.
+
+    Two names are tied when their tensors share a storage with the same offset, shape and stride (a
+    file written by ``torch.save`` keeps the sharing), or when ``net`` holds one parameter under both
+    names (``named_parameters(remove_duplicate=False)``; a format that stores copies, such as
+    safetensors, loses the first sign but not this one).
+    """
+    order = {name: i for i, name in enumerate(state_dict)}
+    parent = {name: name for name in state_dict}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    def join(names: list[str]) -> None:
+        names = sorted((n for n in names if n in parent), key=order.__getitem__)
+        for other in names[1:]:
+            parent[find(other)] = find(names[0])
+
+    by_view: dict[tuple[Any, ...], list[str]] = {}
+    for name, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and t.numel() > 0:
+            view = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+            by_view.setdefault(view, []).append(name)
+    by_parameter: dict[int, list[str]] = {}
+    if net is not None:
+        for name, param in net.named_parameters(remove_duplicate=False):
+            by_parameter.setdefault(id(param), []).append(name)
+    for names in [*by_view.values(), *by_parameter.values()]:
+        join(names)
+    groups: dict[str, list[str]] = {}
+    for name in state_dict:
+        groups.setdefault(find(name), []).append(name)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _guess_layer_type(key: str, v: torch.Tensor) -> str:

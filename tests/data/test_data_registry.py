@@ -36,6 +36,8 @@ from landscape.training.batches import load_test_split
         ("data/train.npz", "FILE", False),
         ("x.pt", "FILE", False),
         ("mypkg.data:make", "pkg.mod:factory", True),
+        ("text", "text", True),
+        ("hf-disk:/data/tok", "hf-disk:DIR", True),
     ],
     ids=lambda v: str(v),
 )
@@ -47,7 +49,7 @@ def test_each_data_name_finds_its_source(name, source, test_split):
 def test_an_unknown_name_lists_the_names_and_forms():
     with pytest.raises(DataError, match=r"unknown dataset 'imagenet'; choose one of digits, mnist1d, "):
         data_source("imagenet")
-    assert dataset_names() == ("digits", "mnist1d", "cifar10", "cifar100", "mnist")
+    assert dataset_names() == ("digits", "mnist1d", "cifar10", "cifar100", "mnist", "text")
     assert data_help().startswith("digits (embedded), mnist1d (")
 
 

@@ -237,6 +237,7 @@ def test_default_model_kwargs_of_every_registry_model():
         "wrn": {"in_channels": 1, "num_classes": 10},
         "mnist1d-mlp": {"in_features": 64, "num_classes": 10},
         "mnist1d-cnn": {"length": 8, "num_classes": 10},
+        "gpt-tiny": {"n_positions": 8, "vocab_size": 10},  # the last axis as positions, classes as tokens
     }
     assert set(expected) == set(MODELS)
     for name, kwargs in expected.items():
