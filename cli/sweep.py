@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from landscape.cli.common import echo_json, fail, parse_json_kwargs
+from landscape.cli.common import echo_json, fail, parse_json_kwargs, with_hf_task
 from landscape.cli.train import train as train_command
 from landscape.data.datasets import DataSpec
 from landscape.device import resolve_dtype
@@ -23,8 +23,10 @@ from landscape.training.sweep import describe_plan, plan_runs, plan_sweep, run_s
 _SHARED_TRAIN_OPTIONS = (
     "model",
     "model_kwargs",
+    "hf_task",
     "data",
     "data_dir",
+    "data_kwargs",
     "samples",
     "lr",
     "momentum",
@@ -158,8 +160,16 @@ def sweep(
         fail("--opt-kwargs must not hold 'decomposition'; give it with --decomposition")
         return
     base = TrainConfig(
-        model=ModelSpec(shared["model"], parse_json_kwargs(shared["model_kwargs"]) or {}),
-        data=DataSpec(shared["data"], split="train", data_dir=shared["data_dir"], subset=shared["samples"]),
+        model=ModelSpec(
+            shared["model"], with_hf_task(parse_json_kwargs(shared["model_kwargs"]), shared["hf_task"]) or {}
+        ),
+        data=DataSpec(
+            shared["data"],
+            split="train",
+            data_dir=shared["data_dir"],
+            subset=shared["samples"],
+            kwargs=parse_json_kwargs(shared["data_kwargs"], "--data-kwargs") or {},
+        ),
         lr=shared["lr"],
         momentum=shared["momentum"],
         weight_decay=shared["weight_decay"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from landscape.cli.common import SEED, echo_json, echo_table, parse_json_kwargs
+from landscape.cli.common import HF_TASKS, SEED, echo_json, echo_table, parse_json_kwargs, with_hf_task
 from landscape.cli.flags import as_flags, with_flags
 from landscape.data.datasets import DataSpec
 from landscape.data.registry import data_help
@@ -41,6 +41,12 @@ def to_flags(message: str) -> str:
 )
 @click.option("--model-kwargs", default=None, metavar="JSON", help="Keyword arguments of the model factory.")
 @click.option(
+    "--hf-task",
+    default=None,
+    type=click.Choice(list(HF_TASKS)),
+    help="Task of an hf:DIR / hf-config:DIR model when its config.json does not say (architectures).",
+)
+@click.option(
     "--data",
     default="digits",
     show_default=True,
@@ -48,6 +54,12 @@ def to_flags(message: str) -> str:
     help="Training data: " + data_help() + ".",
 )
 @click.option("--data-dir", default=None, type=click.Path(), help="Folder with local dataset files.")
+@click.option(
+    "--data-kwargs",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments of the dataset (e.g. text's '{\"seq_len\": 128}'); recorded in config.json.",
+)
 @click.option("--samples", default=None, type=int, help="Train on a fixed seeded subset of N examples.")
 @click.option(
     "--optimizer",
@@ -160,8 +172,10 @@ def to_flags(message: str) -> str:
 def train(
     model: str,
     model_kwargs: str | None,
+    hf_task: str | None,
     data: str,
     data_dir: str | None,
+    data_kwargs: str | None,
     samples: int | None,
     optimizer: str,
     loss: str,
@@ -215,8 +229,15 @@ def train(
     if decomposition is not None:
         extra["decomposition"] = decomposition
     config = TrainConfig(
-        model=ModelSpec(model, parse_json_kwargs(model_kwargs) or {}),
-        data=DataSpec(data, split="train", data_dir=data_dir, subset=samples, seed=seed),
+        model=ModelSpec(model, with_hf_task(parse_json_kwargs(model_kwargs), hf_task) or {}),
+        data=DataSpec(
+            data,
+            split="train",
+            data_dir=data_dir,
+            subset=samples,
+            seed=seed,
+            kwargs=parse_json_kwargs(data_kwargs, "--data-kwargs") or {},
+        ),
         optimizer=optimizer,
         lr=lr,
         momentum=momentum,
@@ -257,8 +278,9 @@ def train(
     }
     if as_json:
         echo_json(summary)
-    else:
-        echo_table([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in summary.items()])
+    else:  # the table says "resumed" only for a run that was (the JSON always has the field)
+        rows = [(k, v) for k, v in summary.items() if k != "resumed_from_epoch" or v]
+        echo_table([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in rows])
 
 
 def _draw_sharpness(run: Path) -> Path:

@@ -180,7 +180,14 @@ def input_shape(ds: Dataset) -> tuple[int, ...]:
 
 
 def num_classes(ds: Dataset) -> int:
-    """Number of classes seen in the labels (max label + 1)."""
+    """Number of classes: the dataset's own ``num_classes`` (a vocabulary, for ``text``), else the
+    largest label + 1 (token labels ignore the padding label -100)."""
+    inner = ds.dataset if isinstance(ds, Subset) else ds
+    own = getattr(inner, "num_classes", None)
+    if isinstance(own, int) and not isinstance(own, bool):
+        return own
     if isinstance(ds, TensorDataset):
         return int(ds.tensors[1].max().item()) + 1
-    return int(max(int(ds[i][1]) for i in range(len(ds)))) + 1  # type: ignore[arg-type]
+    items = (ds[i] for i in range(len(ds)))  # type: ignore[arg-type]
+    labels = (item["labels"] if isinstance(item, Mapping) else item[1] for item in items)
+    return int(max(int(torch.as_tensor(y).max()) for y in labels)) + 1

@@ -32,8 +32,12 @@ def resolve_data_spec(
     split: str | None = None,
     samples: int | None = None,
     seed: int = 0,
+    data_kwargs: dict[str, Any] | None = None,
 ) -> DataSpec:
     """The data to analyse: the command line wins, then the checkpoint's own spec, then ``digits``.
+
+    ``data_kwargs`` (the reader's keyword arguments, e.g. ``seq_len`` of ``text``) replace the
+    checkpoint's; without them the checkpoint's stay when the data is the checkpoint's own.
 
     Raises:
         ConfigError: ``samples`` is not a positive integer.
@@ -45,7 +49,12 @@ def resolve_data_spec(
     base = ckpt.data_spec if ckpt is not None and ckpt.data_spec is not None else DataSpec()
     spec = replace(base)
     if data is not None:
-        spec = DataSpec(name=data, data_dir=base.data_dir if data == base.name else None)
+        same = data == base.name
+        spec = DataSpec(
+            name=data, data_dir=base.data_dir if same else None, kwargs=dict(base.kwargs) if same else {}
+        )
+    if data_kwargs is not None:
+        spec.kwargs = dict(data_kwargs)
     if data_dir is not None:
         spec.data_dir = data_dir
     spec.split = split if split is not None else (spec.split or "train")
@@ -71,6 +80,7 @@ def objective_from_checkpoint(
     bn_mode: str = "eval",
     shard: tuple[int, int] | None = None,
     loss: str | None = None,
+    data_kwargs: dict[str, Any] | None = None,
 ) -> tuple[Objective, Checkpoint, DataSpec]:
     """Load a checkpoint's model onto ``device`` and pair it with its (or the given) data.
 
@@ -84,7 +94,9 @@ def objective_from_checkpoint(
         The objective, the checkpoint (with its model spec filled in) and the data spec used.
     """
     net, ckpt = load_model(path, model=model, model_kwargs=model_kwargs, unsafe_load=unsafe_load)
-    spec = resolve_data_spec(ckpt, data=data, data_dir=data_dir, split=split, samples=samples, seed=seed)
+    spec = resolve_data_spec(
+        ckpt, data=data, data_dir=data_dir, split=split, samples=samples, seed=seed, data_kwargs=data_kwargs
+    )
     dataset = load_dataset(spec)
     check_labels_fit(net, dataset)
     objective = Objective(

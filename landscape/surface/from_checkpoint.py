@@ -67,6 +67,7 @@ class CheckpointSource:
         device: ``auto|cpu|cuda[:N]|mps``.
         dtype: model precision (``None``: as stored).
         loss: ``cross-entropy``, ``mse`` or ``pkg.mod:fn`` (``None``: the checkpoint's, else cross-entropy).
+        data_kwargs: keyword arguments of the data's reader (``None``: the checkpoint's).
     """
 
     model: str | None = None
@@ -80,6 +81,7 @@ class CheckpointSource:
     device: str = "auto"
     dtype: torch.dtype | None = None
     loss: str | None = None
+    data_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -67,6 +67,8 @@ def load_test_split(spec: DataSpec) -> Dataset | None:
     if not data_source(spec.name).has_test_split:
         return None
     try:
-        return load_dataset(DataSpec(spec.name, split="test", data_dir=spec.data_dir))
+        return load_dataset(
+            DataSpec(spec.name, split="test", data_dir=spec.data_dir, kwargs=dict(spec.kwargs))
+        )
     except NoSplitError:
         return None

@@ -200,3 +200,11 @@ def test_the_same_command_after_a_finished_run_is_recognised(tmp_path, finished_
     r = _invoke(["--json"], run)
     assert r.exit_code == 0, r.output
     assert '"resumed_from_epoch": 1' in r.output
+
+
+def test_a_fresh_run_does_not_say_it_resumed(tmp_path):
+    r = _invoke([], tmp_path / "fresh")
+    assert r.exit_code == 0, r.output
+    assert "resumed_from_epoch" not in r.output and "train_loss" in r.output
+    again = _invoke([], tmp_path / "fresh")  # a finished run read back says where it resumed from
+    assert again.exit_code == 0 and "resumed_from_epoch" in again.output

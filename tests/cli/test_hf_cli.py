@@ -89,11 +89,6 @@ def test_the_help_offers_the_folder_forms_and_the_text_data():
         assert shown in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs objective_from_checkpoint(data_kwargs=...) in landscape/objective/loading.py (lead, at merge)",
-)
 def test_data_kwargs_reach_the_data_spec(gpt_tiny_checkpoint):
     path, _ = gpt_tiny_checkpoint
     res = _run("evaluate", str(path), "--samples", "8", "--data-kwargs", '{"seq_len": 16}', "--json")
@@ -125,3 +120,21 @@ def test_evaluate_a_bert_folder_on_a_saved_tokenized_dataset(tmp_path: Path):
         logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         expected = torch.nn.functional.cross_entropy(logits, ids[:, 0] % 3).item()
     assert abs(float(out["loss"]) - expected) < 1e-5 and out["num_samples"] == "10"
+
+
+def test_train_gpt_tiny_on_text_sizes_the_model_from_the_data_kwargs(tmp_path: Path):
+    out = tmp_path / "run"
+    res = _run(
+        "train", "--model", "gpt-tiny", "--model-kwargs", '{"n_layer": 1, "n_embd": 16, "n_head": 2}',
+        "--data", "text", "--data-kwargs", '{"seq_len": 16}', "--samples", "48", "--batch-size", "16",
+        "--epochs", "1", "--optimizer", "adamw", "--lr", "1e-3", "--device", "cpu", "-q", "-o", str(out),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    test_split = load_dataset(DataSpec("text", split="test", kwargs={"seq_len": 16}))
+    assert config["data"]["kwargs"]["seq_len"] == 16
+    assert config["model"]["kwargs"]["n_positions"] == 16
+    assert config["model"]["kwargs"]["vocab_size"] == len(test_split.vocab)
+    metrics = (out / "metrics.csv").read_text().splitlines()
+    header, last = metrics[0].split(","), metrics[-1].split(",")
+    assert 0 < float(last[header.index("test_accuracy")]) < 1  # token accuracy, not NaN
