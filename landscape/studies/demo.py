@@ -73,7 +73,12 @@ def _base_config(settings: DemoSettings) -> Any:
 
     return TrainConfig(
         model=ModelSpec.from_dict(settings.model),
-        data=DataSpec(settings.data_name, split="train"),
+        data=DataSpec(
+            settings.data_name,
+            split="train",
+            subset=settings.train_samples,
+            kwargs=dict(settings.data_kwargs),
+        ),
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,

@@ -20,7 +20,7 @@ from landscape.errors import ConfigError, check_choice
 if TYPE_CHECKING:
     from landscape.runs.grouping import Grouping
 
-DATA_CHOICES = ("digits", "mnist1d")
+DATA_CHOICES = ("digits", "mnist1d", "text")
 # Sharpness beyond the Hessian in every run's sharpness.json (landscape.measures, default settings):
 # adaptive-free average- and worst-case sharpness, so flatness is judged by several measures at once.
 DEMO_MEASURES = ("average", "worst")
@@ -56,9 +56,16 @@ class DemoSettings:
     interpolation_points: int = 31
     showcase_rho: float = 0.2
     analysis_seed: int = 0
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))  # tuples become lists, as in the saved file
+        d = json.loads(json.dumps(asdict(self)))  # tuples become lists, as in the saved file
+        # written only where used, so the demo folders of digits and mnist1d keep their demo.json
+        for key, unset in (("data_kwargs", {}), ("train_samples", None)):
+            if d[key] == unset:
+                del d[key]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DemoSettings:
@@ -68,7 +75,8 @@ class DemoSettings:
 
 
 def demo_settings(data: str = "digits", *, quick: bool = False, seed: int = 0) -> DemoSettings:
-    """The demo's settings for ``data`` (``digits`` or ``mnist1d``); ``quick`` runs in under a minute.
+    """The demo's settings for ``data`` (``digits``, ``mnist1d`` or ``text``); ``quick`` runs in under a
+    minute (``text``: a few).
 
     Quick keeps every method (one decomposition, one radius) and two seeds, so intervals exist.
     ``seed`` is the first training seed (the others follow it) and the seed of every analysis draw
@@ -88,6 +96,23 @@ def demo_settings(data: str = "digits", *, quick: bool = False, seed: int = 0) -
                 "kwargs": {"in_features": 64, "hidden": [128, 128], "num_classes": 10, "activation": "relu"},
             },
         )
+    elif data == "text":
+        # a character-level GPT-2 (gpt-tiny, 2 layers of width 32) on 32-character sequences of the
+        # standard library's help text; SGD with momentum as for the other data, on 1024 sequences
+        base = DemoSettings(
+            data=data,
+            quick=quick,
+            data_name="text",
+            data_kwargs={"seq_len": 32},
+            train_samples=1024,
+            model={"name": "gpt-tiny", "kwargs": {"n_layer": 2, "n_embd": 32, "n_head": 2}},
+            epochs=4,
+            lr=0.3,
+            batch_size=32,
+            sharpness_samples=128,
+            surface_points=11,
+            interpolation_points=21,
+        )
     else:
         base = DemoSettings(
             data=data,
@@ -101,8 +126,8 @@ def demo_settings(data: str = "digits", *, quick: bool = False, seed: int = 0) -
         base.decompositions = ("global",)
         base.rhos = (0.2,)
         base.seeds = (0, 1)
-        base.epochs = 6
-        base.sharpness_samples = 256
+        base.epochs = min(base.epochs, 6)
+        base.sharpness_samples = min(base.sharpness_samples, 256)
         base.trace_matvecs = 12
         base.density_runs = 2
         base.density_steps = 20

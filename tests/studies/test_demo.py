@@ -65,8 +65,13 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "settings",
-    [demo_settings(), demo_settings(quick=True, seed=4), demo_settings("mnist1d")],
-    ids=["full", "quick-seed4", "mnist1d"],
+    [
+        demo_settings(),
+        demo_settings(quick=True, seed=4),
+        demo_settings("mnist1d"),
+        demo_settings("text", quick=True),
+    ],
+    ids=["full", "quick-seed4", "mnist1d", "text-quick"],
 )
 def test_settings_round_trip_as_json(settings):
     text = json.dumps(settings.to_dict())  # as demo.json holds them
@@ -74,6 +79,14 @@ def test_settings_round_trip_as_json(settings):
     back = DemoSettings.from_dict(json.loads(text))
     assert back == settings and isinstance(back.rhos, tuple) and isinstance(back.seeds, tuple)
     assert plan_runs(back) == plan_runs(settings)
+
+
+def test_text_settings_are_recorded_and_the_others_keep_their_demo_json_keys():
+    text = demo_settings("text").to_dict()
+    assert text["data_kwargs"] == {"seq_len": 32} and text["train_samples"] == 1024
+    assert text["model"]["name"] == "gpt-tiny"
+    for data in ("digits", "mnist1d"):  # a demo folder made before the text demo still resumes
+        assert not {"data_kwargs", "train_samples"} & set(demo_settings(data).to_dict())
 
 
 # -- end to end ------------------------------------------------------------------------------------
