@@ -176,7 +176,11 @@ def _finish(
     pb = spectrum.per_batch
     if opts.per_batch is not None and pb is None:
         pb = _per_batch(objective, opts, spectrum, stage, quiet=quiet)
-    blocks = _blocks(objective, opts, spectrum, stage, quiet=quiet) if opts.blocks is not None else None
+    blocks = None
+    if opts.blocks is not None:
+        blocks = _blocks(objective, opts, spectrum, stage, quiet=quiet)
+        if opts.backend == "pyhessian":
+            notes.append("per-block spectra: landscape (PyHessian has no block routine)")
     measures = _measures(objective, opts, spectrum.eigen, stage) if opts.measures else None
     eig, tr = spectrum.eigen, spectrum.trace
     # every product of every stage, whether computed now or read back from an interrupted run

@@ -410,3 +410,27 @@ def test_hvp_finite_difference_is_recorded(tmp_path) -> None:
 def test_bad_blocks_and_hvp_are_one_line(cnn_checkpoint, args: list[str], match: str) -> None:
     code, _, stderr = _run(["sharpness", str(cnn_checkpoint), "--device", "cpu", "--top-k", "1", *args])
     assert code != 0 and match in stderr
+
+
+def test_an_interrupted_blocks_run_resumes(cnn_checkpoint, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    from landscape.analysis.result_file import STAGE_FOLDER
+
+    pipeline = importlib.import_module("landscape.analysis.pipeline")
+    out = tmp_path / "out"
+    args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *BLOCKS, "--json", "-o", str(out)]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "block_spectra", killed)
+        assert _run(args)[0] == 130
+    assert (out / STAGE_FOLDER / "eigen.key.json").is_file() and not (out / "blocks.png").exists()
+    code, stdout, stderr = _run(args)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["notes"] == ["stages read back from an interrupted run: eigen"]
+    assert [b["name"] for b in doc["blocks"]["blocks"]] == ["features", "head"]
+    assert (out / "blocks.png").is_file() and not (out / STAGE_FOLDER).exists()
