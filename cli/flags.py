@@ -164,6 +164,10 @@ COMMAND_PARAM_FLAGS: dict[str, dict[str, Flag]] = {
     "train": _TRAIN,
 }
 COMMAND_PARAM_FLAGS["compare"] = COMMAND_PARAM_FLAGS["compare-magnitude"]
+COMMAND_PARAM_FLAGS["sharpness"] = {
+    "blocks": Flag("--blocks", unquote=True),
+    "hvp": Flag("--hvp", unquote=True),
+}
 
 # Flags a command has for library names its messages still show as Python names, because its tests
 # assert them (tests/cli/test_sharpness_cli.py, tests/cli/test_bad_input_analysis.py): moving an entry
@@ -252,7 +256,6 @@ NOT_FLAGS: dict[str, str] = {
         "a notebook user's argument of a function the commands call with fixed values",
     ),
     "eval_batch_size": "a training option without a flag (the evaluation batch is --batch-size)",
-    "hvp": "HessianOperator's product (exact or finite-difference), set in Python until a command takes it",
     "extra": "the options of a measure added through the registry, set in Python (MeasureOptions.extra)",
 }
 

@@ -11,7 +11,7 @@ from landscape.analysis import SharpnessOptions, SharpnessResult
 from landscape.analysis import sharpness as compute_sharpness
 from landscape.analysis.options import BACKENDS
 from landscape.analysis.result_file import (
-    DENSITY_FILES,
+    COMPANION_FILES,
     SHARPNESS_FILE,
     SharpnessFile,
     resume_folder,
@@ -28,9 +28,10 @@ from landscape.cli.common import (
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
 from landscape.device import resolve_device
 from landscape.distributed import process_group
+from landscape.hessian.blocks import block_patterns
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
-from landscape.hessian.operator import HVP_MODES
+from landscape.hessian.operator import HVP_METHODS, HVP_MODES
 from landscape.hessian.trace_estimation import TRACE_METHODS
 from landscape.measures import MEASURE_NAMES, MeasureOptions, parse_measure_names
 from landscape.measures.options import PERTURB_NORMS
@@ -89,6 +90,15 @@ def _fmt(v: float | None) -> str:
     help="Group of --per-layer: each tensor or each module.",
 )
 @click.option(
+    "--blocks",
+    default=None,
+    metavar="GLOB[,GLOB...]|auto",
+    help="Per-block spectra: top-k and density (--density-runs x --density-steps) of the Hessian of "
+    "each block (one per glob of parameter names; auto: per transformer layer attention, MLP and "
+    "norms, plus embeddings; per top-level module otherwise) and their Jensen-Shannon distances: "
+    'sharpness.json "blocks" and blocks.png in -o DIR.',
+)
+@click.option(
     "--per-batch", default=None, type=int, metavar="B", help="Top-5 of each of the first B batches."
 )
 @click.option(
@@ -134,6 +144,15 @@ def _fmt(v: float | None) -> str:
     help="Hessian-vector product: reverse-over-reverse or forward-over-reverse.",
 )
 @click.option(
+    "--hvp",
+    default="exact",
+    show_default=True,
+    type=click.Choice(HVP_METHODS),
+    help="exact: second derivatives, with attention on its math kernel (an op without a double "
+    "backward switches to finite-difference, with a warning); finite-difference: central differences "
+    "of gradients (first derivatives only, a gradient's memory). Recorded in sharpness.json.",
+)
+@click.option(
     "--cache-graphs",
     is_flag=True,
     help="Keep every batch's gradient graph between products: faster rev-rev products when the "
@@ -170,6 +189,7 @@ def sharpness(
     density_steps: int,
     per_layer: bool,
     per_layer_by: str,
+    blocks: str | None,
     per_batch: int | None,
     measure: str | None,
     rho: float,
@@ -183,6 +203,7 @@ def sharpness(
     layer: str | None,
     backend: str,
     hvp_mode: str,
+    hvp: str,
     cache_graphs: bool,
     bn_mode: str,
     allow_nondeterministic: bool,
@@ -217,6 +238,8 @@ def sharpness(
       landscape sharpness ckpt.pt --top-k 20 --eigen-block 4
       landscape sharpness ckpt.pt --trace --trace-rtol 0.01 --density -o out/
       landscape sharpness ckpt.pt --per-batch 10 --batch-size 128
+      landscape sharpness ckpt.pt --blocks auto --top-k 3 -o out/
+      landscape sharpness ckpt.pt --blocks 'transformer.h.0.attn.*,transformer.h.0.mlp.*' --hvp finite-difference
       landscape sharpness ckpt.pt --measure worst,average --adaptive --rho 0.05 -o out/
       landscape sharpness ckpt.pt --backend pyhessian --trace --trace-method hutchinson
       torchrun --nproc-per-node 2 -m landscape sharpness ckpt.pt --device cpu
@@ -263,6 +286,8 @@ def sharpness(
         ),
         backend=backend,
         mode=hvp_mode,
+        hvp=hvp,
+        blocks=block_patterns(blocks) if blocks is not None else None,
         seed=seed,
         allow_nondeterministic=allow_nondeterministic,
         cache_graphs=cache_graphs,
@@ -271,7 +296,7 @@ def sharpness(
         options, ckpt, spec, batch_size=source["batch_size"], dtype=source["dtype"], bn_mode=bn_mode
     )
     if out is not None:
-        check_replaceable(out / SHARPNESS_FILE, settings, companions=DENSITY_FILES, overwrite=overwrite)
+        check_replaceable(out / SHARPNESS_FILE, settings, companions=COMPANION_FILES, overwrite=overwrite)
     quiet = quiet or as_json or (shard is not None and shard[0] != 0)
     world_size = shard[1] if shard else 1
     stage_dir = resume_folder(out, world_size=world_size) if out is not None else None
@@ -280,7 +305,9 @@ def sharpness(
         return  # rank 0 reports
     record = SharpnessFile.from_settings(result, settings, checkpoint=checkpoint, world_size=world_size)
     if out is not None:
-        write_sharpness_file(out, record, density_figure=_density_figure(result))
+        write_sharpness_file(
+            out, record, density_figure=_density_figure(result), blocks_figure=_blocks_figure(result)
+        )
     if as_json:
         echo_json(record.to_dict())
     else:
@@ -310,6 +337,26 @@ def _density_figure(result: SharpnessResult) -> Any:
     )
 
 
+def _blocks_figure(result: SharpnessResult) -> Any:
+    """``blocks.png``: the blocks' densities and their Jensen-Shannon distances (``None`` without)."""
+    if result.blocks is None:
+        return None
+    from landscape.plot.spectrum import plot_block_spectra
+
+    return plot_block_spectra(result.blocks)
+
+
+def _product_rows(r: SharpnessResult) -> list[tuple[str, object]]:
+    """How the products were formed (``hvp_info``), as table rows."""
+    info = r.hvp_info
+    if not info:
+        return []
+    product = info.get("hvp")
+    if info.get("hvp_fallback_op"):
+        product = f"{product} (fallback: {info['hvp_fallback_op']} has no double backward)"
+    return [("product / attention", f"{product} / {info.get('attention_backend')}")]
+
+
 def _print_table(r: SharpnessResult, out: Path | None) -> None:
     rows: list[tuple[str, object]] = []
     for i, (lam, res, ok) in enumerate(zip(r.eigenvalues, r.residuals, r.converged), start=1):
@@ -335,6 +382,13 @@ def _print_table(r: SharpnessResult, out: Path | None) -> None:
     for name, m in (r.measures or {}).items():
         spread = "" if m.stderr is None else f" +- {_fmt(m.stderr)}"
         rows.append((f"measure {name}", f"{_fmt(m.value)}{spread}"))
+    if r.blocks is not None:
+        rows.append(
+            ("blocks: mean JS distance", f"{_fmt(r.blocks.mean_js_distance)} ({len(r.blocks.blocks)} blocks)")
+        )
+        for b in r.blocks.blocks:
+            top = ", ".join(_fmt(float(v)) for v in b.eigenvalues)
+            rows.append((f"  {b.name}", f"eigenvalues {top}  ({b.num_params:,} parameters)"))
     if r.per_layer is not None:
         for e in r.per_layer.layers:
             rows.append(
@@ -348,6 +402,7 @@ def _print_table(r: SharpnessResult, out: Path | None) -> None:
         ("samples", r.samples),
         ("parameters", f"{r.num_params:,}"),
         ("backend / hvp", f"{r.backend} / {r.hvp_mode}"),
+        *_product_rows(r),
         ("device / dtype", f"{r.device} / {r.dtype}"),
         ("bn_mode", r.bn_mode),
         ("seed", r.seed),

@@ -2,7 +2,7 @@
 
 Above :mod:`landscape.hessian` (the numerics) and :mod:`landscape.measures` (sharpness beyond the
 Hessian): :func:`sharpness` runs the stages a :class:`SharpnessOptions` asks for (top-k, trace,
-density, per layer, per batch, measures), each resumable (``stages``), and returns a
+density, per layer, per block, per batch, measures), each resumable (``stages``), and returns a
 :class:`SharpnessResult`; ``pyhessian_backend`` runs the same stages with PyHessian's algorithms.
 ``result_file`` is the one writer and reader of ``sharpness.json`` (:class:`SharpnessFile`: the result
 with the checkpoint, sample and settings it was made from), for the CLI, the demo, ``landscape

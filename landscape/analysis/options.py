@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from landscape.errors import ConfigError, check_choice, check_positive
+from landscape.hessian.blocks import check_block_patterns
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
+from landscape.hessian.operator import HVP_METHODS
 from landscape.hessian.trace_estimation import MIN_MATVECS, TRACE_METHODS
 from landscape.measures.dispatch import parse_measure_names
 from landscape.measures.options import MeasureOptions
@@ -65,6 +67,14 @@ class SharpnessOptions:
         measure_options: their settings (``None``: the defaults; its ``seed`` is replaced by ``seed``).
         backend: ``'landscape'`` or ``'pyhessian'``.
         mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
+        hvp: ``'exact'`` (on the math attention kernel; an op without a double backward switches to
+            finite differences with a warning) or ``'finite-difference'`` (central differences of
+            gradients: first derivatives only, a gradient's memory); every operator of every stage.
+        blocks: per-block spectra: ``None`` (none), ``'auto'`` (per transformer layer: attention,
+            MLP and norms, plus the embeddings; per top-level module otherwise) or glob patterns of
+            parameter names, one block each (:mod:`landscape.hessian.blocks`). Top-``top_k`` and
+            the density (``density_runs`` x ``density_steps``) of each block, and their
+            Jensen-Shannon distances.
         seed: seed of every random draw.
         allow_nondeterministic: skip the determinism check of loader data.
         cache_graphs: keep every batch's gradient graph between products (rev-rev; faster when
@@ -91,6 +101,8 @@ class SharpnessOptions:
     measure_options: MeasureOptions | None = None
     backend: str = "landscape"
     mode: str = "auto"
+    hvp: str = "exact"
+    blocks: str | tuple[str, ...] | None = None
     seed: int = 0
     allow_nondeterministic: bool = False
     cache_graphs: bool = False
@@ -139,6 +151,7 @@ class SharpnessOptions:
         check_choice("backend", self.backend, BACKENDS)
         check_choice("trace_method", self.trace_method, TRACE_METHODS)
         check_choice("per_batch_which", self.per_batch_which, WHICH)
+        check_choice("hvp", self.hvp, HVP_METHODS)
         check_positive("top_k", self.top_k)
         check_positive("tol", self.tol)
         self._check_eigen_block(num_params)
@@ -149,6 +162,10 @@ class SharpnessOptions:
         self._check_budgets(num_params)
         if self.measures:
             check_measure_options(parse_measure_names(self.measures), self.measure_settings)
+        if self.blocks is not None:
+            check_block_patterns(self.blocks)
+            check_positive("density_runs", self.density_runs)
+            check_positive("density_steps", self.density_steps)
         if self.backend == "pyhessian":
             self._check_pyhessian()
 
@@ -193,6 +210,11 @@ class SharpnessOptions:
             check_positive("per_batch", self.per_batch)
 
     def _check_pyhessian(self) -> None:
+        if self.hvp != "exact":
+            raise ConfigError(
+                f"hvp={self.hvp!r} is not available with backend='pyhessian' (its own exact "
+                "products); use backend='landscape' or hvp='exact'"
+            )
         if self.which == "SA":
             raise ConfigError(
                 "which='SA' is not available with backend='pyhessian' (power iteration finds the "
@@ -209,5 +231,8 @@ class SharpnessOptions:
         """JSON-ready settings (``measures`` as a list, ``measure_options`` as a dictionary)."""
         d = asdict(self)
         d["measures"] = list(self.measures)
+        d["blocks"] = (
+            self.blocks if self.blocks is None or isinstance(self.blocks, str) else list(self.blocks)
+        )
         d["measure_options"] = self.measure_settings.to_dict() if self.measures else None
         return d

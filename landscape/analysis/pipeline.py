@@ -2,7 +2,8 @@
 
 Full-data ``lambda_max`` and the top-``k`` eigenvalues (Lanczos, or block Lanczos with ``eigen_block``), optionally the trace (Hutch++,
 Hutchinson or XTrace; fixed budget or target relative standard error), the spectral density (SLQ),
-per-layer curvature, the per-batch protocol of the empirical SAM study
+per-layer curvature, per-block spectra with their Jensen-Shannon distances
+(:mod:`landscape.hessian.blocks`), the per-batch protocol of the empirical SAM study
 (:mod:`landscape.hessian.per_batch`) and the sharpness measures beyond the spectrum
 (:mod:`landscape.measures`: worst/average-case, Keskar, PAC-Bayes, Fisher-Rao, ...).
 
@@ -30,6 +31,7 @@ from landscape.analysis.result import SharpnessResult, SpectrumStages
 from landscape.analysis.stages import StageCache
 from landscape.errors import ConfigError
 from landscape.hessian.block_krylov import block_lanczos
+from landscape.hessian.blocks import BlockSpectra, block_spectra
 from landscape.hessian.krylov import lanczos
 from landscape.hessian.layer_blocks import per_layer
 from landscape.hessian.operator import HessianOperator
@@ -92,9 +94,14 @@ def sharpness(
             cache_graphs=opts.cache_graphs,
             # a block of eigen_block products is one data pass (the operator's default holds 16)
             block_size=max(16, opts.eigen_block_size or 1),
+            hvp=opts.hvp,
         )
         if resume_dir is not None:
-            cache = StageCache.for_objective(resume_dir, objective, hvp_mode=op.mode, seed=opts.seed)
+            # hvp keys the stages only when not the default, so stages kept before it existed still match
+            product = {} if opts.hvp == "exact" else {"hvp": opts.hvp}
+            cache = StageCache.for_objective(
+                resume_dir, objective, hvp_mode=op.mode, seed=opts.seed, **product
+            )
         spectrum = _landscape_spectrum(op, objective, opts, _stage_runner(cache), quiet=quiet)
         spectrum.operator = op
     return _finish(objective, opts, spectrum, _stage_runner(cache), cache, t0, quiet=quiet)
@@ -168,23 +175,16 @@ def _finish(
     dens, layers = _density_and_layers(objective, opts, spectrum, stage, notes, quiet=quiet)
     pb = spectrum.per_batch
     if opts.per_batch is not None and pb is None:
-        pb = stage(
-            "per_batch",
-            {"batches": opts.per_batch, "which": opts.per_batch_which},
-            PerBatchResult,
-            lambda: per_batch_protocol(
-                objective,
-                opts.per_batch,
-                which=opts.per_batch_which,
-                seed=opts.seed,
-                mode=opts.mode,
-                quiet=quiet,
-            ),
-        )
+        pb = _per_batch(objective, opts, spectrum, stage, quiet=quiet)
+    blocks = None
+    if opts.blocks is not None:
+        blocks = _blocks(objective, opts, spectrum, stage, quiet=quiet)
+        if opts.backend == "pyhessian":
+            notes.append("per-block spectra: landscape (PyHessian has no block routine)")
     measures = _measures(objective, opts, spectrum.eigen, stage) if opts.measures else None
     eig, tr = spectrum.eigen, spectrum.trace
     # every product of every stage, whether computed now or read back from an interrupted run
-    total = sum(r.matvecs for r in (eig, tr, dens, layers, pb) if r is not None)
+    total = sum(r.matvecs for r in (eig, tr, dens, layers, pb, blocks) if r is not None)
     if cache is not None and cache.reused:
         notes.insert(0, f"stages read back from an interrupted run: {', '.join(cache.reused)}")
     meta = objective.metadata()
@@ -205,10 +205,12 @@ def _finish(
         backend=opts.backend,
         hvp_mode=spectrum.hvp_mode,
         seconds=time.perf_counter() - t0,
+        hvp_info=spectrum.operator.info if spectrum.operator is not None else None,
         trace=tr,
         density=dens,
         per_layer=layers,
         per_batch=pb,
+        blocks=blocks,
         measures=measures,
         notes=notes,
     )
@@ -232,7 +234,7 @@ def _density_and_layers(
         # the backend's operator when it has one (data already checked), else a new one
         op = spectrum.operator
         if op is None:
-            op = HessianOperator(objective, mode=opts.mode, allow_nondeterministic=True)
+            op = HessianOperator(objective, mode=opts.mode, allow_nondeterministic=True, hvp=opts.hvp)
         dens = stage(
             "density",
             {"runs": opts.density_runs, "steps": opts.density_steps},
@@ -251,11 +253,73 @@ def _density_and_layers(
                 group_by=opts.per_layer_by,
                 seed=opts.seed,
                 mode=opts.mode,
+                hvp=_product(opts, spectrum),
                 quiet=quiet,
                 allow_nondeterministic=True,
             ),
         )
     return dens, layers
+
+
+def _product(opts: SharpnessOptions, spectrum: SpectrumStages) -> str:
+    """The product the later stages use: the backend operator's once it ran (an exact product that
+    fell back to finite differences stays there, without a warning per stage), else ``opts.hvp``."""
+    op = spectrum.operator
+    return op.hvp_method if op is not None else opts.hvp
+
+
+def _per_batch(
+    objective: Objective, opts: SharpnessOptions, spectrum: SpectrumStages, stage: Stage, *, quiet: bool
+) -> PerBatchResult:
+    """The per-batch protocol (this package's)."""
+    return stage(
+        "per_batch",
+        {"batches": opts.per_batch, "which": opts.per_batch_which},
+        PerBatchResult,
+        lambda: per_batch_protocol(
+            objective,
+            opts.per_batch,
+            which=opts.per_batch_which,
+            seed=opts.seed,
+            mode=opts.mode,
+            hvp=_product(opts, spectrum),
+            quiet=quiet,
+        ),
+    )
+
+
+def _blocks(
+    objective: Objective, opts: SharpnessOptions, spectrum: SpectrumStages, stage: Stage, *, quiet: bool
+) -> BlockSpectra:
+    """Per-block top-k and densities (``top_k`` and the density settings) and their JS distances."""
+    selection = opts.blocks if isinstance(opts.blocks, str) else list(opts.blocks or ())
+    return stage(
+        "blocks",
+        {
+            "blocks": selection,
+            "top_k": opts.top_k,
+            "which": opts.which,
+            "tol": opts.tol,
+            "max_matvecs": opts.max_matvecs,
+            "runs": opts.density_runs,
+            "steps": opts.density_steps,
+        },
+        BlockSpectra,
+        lambda: block_spectra(
+            objective,
+            selection,
+            top_k=opts.top_k,
+            which=opts.which,
+            tol=opts.tol,
+            max_matvecs=opts.max_matvecs,
+            runs=opts.density_runs,
+            steps=opts.density_steps,
+            seed=opts.seed,
+            mode=opts.mode,
+            hvp=_product(opts, spectrum),
+            quiet=quiet,
+        ),
+    )
 
 
 def _measures(objective: Objective, opts: SharpnessOptions, eig: EigenResult, stage: Stage) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from landscape.hessian.blocks import BlockSpectra
 from landscape.hessian.results import (
     DensityResult,
     EigenResult,
@@ -25,7 +26,12 @@ class SharpnessResult(SavedResult):
     ``eigenvalues`` are listed most-wanted first: ``which='LA'`` descending, ``'SA'`` ascending (the
     most negative first), ``'LM'`` by decreasing magnitude (``residuals`` and ``converged`` follow the
     same order). ``matvecs`` is the total number of Hessian-vector products (the measures count their
-    own cost). ``measures`` maps each measure's name to its
+    own cost). ``hvp_info`` is how the products were formed (:attr:`HessianOperator.info
+    <landscape.hessian.operator.HessianOperator.info>`: ``hvp`` exact or finite-difference, the
+    ``attention_backend`` they ran on, the op that sent an exact product to finite differences
+    (``hvp_fallback_op``), the ``finite_difference_step`` rule; ``None`` for PyHessian and for files
+    written before it was recorded). ``blocks`` holds the per-block spectra
+    (:class:`~landscape.hessian.blocks.BlockSpectra`). ``measures`` maps each measure's name to its
     :class:`~landscape.measures.common.MeasureResult` (``None`` when none was asked for).
     """
 
@@ -52,6 +58,8 @@ class SharpnessResult(SavedResult):
     measures: dict[str, MeasureResult] | None = None
     notes: list[str] = field(default_factory=list)
     operator: Any = None
+    hvp_info: dict[str, Any] | None = None
+    blocks: BlockSpectra | None = None
 
     _array_fields: ClassVar[tuple[str, ...]] = ("eigenvalues", "residuals")
     _nested: ClassVar[dict[str, type[SavedResult]]] = {
@@ -59,6 +67,7 @@ class SharpnessResult(SavedResult):
         "density": DensityResult,
         "per_layer": PerLayerResult,
         "per_batch": PerBatchResult,
+        "blocks": BlockSpectra,
     }
 
     @property

@@ -9,7 +9,9 @@ The file holds, in this order, where the result came from, the result, and what 
                                                                   result depends on
 
 ``density.npz`` (the SLQ arrays) and ``density.png`` (drawn by the caller, who owns the figure) sit
-beside it when the result has a density, and never when it has none. Finished stages of an
+beside it when the result has a density, and never when it has none; ``blocks.png`` (the per-block
+densities and their Jensen-Shannon distances, whose numbers are all in the JSON's ``blocks``) when it
+has per-block spectra. Finished stages of an
 interrupted run wait in ``.sharpness-stages/`` (:func:`resume_folder`) until the file is written.
 ``landscape sharpness -o DIR``, the demo, ``landscape compare`` and a notebook all write and read
 through :func:`write_sharpness_file` and :func:`read_sharpness_file`.
@@ -38,6 +40,10 @@ if TYPE_CHECKING:
 SHARPNESS_FILE = "sharpness.json"
 #: Written beside ``sharpness.json`` by the same result (and removed when it has no density).
 DENSITY_FILES = ("density.npz", "density.png")
+#: Written beside ``sharpness.json`` when the result has per-block spectra (removed when it has none).
+BLOCK_FILES = ("blocks.png",)
+#: Every file a result writes beside ``sharpness.json``.
+COMPANION_FILES = (*DENSITY_FILES, *BLOCK_FILES)
 #: Where the finished stages of an unfinished run are kept (removed once the file is written).
 STAGE_FOLDER = ".sharpness-stages"
 _PROVENANCE = ("checkpoint", "checkpoint_digest", "data", "batch_size", "world_size")
@@ -110,6 +116,11 @@ def sharpness_settings(
     }
     if options.eigen_block_size is not None:  # absent for single-vector Lanczos, as before
         settings["eigen_block"] = options.eigen_block_size
+    if options.hvp != "exact":  # absent for the default product, so results written before still match
+        settings["hvp"] = options.hvp
+    if options.blocks is not None:
+        blocks = options.blocks
+        settings["blocks"] = blocks if isinstance(blocks, str) else list(blocks)
     if options.measures:  # absent otherwise, so results written before measures existed still match
         settings["measures"] = {
             "names": list(options.measures),
@@ -216,15 +227,20 @@ def resume_folder(out_dir: str | Path, *, world_size: int = 1) -> Path | None:
 
 
 def write_sharpness_file(
-    out_dir: str | Path, record: SharpnessFile, *, density_figure: Figure | None = None
+    out_dir: str | Path,
+    record: SharpnessFile,
+    *,
+    density_figure: Figure | None = None,
+    blocks_figure: Figure | None = None,
 ) -> dict[str, Path]:
-    """Write ``out_dir/sharpness.json`` and its density companions, atomically; then drop the stages.
+    """Write ``out_dir/sharpness.json`` and its companions, atomically; then drop the stages.
 
     Args:
         out_dir: the result folder (created).
         record: what to write.
         density_figure: the figure saved as ``density.png`` when the result has a density (drawn by
             the caller: the library's plots sit above this package).
+        blocks_figure: the figure saved as ``blocks.png`` when the result has per-block spectra.
 
     Returns:
         The files written, by name.
@@ -243,7 +259,9 @@ def write_sharpness_file(
         )
     if d is not None and density_figure is not None:
         paths["density.png"] = save_figure(density_figure, out / "density.png")
-    for name in DENSITY_FILES:  # left by a result this one replaced: they would contradict it
+    if record.result.blocks is not None and blocks_figure is not None:
+        paths["blocks.png"] = save_figure(blocks_figure, out / "blocks.png")
+    for name in COMPANION_FILES:  # left by a result this one replaced: they would contradict it
         if name not in paths:
             (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / STAGE_FOLDER, ignore_errors=True)

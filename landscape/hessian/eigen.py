@@ -21,6 +21,7 @@ def top_eigenpairs(
     mode: str = "auto",
     allow_nondeterministic: bool = False,
     cache_graphs: bool = False,
+    hvp: str = "exact",
     quiet: bool = True,
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of the Hessian of ``objective`` by thick-restart Lanczos.
@@ -37,6 +38,8 @@ def top_eigenpairs(
         mode: HVP mode ``'auto'|'rev-rev'|'fwd-rev'``.
         allow_nondeterministic: skip the determinism check of loader data.
         cache_graphs: keep every batch's gradient graph between products (see ``HessianOperator``).
+        hvp: ``'exact'`` (on the math attention kernel) or ``'finite-difference'`` (central differences
+            of gradients; see ``HessianOperator``).
         quiet: no progress bar.
 
     Returns:
@@ -44,7 +47,11 @@ def top_eigenpairs(
         shaped like ``objective.params`` per eigenpair (unit norm over all parameters).
     """
     op = HessianOperator(
-        objective, mode=mode, allow_nondeterministic=allow_nondeterministic, cache_graphs=cache_graphs
+        objective,
+        mode=mode,
+        allow_nondeterministic=allow_nondeterministic,
+        cache_graphs=cache_graphs,
+        hvp=hvp,
     )
     res = lanczos(op, k, which=which, tol=tol, max_matvecs=max_matvecs, seed=seed, quiet=quiet)
     assert res.vectors is not None

@@ -34,6 +34,14 @@ def parameter_groups(names: Sequence[str], group_by: str = "param") -> dict[str,
     return groups
 
 
+def block_operator(
+    objective: Objective, indices: Sequence[int], *, mode: str = "auto", hvp: str = "exact"
+) -> HessianOperator:
+    """The operator of the diagonal block ``H_gg`` of the tensors ``indices`` (products differentiate
+    only those tensors); the data was checked by the caller's full operator."""
+    return HessianOperator(objective, mode=mode, param_indices=indices, allow_nondeterministic=True, hvp=hvp)
+
+
 def per_layer(
     objective: Objective,
     *,
@@ -43,6 +51,7 @@ def per_layer(
     trace_matvecs: int = 64,
     seed: int = 0,
     mode: str = "auto",
+    hvp: str = "exact",
     allow_nondeterministic: bool = False,
     quiet: bool = True,
 ) -> PerLayerResult:
@@ -56,6 +65,7 @@ def per_layer(
         trace_matvecs: Rademacher probes of the shared Hutchinson run.
         seed: seed of the start vectors and probes.
         mode: HVP mode.
+        hvp: ``'exact'`` or ``'finite-difference'`` (:class:`~landscape.hessian.operator.HessianOperator`).
         allow_nondeterministic: skip the determinism check.
         quiet: no progress bar.
 
@@ -64,7 +74,7 @@ def per_layer(
     """
     t0 = time.perf_counter()
     groups = parameter_groups(objective.param_names, group_by)
-    full = HessianOperator(objective, mode=mode, allow_nondeterministic=allow_nondeterministic)
+    full = HessianOperator(objective, mode=mode, allow_nondeterministic=allow_nondeterministic, hvp=hvp)
     n = full.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     offsets = [0]
@@ -83,7 +93,7 @@ def per_layer(
     entries: list[LayerEntry] = []
     matvecs = full.matvecs
     for g, idx in track(list(groups.items()), "per-layer top eigenvalues", quiet=quiet):
-        op = HessianOperator(objective, mode=mode, param_indices=idx, allow_nondeterministic=True)
+        op = block_operator(objective, idx, mode=mode, hvp=hvp)
         res = lanczos(op, 1, which="LA", tol=tol, max_matvecs=max_matvecs, seed=seed, return_vectors=False)
         s = torch.cat(samples[g])
         matvecs += op.matvecs

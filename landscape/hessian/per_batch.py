@@ -31,6 +31,7 @@ def per_batch_protocol(
     max_matvecs: int | None = None,
     seed: int = 0,
     mode: str = "auto",
+    hvp: str = "exact",
     quiet: bool = True,
 ) -> PerBatchResult:
     """Top-``k`` eigenvalues of each of the first ``batches`` batch Hessians (batch-mean loss).
@@ -44,6 +45,7 @@ def per_batch_protocol(
         max_matvecs: Lanczos budget per batch.
         seed: seed of the start vectors.
         mode: HVP mode.
+        hvp: ``'exact'`` or ``'finite-difference'`` (:class:`~landscape.hessian.operator.HessianOperator`).
         quiet: no progress bar.
 
     Returns:
@@ -59,7 +61,7 @@ def per_batch_protocol(
     size = 0
     chosen = list(itertools.islice(objective.batches(), batches))
     for x, y, _ in track(chosen, "per-batch eigenvalues", quiet=quiet):
-        op = HessianOperator(objective, mode=mode, batches=[(x, y, 1.0)], check_determinism=False)
+        op = HessianOperator(objective, mode=mode, batches=[(x, y, 1.0)], check_determinism=False, hvp=hvp)
         res = lanczos(op, min(k, op.shape[0]), which=which, tol=tol, max_matvecs=max_matvecs, seed=seed)
         rows.append(np.sort(res.eigenvalues)[::-1])
         matvecs += res.matvecs

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from landscape.data.datasets import digits_tensors
+from landscape.hessian.attention import second_order_attention
 from landscape.models.builders import build_model
 from landscape.objective.core import Objective
 
@@ -29,9 +30,12 @@ __all__ = ["dense_hessian", "digits", "make_cnn", "make_mlp", "spectrum_matrix"]
 def dense_hessian(obj: Objective) -> torch.Tensor:
     """The dense Hessian of ``obj``'s full-data loss over its flat parameters.
 
-    ``torch.func.hessian`` of ``sum_b w_b L_b(theta)`` (the same per-batch weights as the objective, so
-    the mean over the whole sample), symmetrized as ``(H + H^T) / 2``. Costs ``n`` backward passes and
-    ``n^2`` floats: for models of up to a few thousand parameters.
+    ``torch.autograd.functional.hessian`` of ``sum_b w_b L_b(theta)`` (the same per-batch weights as the
+    objective, so the mean over the whole sample), with attention on its math kernel (the one with a
+    double backward), symmetrized as ``(H + H^T) / 2``; its rows are batched reverse-mode products
+    (``vectorize=True``). Not ``torch.func.hessian``: its vmapped forward-over-reverse rows come out
+    wrong (an asymmetric Hessian, off by 0.2) on the LayerNorm rows of Hugging Face GPT-2. Costs ``n``
+    backward passes and ``n^2`` floats: for models of up to a few thousand parameters.
 
     Args:
         obj: the objective (use float64 for reference values).
@@ -52,7 +56,8 @@ def dense_hessian(obj: Objective) -> torch.Tensor:
         d.update({n: c.view(s) for n, c, s in zip(names, torch.split(flat, sizes), shapes)})
         return sum(w * obj.functional_batch_loss(d, x, y) for x, y, w in batches)
 
-    H = torch.func.hessian(f)(flat0)
+    with second_order_attention():
+        H = torch.autograd.functional.hessian(f, flat0, vectorize=True)
     return (H + H.T) / 2
 
 

@@ -2,7 +2,9 @@
 
 :func:`plot_density`: the empirical spectral density (ESD) from stochastic Lanczos quadrature on a log
 density axis, with the top eigenvalues marked when given. :func:`plot_eigenvalues`: eigenvalues of
-each batch (the per-batch protocol) or of one run, as points.
+each batch (the per-batch protocol) or of one run, as points. :func:`plot_block_spectra`: the
+densities of the Hessian's blocks on shared axes beside their Jensen-Shannon distance matrix (the
+block-heterogeneity picture of Zhang et al. 2024).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from landscape.errors import ConfigError
+from landscape.hessian.blocks import BlockSpectra
 from landscape.hessian.results import DensityResult, EigenResult, PerBatchResult
 from landscape.plot.axes import figure_and_axes
 
@@ -86,4 +89,64 @@ def plot_eigenvalues(result: PerBatchResult | EigenResult, *, ax: Axes | None = 
         ax.set_xlabel("index")
     ax.axhline(0.0, color="k", lw=0.5)
     ax.set_ylabel("eigenvalue")
+    return fig
+
+
+def plot_block_spectra(result: BlockSpectra, *, floor: float = 1e-6, title: str | None = None) -> Figure:
+    """Each block's spectral density on shared axes (left) and the blocks' Jensen-Shannon distances
+    (right), from a :class:`~landscape.hessian.blocks.BlockSpectra`.
+
+    Args:
+        result: the per-block spectra.
+        floor: densities below ``floor`` times the highest are drawn there (the log axis cannot show 0).
+        title: figure title (default: the mean distance and the number of blocks).
+
+    Returns:
+        The figure.
+    """
+    if not floor > 0:
+        raise ConfigError(f"floor={floor!r} must be > 0")
+    names = result.names
+    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    dens_ax, js_ax = fig.subplots(1, 2, width_ratios=(1.25, 1.0))
+    low = floor * float(np.max(result.densities))
+    for i, (name, d) in enumerate(zip(names, result.densities)):
+        dens_ax.semilogy(result.grid, np.maximum(d, low), color=f"C{i % 10}", lw=1.3, label=name)
+    dens_ax.set_xlabel("eigenvalue of the block's Hessian")
+    dens_ax.set_ylabel("spectral density (per unit eigenvalue, log scale)")
+    dens_ax.set_title(f"per-block densities (SLQ, shared sigma={result.sigma:.3g})")
+    dens_ax.set_ylim(bottom=low)
+    dens_ax.legend(
+        title="block",
+        fontsize="small",
+        ncol=1 if len(names) <= 8 else 2,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+    )
+    image = js_ax.imshow(result.js_distance, cmap="viridis", vmin=0.0, vmax=float(np.sqrt(np.log(2.0))))
+    ticks = np.arange(len(names))
+    js_ax.set_xticks(ticks, names, rotation=45, ha="right", fontsize="small")
+    js_ax.set_yticks(ticks, names, fontsize="small")
+    if len(names) <= 12:  # the values themselves, while they still fit in the cells
+        for i in ticks:
+            for j in ticks:
+                v = float(result.js_distance[i, j])
+                js_ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    color="black" if v > 0.5 else "white",
+                )
+    js_ax.set_title("Jensen-Shannon distance between blocks")
+    fig.colorbar(image, ax=js_ax, label="JS distance (nats$^{1/2}$; at most $\\sqrt{\\ln 2}$ = 0.833)")
+    mean = result.mean_js_distance
+    fig.suptitle(
+        title
+        if title is not None
+        else f"Hessian block heterogeneity: mean JS distance {mean:.3f} over {len(names)} blocks"
+    )
     return fig

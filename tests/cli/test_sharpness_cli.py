@@ -350,3 +350,87 @@ def test_an_unknown_measure_is_one_line(cnn_checkpoint) -> None:
     code, _, stderr = _run(["sharpness", str(cnn_checkpoint), *SMALL, "--measure", "worst,sharpest"])
     assert code == 1 and stderr.count("\n") == 1
     assert "measure 'sharpest' is not known; choose from worst, average" in stderr
+
+
+BLOCKS = ["--blocks", "auto", "--density-runs", "1", "--density-steps", "6"]
+
+
+def test_blocks_auto_writes_the_blocks_entry_and_figure(cnn_checkpoint, tmp_path) -> None:
+    from landscape.hessian.blocks import block_spectra
+
+    out = tmp_path / "out"
+    args = ["sharpness", str(cnn_checkpoint), *BASE, "--top-k", "2", *BLOCKS, "-o", str(out)]
+    code, stdout, stderr = _run(args)
+    assert code == 0, stderr
+    assert "blocks: mean JS distance" in stdout and "features" in stdout and "product / attention" in stdout
+    doc = json.loads((out / "sharpness.json").read_text())
+    blocks = doc["blocks"]
+    assert [b["name"] for b in blocks["blocks"]] == ["features", "head"] and blocks["selection"] == "auto"
+    assert doc["settings"]["blocks"] == "auto" and "hvp" not in doc["settings"]  # the default product
+    assert doc["hvp_info"]["hvp"] == "exact" and doc["hvp_info"]["attention_backend"] == "math"
+    obj, _, _ = objective_from_checkpoint(
+        cnn_checkpoint, samples=48, batch_size=20, device="cpu", dtype=torch.float64
+    )
+    ref = block_spectra(obj, "auto", top_k=2, tol=1e-9, runs=1, steps=6)
+    np.testing.assert_allclose(blocks["js_distance"], ref.js_distance, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(blocks["blocks"][1]["eigenvalues"], ref.blocks[1].eigenvalues, rtol=1e-9)
+    assert (out / "blocks.png").read_bytes()[:4] == b"\x89PNG"
+    # the same folder without --blocks: another result, and its figure goes with the old one
+    plain = ["sharpness", str(cnn_checkpoint), *BASE, "--top-k", "2", "-o", str(out), "--overwrite"]
+    assert _run(plain)[0] == 0 and not (out / "blocks.png").exists()
+
+
+def test_hvp_finite_difference_is_recorded(tmp_path) -> None:
+    from landscape.data.datasets import DataSpec
+    from landscape.models.builders import ModelSpec, build_model
+    from landscape.models.checkpoints import save_checkpoint
+
+    # a smooth model: central differences across a ReLU or max-pool kink are not the Hessian
+    kwargs = {"hidden": [6], "activation": "tanh"}
+    path = tmp_path / "mlp.pt"
+    save_checkpoint(
+        path, build_model("mlp", **kwargs), model_spec=ModelSpec("mlp", kwargs), data_spec=DataSpec("digits")
+    )
+    base = ["sharpness", str(path), *SMALL, "--top-k", "1", "--dtype", "float64", "--json"]
+    code, stdout, stderr = _run([*base, "--hvp", "finite-difference"])
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["hvp_info"]["hvp"] == "finite-difference" and doc["settings"]["hvp"] == "finite-difference"
+    exact = json.loads(_run(base)[1])
+    np.testing.assert_allclose(doc["eigenvalues"], exact["eigenvalues"], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        pytest.param(["--blocks", "nothing.*"], "--blocks nothing.* matches no parameter", id="glob"),
+        pytest.param(["--hvp", "approx"], "Invalid value for '--hvp'", id="hvp"),
+    ],
+)
+def test_bad_blocks_and_hvp_are_one_line(cnn_checkpoint, args: list[str], match: str) -> None:
+    code, _, stderr = _run(["sharpness", str(cnn_checkpoint), "--device", "cpu", "--top-k", "1", *args])
+    assert code != 0 and match in stderr
+
+
+def test_an_interrupted_blocks_run_resumes(cnn_checkpoint, tmp_path, monkeypatch) -> None:
+    import importlib
+
+    from landscape.analysis.result_file import STAGE_FOLDER
+
+    pipeline = importlib.import_module("landscape.analysis.pipeline")
+    out = tmp_path / "out"
+    args = ["sharpness", str(cnn_checkpoint), *SMALL, "--top-k", "1", *BLOCKS, "--json", "-o", str(out)]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "block_spectra", killed)
+        assert _run(args)[0] == 130
+    assert (out / STAGE_FOLDER / "eigen.key.json").is_file() and not (out / "blocks.png").exists()
+    code, stdout, stderr = _run(args)
+    assert code == 0, stderr
+    doc = json.loads(stdout)
+    assert doc["notes"] == ["stages read back from an interrupted run: eigen"]
+    assert [b["name"] for b in doc["blocks"]["blocks"]] == ["features", "head"]
+    assert (out / "blocks.png").is_file() and not (out / STAGE_FOLDER).exists()
