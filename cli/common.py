@@ -115,10 +115,10 @@ device_options = _compose(
     ),
     click.option(
         "--dtype",
-        default="float32",
-        show_default=True,
+        default=None,
         type=click.Choice(["float32", "float64"]),
-        help="Floating-point precision of the model and data.",
+        help="Floating-point precision of the model and data (default: the checkpoint's own: float64 for a "
+        "float64 checkpoint, else float32; recorded in every result).",
     ),
 )
 
@@ -189,7 +189,7 @@ def source_options(f: F) -> F:
         data_kwargs = parse_json_kwargs(kwargs.pop("data_kwargs"), "--data-kwargs")
         if data_kwargs is not None:
             source["data_kwargs"] = data_kwargs
-        source["dtype"] = resolve_dtype(source["dtype"])
+        source["dtype"] = resolve_dtype(source["dtype"]) if source["dtype"] is not None else None
         return f(*args, source=source, **kwargs)
 
     return model_options(data_options(device_options(wrapper)))

@@ -69,7 +69,7 @@ def evaluate(
         bn_mode=bn_mode,
     )
     settings = evaluation_settings(
-        ckpt, spec, batch_size=source["batch_size"], dtype=source["dtype"], bn_mode=bn_mode
+        ckpt, spec, batch_size=source["batch_size"], dtype=objective.dtype, bn_mode=bn_mode
     )
     if out is not None:
         check_replaceable(out / EVALUATION_FILE, settings, overwrite=overwrite)

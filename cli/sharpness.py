@@ -293,7 +293,7 @@ def sharpness(
         cache_graphs=cache_graphs,
     )
     settings = sharpness_settings(
-        options, ckpt, spec, batch_size=source["batch_size"], dtype=source["dtype"], bn_mode=bn_mode
+        options, ckpt, spec, batch_size=source["batch_size"], dtype=objective.dtype, bn_mode=bn_mode
     )
     if out is not None:
         check_replaceable(out / SHARPNESS_FILE, settings, companions=COMPANION_FILES, overwrite=overwrite)
