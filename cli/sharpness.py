@@ -394,7 +394,8 @@ def _print_table(r: SharpnessResult, out: Path | None) -> None:
             rows.append(
                 (
                     f"  {e.name}",
-                    f"lambda_max {_fmt(e.top_eigenvalue)}, trace {_fmt(e.trace)} +- {_fmt(e.trace_stderr)}",
+                    f"lambda_max {_fmt(e.top_eigenvalue)}, trace {_fmt(e.trace)} +- {_fmt(e.trace_stderr)}"
+                    + (f"  (tied: also {', '.join(e.tied_to)})" if e.tied_to else ""),
                 )
             )
     rows += [

@@ -34,6 +34,15 @@ def parameter_groups(names: Sequence[str], group_by: str = "param") -> dict[str,
     return groups
 
 
+def tied_names(model: torch.nn.Module) -> dict[str, list[str]]:
+    """``name -> [other names of the same tensor]`` for every tensor the model uses under several
+    names (``named_parameters()`` lists a tied tensor once, under its first name)."""
+    by_tensor: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_tensor.setdefault(id(p), []).append(name)
+    return {names[0]: names[1:] for names in by_tensor.values() if len(names) > 1}
+
+
 def block_operator(
     objective: Objective, indices: Sequence[int], *, mode: str = "auto", hvp: str = "exact"
 ) -> HessianOperator:
@@ -92,6 +101,7 @@ def per_layer(
         done += b
     entries: list[LayerEntry] = []
     matvecs = full.matvecs
+    tied = tied_names(objective.model)
     for g, idx in track(list(groups.items()), "per-layer top eigenvalues", quiet=quiet):
         op = block_operator(objective, idx, mode=mode, hvp=hvp)
         res = lanczos(op, 1, which="LA", tol=tol, max_matvecs=max_matvecs, seed=seed, return_vectors=False)
@@ -108,6 +118,7 @@ def per_layer(
                 trace=float(s.mean()),
                 trace_stderr=float(s.std()) / math.sqrt(s.numel()) if s.numel() > 1 else float("inf"),
                 matvecs=op.matvecs,
+                tied_to=[t for i in idx for t in tied.get(objective.param_names[i], [])],
             )
         )
     return PerLayerResult(

@@ -214,7 +214,12 @@ class DensityResult(SavedResult):
 
 @dataclass
 class LayerEntry(SavedResult):
-    """Top eigenvalue and trace of one diagonal block of the Hessian."""
+    """Top eigenvalue and trace of one diagonal block of the Hessian.
+
+    ``tied_to`` names the other places of the block's tensors in the model (a tied weight, such as
+    GPT-2's output head sharing the token embedding, is one tensor: its block holds the curvature of
+    both uses).
+    """
 
     name: str
     params: list[str]
@@ -225,6 +230,7 @@ class LayerEntry(SavedResult):
     trace: float
     trace_stderr: float
     matvecs: int
+    tied_to: list[str] = field(default_factory=list)
 
 
 @dataclass
