@@ -56,14 +56,18 @@ direction_options = _compose(
         default="filter",
         show_default=True,
         type=click.Choice(NORMS),
-        help="Normalization of random directions (Li et al. 2018 filter normalization by default).",
+        help="Normalization of random directions (Li et al. 2018 filter normalization by default). A filter "
+        "is one output unit, decided by the module: a row of Linear, Embedding (one token or position) and "
+        "packed attention projections, an output channel of a convolution, a column of Hugging Face "
+        "Conv1D (GPT-2).",
     ),
     click.option(
         "--ignore",
         default="biasbn",
         show_default=True,
         type=click.Choice(IGNORES),
-        help="biasbn: 1-D tensors (biases, norm layers) do not move; none: they move too.",
+        help="biasbn: biases and norm layers' weights and biases (BatchNorm, LayerNorm, ...) do not move; "
+        "none: they move too.",
     ),
     click.option(
         "--mode",
