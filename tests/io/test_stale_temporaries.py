@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from landscape.io.atomic import _temp_prefix, atomic_write_json, remove_stale_temporaries
+from landscape.io.atomic import atomic_write_json
 
 # Opens the atomic writer's temporary for TARGET, says so, and waits to be killed inside the write.
 _KILLED_WRITER = """
@@ -41,6 +41,8 @@ def test_a_killed_writers_temporary_is_removed_when_the_file_is_written_again(tm
 
 
 def test_temporaries_of_live_writers_and_other_files_stay(tmp_path):
+    from landscape.io.atomic import _temp_prefix, remove_stale_temporaries
+
     target = tmp_path / "a.json"
     ours = tmp_path / f"{_temp_prefix(target)}abcd1234.tmp"  # this process: a write may be under way
     parent = tmp_path / f"{_temp_prefix(target).replace(f'.{os.getpid()}.', f'.{os.getppid()}.')}x.tmp"

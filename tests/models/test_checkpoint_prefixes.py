@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from landscape.errors import CheckpointError
-from landscape.models.checkpoints import describe_checkpoint, fit_keys, load_checkpoint, load_model
+from landscape.models.checkpoints import describe_checkpoint, load_checkpoint, load_model
 
 
 def _net() -> nn.Module:
@@ -98,6 +98,8 @@ def test_messages_name_keys_as_the_file_has_them(tmp_path):
 
 
 def test_fit_prefers_the_names_as_they_are():
+    from landscape.models.checkpoints import fit_keys
+
     own = _Holder().state_dict()
     fit = fit_keys(dict(own), own)
     assert fit.prefix == "" and fit.exact
