@@ -177,12 +177,14 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False, weights: str
     """
     p = Path(path)
     if weights not in (None, "ema"):
-        raise CheckpointError(f"weights={weights!r} is not a weight set; use weights='ema' or leave it out")
+        raise CheckpointError(
+            f"the weight set {weights!r} is not known; ask for 'ema' (a timm file's state_dict_ema) or none"
+        )
     ckpt = _load_any(p, unsafe_load, weights)
     if weights == "ema" and ckpt.weights != "state_dict_ema":
         raise CheckpointError(
             f"checkpoint {str(p)!r} has no 'state_dict_ema' (it holds one set of weights); "
-            "drop weights='ema' to load them"
+            "load it without asking for the EMA weights"
         )
     return ckpt
 
@@ -340,7 +342,7 @@ def _from_object(obj: Any, p: Path, weights: str | None = None) -> Checkpoint:
                 held = ", ".join(repr(k) for k in others) or "no other weight set"
                 raise CheckpointError(
                     f"checkpoint {str(p)!r} has no 'state_dict_ema' (it holds {held}); "
-                    "drop weights='ema' to load its weights"
+                    "load it without asking for the EMA weights"
                 )
             key = "state_dict_ema"
         else:

@@ -75,6 +75,10 @@ def test_info_says_which_weights_of_a_timm_file_and_takes_ema(tmp_path):
     r = _run("info", tmp_path / "timm.pth", *MLP, "--weights", "ema", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["keys"]["weights"] == "state_dict_ema"
+    torch.save(sd, tmp_path / "plain.pt")
+    r = _run("info", tmp_path / "plain.pt", *MLP, "--weights", "ema")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "has no 'state_dict_ema'" in r.output and len(r.output.strip().splitlines()) == 1, r.output
 
 
 def test_evaluate_reads_a_batch_norm_checkpoint_without_its_counter(tmp_path):

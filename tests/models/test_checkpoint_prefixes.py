@@ -116,7 +116,7 @@ def test_timm_file_says_which_weights_and_offers_ema(tmp_path):
     torch.save(main, tmp_path / "plain.pt")
     with pytest.raises(CheckpointError, match="has no 'state_dict_ema'"):
         load_checkpoint(tmp_path / "plain.pt", weights="ema")
-    with pytest.raises(CheckpointError, match="weights='swa' is not a weight set"):
+    with pytest.raises(CheckpointError, match="the weight set 'swa' is not known"):
         load_checkpoint(tmp_path / "plain.pt", weights="swa")
 
 
