@@ -9,7 +9,10 @@ permission or a full disk becomes an :class:`~landscape.errors.OutputWriteError`
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,17 +64,71 @@ def write_error(exc: OSError, path: str | Path) -> OutputWriteError | None:
     return OutputWriteError(f"cannot write {str(path)!r}: {reason} [Errno {exc.errno}]; {fix}")
 
 
+def _host_tag() -> str:
+    """This machine's name as it may appear in a file name (on a shared file system, a temporary
+    belongs to the host whose process wrote it)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _temp_prefix(target: Path) -> str:
+    """``.NAME.HOST.PID.``: whose temporary a file is, so a later writer can tell a stale one."""
+    return f".{target.name}.{_host_tag()}.{os.getpid()}."
+
+
+def _process_is_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # another write of ours may be under way in another thread
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):  # alive, under another user
+        return False
+    return False
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a writer on this host left when it was killed.
+
+    A kill -9 between creating the temporary and renaming it leaves ``.NAME.HOST.PID.XXXX.tmp``; one
+    whose process no longer runs can never be finished. Temporaries of live processes, of other hosts
+    and of other files stay.
+
+    Returns:
+        The temporaries removed.
+    """
+    target = Path(path)
+    pattern = re.compile(re.escape(f".{target.name}.{_host_tag()}.") + r"(\d+)\.[^/]*\.tmp[^/]*")
+    removed = []
+    try:
+        candidates = list(target.parent.glob(f".{glob.escape(target.name)}.*.tmp*"))
+    except OSError:
+        return removed
+    for tmp in candidates:
+        match = pattern.fullmatch(tmp.name)
+        if match is None or not _process_is_gone(int(match.group(1))):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+        removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
 
     ``suffix`` keeps an extension on the temporary name for writers that insist on one (numpy adds
-    ``.npz`` when it is missing).
+    ``.npz`` when it is missing). Temporaries of ``path`` left by killed writers are removed first
+    (:func:`remove_stale_temporaries`).
     """
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+        remove_stale_temporaries(target)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=f".tmp{suffix}", dir=target.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~current_umask())
     except OSError as exc:

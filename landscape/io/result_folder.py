@@ -69,8 +69,14 @@ def check_out_folder(path: str | Path | None, *, name: str = "out_dir") -> None:
         name: the parameter that names it, for the message.
 
     Raises:
-        ConfigError: ``path`` is an existing file.
+        ConfigError: ``path`` is an existing file, or a symbolic link that leads nowhere.
     """
+    if path is not None and Path(path).is_symlink() and not Path(path).exists():
+        # a dangling link, or one in a loop: creating the folder would fail with a raw FileExistsError
+        raise ConfigError(
+            f"{name}={str(path)!r} is a symbolic link that leads to no folder (its target is missing, or "
+            "the links form a loop); remove the link or name another folder"
+        )
     if path is not None and Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(
             f"{name}={str(path)!r} is an existing file, not a folder (it exists and is not a directory); "

@@ -50,6 +50,14 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     module: nn.Module | None = None  # only for an unsafe-loaded pickled module
+    # The weights under the names the file gives them (``n_averaged`` left out): what a model's keys
+    # are matched against, with and without each known prefix.
+    file_state_dict: dict[str, torch.Tensor] | None = None
+    removed_prefix: str = ""  # the prefix chain taken off the file's names ("" for none)
+    ignored_keys: list[str] = field(default_factory=list)  # file names that are not the model's
+    filled_keys: list[str] = field(default_factory=list)  # model buffers the file lacks, filled with 0
+    weights: str | None = None  # the file's key the weights came from ("state_dict", "state_dict_ema")
+    other_weights: list[str] = field(default_factory=list)  # other weight sets the file holds
 
 
 def save_checkpoint(
@@ -110,7 +118,7 @@ def _load_safetensors(p: Path) -> Checkpoint:
         sd = load_file(str(p), device="cpu")
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(p)!r} is not a valid .safetensors file: {exc}") from exc
-    return Checkpoint(state_dict=dict(sd), source_format="safetensors", path=str(p))
+    return Checkpoint(state_dict=dict(sd), source_format="safetensors", path=str(p), file_state_dict=dict(sd))
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -121,23 +129,67 @@ def _is_state_dict(obj: Any) -> bool:
     )
 
 
-def _strip_prefix(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if sd and all(k.startswith(prefix) for k in sd):
-        return {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd
+# Prefixes wrappers put before a model's own names: DataParallel / DDP / AveragedModel ("module."),
+# torch.compile ("_orig_mod."), PyTorch Lightning ("model."); they nest in any order.
+KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.")
+_MAX_PREFIX_DEPTH = 3
+# Keys a wrapper adds that are no weights of the model (AveragedModel's count of averaged models).
+_WRAPPER_KEYS = ("n_averaged",)
 
 
-def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoint:
+def _without_wrapper_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    kept = {k: v for k, v in sd.items() if k not in _WRAPPER_KEYS}
+    return kept if kept else sd
+
+
+def common_prefix(keys: list[str]) -> str:
+    """The longest chain of known prefixes that every key starts with ("" when there is none)."""
+    chain = ""
+    while keys and chain.count(".") < _MAX_PREFIX_DEPTH:
+        step = next((q for q in KNOWN_PREFIXES if all(k.startswith(chain + q) for k in keys)), None)
+        if step is None or all(k == chain + step for k in keys):
+            break
+        chain += step
+    return chain
+
+
+def _strip_common_prefix(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
+    chain = common_prefix(list(sd))
+    return ({k[len(chain) :]: v for k, v in sd.items()} if chain else sd), chain
+
+
+def load_checkpoint(path: str | Path, *, unsafe_load: bool = False, weights: str | None = None) -> Checkpoint:
     """Read any supported checkpoint into a :class:`Checkpoint` (tensors on the CPU).
 
     Accepted: our format; a plain ``state_dict``; a dict holding ``state_dict`` or ``model``
-    (PyTorch Lightning ``.ckpt`` files, whose ``model.`` key prefix is removed; ``module.`` from
-    DataParallel too); ``.safetensors``; and, only with ``unsafe_load=True``, a pickled ``nn.Module``.
+    (PyTorch Lightning ``.ckpt`` files) or ``state_dict_ema`` (timm); ``.safetensors``; and, only with
+    ``unsafe_load=True``, a pickled ``nn.Module``. Wrapper prefixes (``module.``, ``_orig_mod.``,
+    ``model.``, nested in any order) that every name carries are removed here; :func:`load_model`
+    matches the file's names against the model's again, with and without each prefix.
+
+    Args:
+        path: the checkpoint file.
+        unsafe_load: allow unpickling a whole ``nn.Module``.
+        weights: ``None`` for the file's main weights, ``"ema"`` for a timm file's ``state_dict_ema``.
 
     Raises:
         CheckpointError: missing, a directory, empty, truncated, not a checkpoint, or unsafe.
     """
     p = Path(path)
+    if weights not in (None, "ema"):
+        raise CheckpointError(
+            f"the weight set {weights!r} is not known; ask for 'ema' (a timm file's state_dict_ema) or none"
+        )
+    ckpt = _load_any(p, unsafe_load, weights)
+    if weights == "ema" and ckpt.weights != "state_dict_ema":
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has no 'state_dict_ema' (it holds one set of weights); "
+            "load it without asking for the EMA weights"
+        )
+    return ckpt
+
+
+def _load_any(p: Path, unsafe_load: bool, weights: str | None) -> Checkpoint:
     _check_file(p)
     if p.suffix == ".safetensors":
         return _load_safetensors(p)
@@ -156,7 +208,7 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
                     "plain weights and could run code when loaded; refusing. If you trust this file, pass "
                     "unsafe_load=True, which executes code from the file"
                 ) from None
-            return _load_unsafe(p, blocked)
+            return _load_unsafe(p, blocked, weights)
         if is_plain_pickle:
             raise CheckpointError(
                 f"checkpoint {str(p)!r} was written by pickle, not torch.save, and cannot be read "
@@ -169,7 +221,7 @@ def load_checkpoint(path: str | Path, *, unsafe_load: bool = False) -> Checkpoin
         ) from None
     except Exception:  # corrupt bytes can break the unpickler in any way (IndexError, KeyError, ...)
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupt or not a PyTorch checkpoint") from None
-    return _from_object(obj, p)
+    return _from_object(obj, p, weights)
 
 
 # torch names the refused object "GLOBAL module.name" in every wording it has used
@@ -245,7 +297,7 @@ def _first_line(msg: str) -> str:
     return msg.strip().splitlines()[0][:200] if msg.strip() else "unknown error"
 
 
-def _load_unsafe(p: Path, blocked: str) -> Checkpoint:
+def _load_unsafe(p: Path, blocked: str, weights: str | None) -> Checkpoint:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as exc:  # the file's own code ran and failed: any exception type is possible
@@ -257,10 +309,10 @@ def _load_unsafe(p: Path, blocked: str) -> Checkpoint:
         return Checkpoint(
             state_dict=dict(obj.state_dict()), source_format="pickled-module", path=str(p), module=obj
         )
-    return _from_object(obj, p)
+    return _from_object(obj, p, weights)
 
 
-def _from_object(obj: Any, p: Path) -> Checkpoint:
+def _from_object(obj: Any, p: Path, weights: str | None = None) -> Checkpoint:
     if isinstance(obj, dict) and obj.get("format") == FORMAT_NAME:
         version = obj.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -282,28 +334,52 @@ def _from_object(obj: Any, p: Path) -> Checkpoint:
             path=str(p),
         )
     if _is_state_dict(obj):
-        return Checkpoint(
-            state_dict=_strip_prefix(dict(obj), "module."), source_format="state_dict", path=str(p)
-        )
+        return _foreign_checkpoint(dict(obj), "state_dict", p)
     if isinstance(obj, dict):
-        for key, fmt in (("state_dict", "lightning"), ("model_state_dict", "dict"), ("model", "dict")):
-            inner = obj.get(key)
-            if _is_state_dict(inner):
-                sd = _strip_prefix(_strip_prefix(dict(inner), "model."), "module.")
-                if key == "state_dict" and "pytorch-lightning_version" not in obj:
-                    fmt = "dict"
-                step = obj.get("global_step", obj.get("step"))
-                epoch = obj.get("epoch")
-                return Checkpoint(
-                    state_dict=sd,
-                    source_format=fmt,
-                    step=step if isinstance(step, int) else None,
-                    epoch=epoch if isinstance(epoch, int) else None,
-                    path=str(p),
+        others = [k for k in _WEIGHT_SETS if _is_state_dict(obj.get(k))]
+        if weights == "ema":
+            if "state_dict_ema" not in others:
+                held = ", ".join(repr(k) for k in others) or "no other weight set"
+                raise CheckpointError(
+                    f"checkpoint {str(p)!r} has no 'state_dict_ema' (it holds {held}); "
+                    "load it without asking for the EMA weights"
                 )
+            key = "state_dict_ema"
+        else:
+            key = next((k for k in others if k != "state_dict_ema"), others[0] if others else None)
+        if key is not None:
+            fmt = _WEIGHT_SETS[key]
+            if key == "state_dict" and "pytorch-lightning_version" not in obj:
+                fmt = "dict"
+            step = obj.get("global_step", obj.get("step"))
+            epoch = obj.get("epoch")
+            ckpt = _foreign_checkpoint(dict(obj[key]), fmt, p)
+            ckpt.step = step if isinstance(step, int) else None
+            ckpt.epoch = epoch if isinstance(epoch, int) else None
+            ckpt.weights = key
+            ckpt.other_weights = [k for k in others if k != key]
+            return ckpt
     raise CheckpointError(
         f"checkpoint {str(p)!r} holds a {type(obj).__name__} that is neither a state_dict nor a dict with "
         "'state_dict'/'model' tensors"
+    )
+
+
+# Where a dict-shaped file keeps its weights, in the order they are looked for, and the format it is.
+_WEIGHT_SETS = {
+    "state_dict": "lightning",
+    "model_state_dict": "dict",
+    "model": "dict",
+    "state_dict_ema": "dict",
+}
+
+
+def _foreign_checkpoint(raw: dict[str, torch.Tensor], fmt: str, p: Path) -> Checkpoint:
+    """A checkpoint of weights without a model spec: names as in the file, and without a common prefix."""
+    file_sd = _without_wrapper_keys(raw)
+    sd, chain = _strip_common_prefix(file_sd)
+    return Checkpoint(
+        state_dict=sd, source_format=fmt, path=str(p), file_state_dict=file_sd, removed_prefix=chain
     )
 
 
@@ -338,20 +414,103 @@ def _own_format_model_spec(model: Any, p: Path) -> ModelSpec:
     return ModelSpec.from_dict(model)
 
 
+@dataclass
+class KeyFit:
+    """How a file's names map onto a model's: the prefix chain taken off, and what does not fit."""
+
+    prefix: str
+    state_dict: dict[str, torch.Tensor]  # under the model's names
+    file_names: dict[str, str]  # model name -> the name in the file
+    missing: list[str]  # model names the file lacks (num_batches_tracked aside)
+    unexpected: list[str]  # file names that are not the model's
+
+    @property
+    def exact(self) -> bool:
+        return not self.missing and not self.unexpected
+
+    @property
+    def tolerable(self) -> bool:
+        """Every model name found, and the rest only keys outside the removed prefix (a Lightning
+        module's loss weights, say), so they cannot be part of the model."""
+        return (
+            bool(self.prefix)
+            and not self.missing
+            and not any(k.startswith(self.prefix) for k in self.unexpected)
+        )
+
+
+def _prefix_chains(keys: list[str]) -> list[str]:
+    """ "" and every chain of known prefixes that some key starts with, shortest first."""
+    chains = [""]
+    for chain in chains:  # grows while it is walked: a breadth-first search over chains
+        if chain.count(".") >= _MAX_PREFIX_DEPTH:
+            continue
+        for q in KNOWN_PREFIXES:
+            if chain + q not in chains and any(k.startswith(chain + q) for k in keys):
+                chains.append(chain + q)
+    return chains
+
+
+def _fit_with(file_sd: dict[str, torch.Tensor], prefix: str, own: dict[str, torch.Tensor]) -> KeyFit:
+    names: dict[str, str] = {}
+    for k in file_sd:
+        if prefix and k.startswith(prefix):
+            names[k[len(prefix) :]] = k
+    for k in file_sd:
+        if not (prefix and k.startswith(prefix)):
+            names.setdefault(k, k)
+    missing = [k for k in own if k not in names and k.rsplit(".", 1)[-1] != "num_batches_tracked"]
+    unexpected = [raw for name, raw in names.items() if name not in own]
+    kept = {name: file_sd[raw] for name, raw in names.items() if name in own}
+    return KeyFit(prefix, kept, {n: r for n, r in names.items() if n in own}, missing, unexpected)
+
+
+def fit_keys(file_sd: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> KeyFit:
+    """The mapping of a file's names onto a model's that fits best.
+
+    The names as they are come first (a model whose own submodule is called ``module`` keeps it),
+    then each chain of known prefixes, shortest first; an exact fit beats one that leaves keys
+    outside the prefix over; when none fits, the one with the fewest problems is returned.
+    """
+    fits = [_fit_with(file_sd, chain, own) for chain in _prefix_chains(list(file_sd))]
+    exact = next((f for f in fits if f.exact), None)
+    if exact is not None:
+        return exact
+    tolerable = next((f for f in fits if f.tolerable), None)
+    if tolerable is not None:
+        return tolerable
+    return min(fits, key=lambda f: len(f.missing) + len(f.unexpected))
+
+
 def load_state_into(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str = "checkpoint"
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    *,
+    source: str = "checkpoint",
+    file_names: dict[str, str] | None = None,
+    unexpected: list[str] | None = None,
 ) -> None:
-    """Load ``state_dict`` strictly; on mismatch raise one message listing every problem."""
+    """Load ``state_dict`` strictly; on mismatch raise one message listing every problem.
+
+    Args:
+        model: the model to load into.
+        state_dict: weights under the model's names.
+        source: what the weights come from, for the message.
+        file_names: model name -> the name in the file, so messages name keys as the file does.
+        unexpected: the file's names that fit no model name (default: those of ``state_dict``).
+    """
     own = model.state_dict()
+    named = file_names or {}
     missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
+    if unexpected is None:
+        unexpected = [k for k in state_dict if k not in own]
     shapes = [
-        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        f"{named.get(k, k)} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
         for k in own
         if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)
     ]
     not_floating = [
-        f"{k} ({str(state_dict[k].dtype).replace('torch.', '')})"
+        f"{named.get(k, k)} ({str(state_dict[k].dtype).replace('torch.', '')})"
         for k in own
         if k in state_dict and own[k].is_floating_point() and not state_dict[k].is_floating_point()
     ]
@@ -419,9 +578,33 @@ def load_model(
     if precision == torch.float64:
         # built in float32, ``load_state_dict`` would round the file's weights through float32
         net = net.to(torch.float64)
-    load_state_into(net, ckpt.state_dict, source=f"checkpoint {ckpt.path!r}")
+    _load_fitted(net, ckpt)
     ckpt.model_spec = spec
     return net, ckpt
+
+
+def _load_fitted(net: nn.Module, ckpt: Checkpoint) -> None:
+    """Load the file's weights into ``net`` under the name mapping that fits it; record the mapping."""
+    own = net.state_dict()
+    file_sd = ckpt.file_state_dict if ckpt.file_state_dict is not None else ckpt.state_dict
+    fit = fit_keys(file_sd, own)
+    weights = dict(fit.state_dict)
+    filled = [k for k in own if k not in weights and k.rsplit(".", 1)[-1] == "num_batches_tracked"]
+    for k in filled:
+        # torch's BatchNorm accepts a state dict without the counter and starts it at 0
+        weights[k] = torch.zeros_like(own[k])
+    load_state_into(
+        net,
+        weights,
+        source=f"checkpoint {ckpt.path!r}",
+        file_names=fit.file_names,
+        unexpected=[] if fit.tolerable else fit.unexpected,
+    )
+    if fit.state_dict.keys() != ckpt.state_dict.keys():
+        ckpt.state_dict = fit.state_dict
+    ckpt.removed_prefix = fit.prefix
+    ckpt.ignored_keys = list(fit.unexpected)
+    ckpt.filled_keys = filled
 
 
 def checkpoint_precision(state_dict: dict[str, torch.Tensor]) -> torch.dtype | None:
@@ -486,6 +669,13 @@ def describe_checkpoint(ckpt: Checkpoint) -> dict[str, Any]:
     info["step"] = ckpt.step
     info["epoch"] = ckpt.epoch
     info["metrics"] = ckpt.metrics
+    info["keys"] = {
+        "removed_prefix": ckpt.removed_prefix or None,
+        "ignored": list(ckpt.ignored_keys),
+        "filled": list(ckpt.filled_keys),
+        "weights": ckpt.weights,
+        "other_weights": list(ckpt.other_weights),
+    }
     if ckpt.extra:
         info["extra"] = ckpt.extra
     return info

@@ -139,3 +139,16 @@ def test_every_guard_of_the_library_raises_the_one_mismatch_error():
 
     assert issubclass(SurfaceMismatchError, SettingsMismatchError)
     assert issubclass(SettingsMismatchError, ResultFileError)
+
+
+def test_out_folder_must_not_be_a_dangling_or_looping_link(tmp_path):
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for link in (dangling, loop):
+        with pytest.raises(ConfigError, match=r"out_dir=.* is a symbolic link that leads to no folder"):
+            check_out_folder(link)
+    good = tmp_path / "good"
+    good.symlink_to(tmp_path)
+    check_out_folder(good)
