@@ -124,7 +124,9 @@ _ints = _list_of(int, "a whole number", "seeds separated by commas, e.g. 0,1,2")
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan (each run and whether it is new, resumed or done)."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress lines (failed runs are still listed at the end)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was trained, skipped and failed as JSON.")
 def sweep(
     optimizers: str,

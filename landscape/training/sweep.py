@@ -377,7 +377,7 @@ def run_sweep(
                 report(p, time.perf_counter() - start, dict(res.final_metrics), None)
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_train_process, p, per_run, device, dtype): p for p in todo}
+            futures = {pool.submit(_run_worker, p, per_run, device, dtype): p for p in todo}
             for future in as_completed(futures):
                 seconds, metrics, error, text = future.result()
                 report(futures[future], seconds, metrics, error, text)
@@ -393,9 +393,16 @@ def failure_log_path(out_dir: Path) -> Path:
 
 def _train_process(
     p: PlannedRun, threads: int, device: str, dtype: torch.dtype
-) -> tuple[float, dict[str, float] | None, str | None, str]:
+) -> tuple[float, dict[str, float] | None, str | None]:
     """Train ``p`` in a :mod:`~landscape.training.sweep_worker` process: (seconds, final metrics or None,
-    error or None, the process's stderr)."""
+    error or None)."""
+    return _run_worker(p, threads, device, dtype)[:3]
+
+
+def _run_worker(
+    p: PlannedRun, threads: int, device: str, dtype: torch.dtype
+) -> tuple[float, dict[str, float] | None, str | None, str]:
+    """:func:`_train_process` with the process's stderr as a fourth item (empty on success)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     job = job_document(p.config, p.out_dir, device=device, dtype=dtype)
     cmd = [sys.executable, "-m", "landscape.training.sweep_worker"]

@@ -134,3 +134,14 @@ def test_a_metric_missing_in_one_seed_gets_its_own_n(sweep_copy: Path, tmp_path:
     assert float(group["test_accuracy_mean"]) == pytest.approx(sum(finite) / 3, rel=1e-12)
     assert "test_accuracy is averaged over 3 of its 4 runs" in res.output
     assert "(n=3)" in res.output
+
+
+def test_a_failed_worker_process_keeps_its_stderr_in_the_log(tmp_path: Path):
+    root = tmp_path / "sw_nan"
+    args = ("--model", "mlp", "--samples", "256", "--batch-size", "16", "--epochs", "1", "--lr", "1e8")
+    res = _invoke("sweep", "-o", root, "--optimizer", "sgd", "--seeds", "0,1", *args, "--jobs", "2", "-q")
+    assert res.exit_code != 0
+    for name in ("sgd_seed0", "sgd_seed1"):
+        log = root / f"{name}.failed.log"
+        assert f"(log: {log})" in res.output
+        assert "loss became nan" in log.read_text()
