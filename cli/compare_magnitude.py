@@ -24,6 +24,7 @@ _FLAGS = (
     (re.compile(r"\bsharpness_samples\b"), "--sharpness N"),
     (re.compile(r"\bmeasures=(\S+)"), r"--measure \1"),
     (re.compile(r"\bbaseline=(\S+)"), r"--baseline \1"),
+    (re.compile(r"\binclude_unfinished=True"), "--include-unfinished"),
     # anchored: group labels in other messages hold "rho=0.05" too
     (re.compile(r"^mc_samples=(\S+)"), r"--mc-samples \1"),
     (re.compile(r"^rho=(\S+)"), r"--measure-rho \1"),
@@ -105,6 +106,11 @@ def _options(f: Any) -> Any:
             type=click.Path(path_type=Path),
             help="Redraw from a comparison.json (and the groups.json beside it) without recomputing.",
         ),
+        click.option(
+            "--include-unfinished",
+            is_flag=True,
+            help="Also compare runs without final.pt, with fewer epochs than asked, or diverged (NaN loss).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the comparison and groups as JSON."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
     ]
@@ -129,6 +135,7 @@ def _compare(
     fmt: str,
     no_figures: bool,
     from_json: Path | None,
+    include_unfinished: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -153,6 +160,11 @@ def _compare(
     recomputed (--sharpness N) or left empty with a warning. comparison.json records, per run, where
     each value came from and its settings.
 
+    Runs without final.pt, with fewer epochs in metrics.csv than their config.json asks (killed or
+    failed) or with a final train loss that is not finite (diverged) are left out and listed with the
+    count used; --include-unfinished compares them too. A metric some runs of a group lack (NaN) is
+    averaged over the others: its own n is shown beside it (groups.csv: <metric>_n) with a warning.
+
     \b
     Examples:
       landscape sweep -o runs --optimizer sgd,sam,sam-direction,sam-magnitude --rho 0.05 --seeds 0,1,2
@@ -175,7 +187,9 @@ def _compare(
             device=device,
             from_json=from_json,
             quiet=quiet,
+            include_unfinished=include_unfinished,
         )
+        _echo_warnings(comparison, grouping)
         for r in comparison.runs:
             if r.lambda_max_note:
                 click.echo(f"warning: {r.lambda_max_note}", err=True)
@@ -226,6 +240,7 @@ def _read(
         "device": kwargs["device"],
         "tol": kwargs["tol"],
         "quiet": kwargs["quiet"],
+        "include_unfinished": kwargs["include_unfinished"],
     }
     if kwargs["dtype"] is not None:
         from landscape.device import resolve_dtype
@@ -269,6 +284,30 @@ def _write(out: Path, comparison: Comparison, grouping: Any, fmt: str | None, *,
         save_figure(fig, out / f"{name}.{fmt}", format=fmt)
 
 
+def _echo_warnings(comparison: Comparison, grouping: Any) -> None:
+    """On stderr: the runs left out (with the count used), a run holding runs, and the metrics whose
+    mean uses fewer runs than their group has."""
+    for w in comparison.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if comparison.left_out:
+        used, out = len(comparison.runs), len(comparison.left_out)
+        click.echo(
+            f"warning: {out} of {used + out} runs left out ({used} used; --include-unfinished to compare "
+            "them too):",
+            err=True,
+        )
+        for path, why in comparison.left_out.items():
+            click.echo(f"  {path}: {why}", err=True)
+    for g in [] if grouping is None else grouping.groups:
+        short = {m: s.n for m, s in g.stats.items() if s.n < g.n and s.n > 0}
+        for m, n in short.items():
+            click.echo(
+                f"warning: group {g.group!r}: {m} is averaged over {n} of its {g.n} runs (the others "
+                "have no finite value)",
+                err=True,
+            )
+
+
 def _echo_table(comparison: Comparison) -> None:
     """The comparison as an aligned text table on stdout."""
     header = (
@@ -307,7 +346,7 @@ def _echo_groups(grouping: Any) -> None:
     for g in grouping.groups:
         cells: list[str] = [g.group, str(g.n)]
         for m in metrics:
-            cells += _mean_std_ci(g.stats[m])
+            cells += _mean_std_ci(g.stats[m], g.n)
         rows.append(tuple(cells))
     _echo_rows(header, rows)
     paired = [p for p in grouping.paired if p.metric in ("test_accuracy", "lambda_max")]
@@ -320,10 +359,14 @@ def _echo_groups(grouping: Any) -> None:
         )
 
 
-def _mean_std_ci(s: Any) -> list[str]:
+def _mean_std_ci(s: Any, group_n: int | None = None) -> list[str]:
+    """``mean ± std`` (with ``(n=k)`` when the metric has fewer values than the group's ``group_n``)
+    and the interval."""
     if not math.isfinite(s.mean):
         return ["", ""]
     text = f"{s.mean:.4g}" + (f" ± {s.std:.2g}" if math.isfinite(s.std) else "")
+    if group_n is not None and s.n != group_n:
+        text += f" (n={s.n})"
     ci = f"[{s.ci95_low:.4g}, {s.ci95_high:.4g}]" if math.isfinite(s.ci95_low) else ""
     return [text, ci]
 

@@ -139,7 +139,11 @@ _TRAIN: dict[str, Flag] = {
 }
 
 COMMAND_PARAM_FLAGS: dict[str, dict[str, Flag]] = {
-    "compare-magnitude": {"samples": Flag("--sharpness"), "subset": Flag("--sharpness")},
+    "compare-magnitude": {
+        "samples": Flag("--sharpness"),
+        "subset": Flag("--sharpness"),
+        "include_unfinished": Flag("--include-unfinished", bare=True),
+    },
     "connect": {
         "align": Flag("--align"),
         "batch_size": Flag("--batch-size", bare=True),

@@ -124,7 +124,9 @@ _ints = _list_of(int, "a whole number", "seeds separated by commas, e.g. 0,1,2")
 @click.option(
     "--dry-run", is_flag=True, help="Print the plan (each run and whether it is new, resumed or done)."
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress lines (failed runs are still listed at the end)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was trained, skipped and failed as JSON.")
 def sweep(
     optimizers: str,
@@ -201,9 +203,13 @@ def sweep(
     if as_json:
         echo_json(result.to_dict())
     else:
+        done = len(result.trained) + len(result.skipped)
+        tail = f"; compare them with: landscape compare-magnitude {out}" if done else ""
         click.echo(
             f"{len(result.trained)} trained, {len(result.skipped)} skipped, {len(result.failed)} failed "
-            f"in {result.seconds:.1f} s under {out}; compare them with: landscape compare-magnitude {out}"
+            f"in {result.seconds:.1f} s under {out}{tail}"
         )
     if result.failed:
-        fail(f"{len(result.failed)} run(s) failed: {', '.join(result.failed)} (the reasons are above)")
+        for name, why in result.failed.items():
+            click.echo(f"failed: {name}: {why} (log: {result.logs.get(name, 'none')})", err=True)
+        fail(f"{len(result.failed)} run(s) failed: {', '.join(result.failed)} (the reasons are listed above)")

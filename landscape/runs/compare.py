@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,18 @@ class Comparison:
     root: str
     runs: list[RunSummary]
     early_late_fraction: float = EARLY_LATE_FRACTION
+    #: run folders not compared, by path: why (unfinished or diverged; see :func:`run_problem`)
+    left_out: dict[str, str] = field(default_factory=dict)
+    #: what the reader should know about the folder read (e.g. a run holding further runs)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "root": self.root,
             "early_late_fraction": self.early_late_fraction,
             "runs": [asdict(r) for r in self.runs],
+            "left_out": dict(self.left_out),
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -48,6 +54,8 @@ class Comparison:
             root=d["root"],
             runs=[RunSummary(**r) for r in d["runs"]],
             early_late_fraction=float(d.get("early_late_fraction", EARLY_LATE_FRACTION)),
+            left_out=dict(d.get("left_out") or {}),
+            warnings=list(d.get("warnings") or []),
         )
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
@@ -94,6 +102,7 @@ def compare_runs(
     dtype: torch.dtype | None = None,
     measures: Sequence[str] = (),
     measure_options: Any = None,
+    include_unfinished: bool = False,
 ) -> Comparison:
     """Summarize every run folder directly under ``root`` (or ``root`` itself if it is one).
 
@@ -120,10 +129,14 @@ def compare_runs(
             computed; in ``RunSummary.measures``.
         measure_options: their :class:`~landscape.measures.MeasureOptions` (default settings when
             ``None``); its seed is replaced by ``seed``.
+        include_unfinished: also compare runs that :func:`run_problem` finds unfinished (no
+            ``final.pt``, fewer epochs than their ``config.json`` asks) or diverged (a final train
+            loss that is not finite); by default they are left out and listed in
+            ``Comparison.left_out``, since averaging them in changes the groups silently.
 
     Raises:
         ConfigError: a bad setting, or ``measures`` without ``sharpness_samples``.
-        ResultFileError: no run under ``root``, or a damaged run folder.
+        ResultFileError: no run under ``root``, a damaged run folder, or every run left out.
     """
     if sharpness_samples is not None:
         check_positive("sharpness_samples", sharpness_samples)
@@ -142,6 +155,12 @@ def compare_runs(
     if not dirs:
         raise ResultFileError(f"no run folders of 'landscape train' under {str(base)!r}")
     runs = [summarize_run(d, early_late_fraction=early_late_fraction) for d in dirs]
+    runs, left_out = _finished_runs(runs, include_unfinished, base)
+    comparison = Comparison(
+        root=str(base), runs=runs, early_late_fraction=early_late_fraction, left_out=left_out
+    )
+    if is_run_dir(base):
+        comparison.warnings += nested_runs_warning(base)
     if sharpness_samples is not None:
         for run in runs:
             run.lambda_max, run.lambda_max_samples, run.lambda_max_source = None, None, None
@@ -166,7 +185,61 @@ def compare_runs(
             if not (stored and not missing):
                 _compute(run, stored, missing, options, sharpness_samples, seed, device, tol, quiet, dtype)
             run.measures = {n: run.measures[n] for n in names if n in run.measures}
-    return Comparison(root=str(base), runs=runs, early_late_fraction=early_late_fraction)
+    return comparison
+
+
+def _finished_runs(
+    runs: list[RunSummary], include_unfinished: bool, base: Path
+) -> tuple[list[RunSummary], dict[str, str]]:
+    """The runs to compare and those left out (path: why); refuses leaving out every run."""
+    if include_unfinished:
+        return runs, {}
+    problems = {r.path: run_problem(r) for r in runs}
+    left_out = {path: why for path, why in problems.items() if why is not None}
+    kept = [r for r in runs if problems[r.path] is None]
+    if not kept:
+        raise ResultFileError(
+            f"all {len(runs)} run(s) under {str(base)!r} are unfinished or diverged ("
+            + "; ".join(f"{Path(p).name}: {why}" for p, why in left_out.items())
+            + "); rerun them, or pass include_unfinished=True to compare them anyway"
+        )
+    return kept, left_out
+
+
+def run_problem(run: RunSummary) -> str | None:
+    """Why ``run`` is not a finished, converged run (``None`` if it is): no ``final.pt``, fewer
+    epochs in ``metrics.csv`` than its ``config.json`` asks (a killed or failed run), or a final
+    train loss that is not finite (diverged)."""
+    path = Path(run.path)
+    if not (path / "final.pt").is_file():
+        return "no final.pt (the run did not finish)"
+    asked = _asked_epochs(path)
+    if asked is not None and run.epochs < asked:
+        return f"{run.epochs} of {asked} epochs in metrics.csv (the run did not finish)"
+    if not math.isfinite(run.train_loss):
+        return f"final train loss {run.train_loss} is not finite (the run diverged)"
+    return None
+
+
+def _asked_epochs(path: Path) -> int | None:
+    try:
+        epochs = json.loads((path / "config.json").read_text()).get("epochs")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
+def nested_runs_warning(base: Path) -> list[str]:
+    """A warning when the run folder ``base`` also holds run folders (a sweep trained over by a run):
+    only ``base`` itself is compared."""
+    inner = sorted(d.name for d in base.iterdir() if d.is_dir() and is_run_dir(d))
+    if not inner:
+        return []
+    shown = ", ".join(inner[:3]) + (", ..." if len(inner) > 3 else "")
+    return [
+        f"{str(base)!r} is itself a run and also holds {len(inner)} run folder(s) ({shown}); only "
+        f"{base.name!r} is compared: move it out (or train into a new folder) to compare the others"
+    ]
 
 
 def _compute(

@@ -104,7 +104,8 @@ class GroupSummary:
         return len(self.runs)
 
     def row(self, metrics: Sequence[str]) -> dict[str, Any]:
-        """``group, optimizer, decomposition, rho, n`` then ``<metric>_mean/_std/_ci95_low/_ci95_high``."""
+        """``group, optimizer, decomposition, rho, n`` then ``<metric>_n/_mean/_std/_ci95_low/_ci95_high``
+        (``<metric>_n``: the finite values the mean used, fewer than ``n`` where some runs lack it)."""
         r: dict[str, Any] = {
             "group": self.group,
             "optimizer": self.optimizer,
@@ -115,6 +116,7 @@ class GroupSummary:
         }
         for m in metrics:
             s = self.stats.get(m, summarize([]))
+            r[f"{m}_n"] = s.n
             r.update({f"{m}_{f}": getattr(s, f) for f in SUMMARY_FIELDS})
         return r
 

@@ -75,8 +75,16 @@ class RunFolder:
         return self.ckpts / f"epoch_{epoch:03d}.pt"
 
     def check_place(self) -> None:
-        """Refuse a path that exists and is not a folder (before anything is computed)."""
+        """Refuse a path that exists and is not a folder, or a folder that holds run folders (a sweep:
+        training into it would hide its runs from a comparison), before anything is computed."""
         check_out_folder(self.path, name="out_dir")
+        inner = held_runs(self.path)
+        if inner:
+            shown = ", ".join(inner[:3]) + (", ..." if len(inner) > 3 else "")
+            raise ResultFileError(
+                f"out_dir={str(self.path)!r} holds {len(inner)} run folder(s) ({shown}), e.g. a sweep; "
+                f"give a folder of its own for this run, e.g. out_dir={str(self.path / 'new_run')!r}"
+            )
 
     def open(
         self,
@@ -192,6 +200,17 @@ class RunFolder:
                 f"the run cannot be resumed; {_START_OVER}"
             )
         return ResumePoint(epoch=epoch, step=step, step_rows=step_rows, epoch_rows=epoch_rows, extra=extra)
+
+
+def held_runs(path: Path) -> list[str]:
+    """The names of the run folders (``config.json`` and ``metrics.csv``) directly inside ``path``."""
+    if not path.is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in path.iterdir()
+        if d.is_dir() and (d / "config.json").is_file() and (d / "metrics.csv").is_file()
+    )
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

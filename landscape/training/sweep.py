@@ -34,6 +34,7 @@ import torch
 
 from landscape.device import dtype_name
 from landscape.errors import ConfigError, LandscapeError, ResultFileError, check_positive
+from landscape.io.atomic import atomic_write_text
 from landscape.optim.decompose import DECOMPOSITIONS
 from landscape.optim.factory import resolve_options, run_option_defaults
 from landscape.optim.registry import optimizer_entry, optimizer_names
@@ -274,6 +275,8 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: per failed run, the file holding its whole error (the run's stderr when it ran apart)
+    logs: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,6 +285,7 @@ class SweepResult:
             "trained": self.trained,
             "skipped": self.skipped,
             "failed": self.failed,
+            "logs": self.logs,
             "seconds": self.seconds,
         }
 
@@ -342,12 +346,17 @@ def run_sweep(
             result.skipped.append(p.name)
             log(f"[{index[p.name]}/{n}] {p.name}: finished earlier, skipped")
 
-    def report(p: PlannedRun, seconds: float, metrics: dict[str, float] | None, error: str | None) -> None:
+    def report(
+        p: PlannedRun, seconds: float, metrics: dict[str, float] | None, error: str | None, text: str = ""
+    ) -> None:
         head = f"[{index[p.name]}/{n}] {p.name}:"
+        failure_log = failure_log_path(p.out_dir)
         if error is not None:
             result.failed[p.name] = error
+            result.logs[p.name] = str(atomic_write_text(failure_log, (text or error).rstrip() + "\n"))
             log(f"{head} failed after {seconds:.1f} s: {error}")
             return
+        failure_log.unlink(missing_ok=True)  # an earlier failure's log no longer applies
         result.trained[p.name] = metrics or {}
         acc = (metrics or {}).get("test_accuracy")
         verb = "resumed and finished" if p.status == "resume" else "finished"
@@ -368,12 +377,18 @@ def run_sweep(
                 report(p, time.perf_counter() - start, dict(res.final_metrics), None)
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_train_process, p, per_run, device, dtype): p for p in todo}
+            futures = {pool.submit(_run_worker, p, per_run, device, dtype): p for p in todo}
             for future in as_completed(futures):
-                seconds, metrics, error = future.result()
-                report(futures[future], seconds, metrics, error)
+                seconds, metrics, error, text = future.result()
+                report(futures[future], seconds, metrics, error, text)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def failure_log_path(out_dir: Path) -> Path:
+    """Where a failed run's error is kept: ``<run>.failed.log`` beside its folder (which a run that
+    failed early may not have)."""
+    return out_dir.parent / f"{out_dir.name}.failed.log"
 
 
 def _train_process(
@@ -381,6 +396,13 @@ def _train_process(
 ) -> tuple[float, dict[str, float] | None, str | None]:
     """Train ``p`` in a :mod:`~landscape.training.sweep_worker` process: (seconds, final metrics or None,
     error or None)."""
+    return _run_worker(p, threads, device, dtype)[:3]
+
+
+def _run_worker(
+    p: PlannedRun, threads: int, device: str, dtype: torch.dtype
+) -> tuple[float, dict[str, float] | None, str | None, str]:
+    """:func:`_train_process` with the process's stderr as a fourth item (empty on success)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     job = job_document(p.config, p.out_dir, device=device, dtype=dtype)
     cmd = [sys.executable, "-m", "landscape.training.sweep_worker"]
@@ -389,9 +411,9 @@ def _train_process(
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        return seconds, None, (lines[-1] if lines else f"exit status {proc.returncode}")
+        return seconds, None, (lines[-1] if lines else f"exit status {proc.returncode}"), proc.stderr
     try:
         metrics = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        return seconds, {}, None
-    return seconds, {k: v for k, v in metrics.items() if isinstance(v, float)}, None
+        return seconds, {}, None, ""
+    return seconds, {k: v for k, v in metrics.items() if isinstance(v, float)}, None, ""

@@ -49,6 +49,7 @@ def _fake_run(
     for i, r in enumerate(ratios or []):
         lines.append(f"1,{i + 1},1.0,0.1,{r},0.9,0.5")
     (d / "steps.csv").write_text("\n".join(lines) + "\n")
+    (d / "final.pt").write_bytes(b"")  # finished: compared (an unfinished run is left out)
     return d
 
 
