@@ -150,7 +150,7 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             f"worst-case sharpness: the {opts.restarts} restarts disagree (the best two by {gap:.1%}, "
             f"more than {RESTART_SPREAD_WARNING:.0%}; all by {spread:.1%}), so the maximum may be "
             "underestimated; "
-            f"raise steps={opts.steps} or restarts={opts.restarts}",
+            f"raise steps={opts.steps} first, then the number of restarts ({opts.restarts})",
             RestartSpreadWarning,
             stacklevel=2,
         )

@@ -92,7 +92,7 @@ def test_the_default_budget_falls_short_and_restarts_that_disagree_warn():
         assert (len(caught) == 1) == (spread > RESTART_SPREAD_WARNING)
         if caught:
             message = str(caught[0].message)
-            assert "\n" not in message and "raise steps=20 or restarts=2" in message
+            assert "\n" not in message and "raise steps=20 first, then the number of restarts (2)" in message
             seen.append(seed)
     assert seen, "no case warned"
 
