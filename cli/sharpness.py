@@ -26,8 +26,10 @@ from landscape.cli.common import (
     source_options,
 )
 from landscape.cli.result_folder import check_batch_size, check_out_folder, check_replaceable
+from landscape.cli.train import echo_warnings
 from landscape.device import resolve_device
 from landscape.distributed import process_group
+from landscape.errors import RestartSpreadWarning
 from landscape.hessian.blocks import block_patterns
 from landscape.hessian.krylov import WHICH
 from landscape.hessian.layer_blocks import GROUP_BY
@@ -122,8 +124,23 @@ def _fmt(v: float | None) -> str:
 @click.option(
     "--m", "m", default=None, type=int, help="Batch size of m-sharpness (default: the whole sample)."
 )
-@click.option("--steps", default=20, show_default=True, type=int, help="Ascent steps of worst and keskar.")
-@click.option("--restarts", default=1, show_default=True, type=int, help="Random starts of the ascent.")
+@click.option(
+    "--steps",
+    default=20,
+    show_default=True,
+    type=int,
+    help="Ascent steps of worst and keskar. The ascent is local: 20 steps can end several percent "
+    "below the maximum when curvature dominates (large --rho); raise it (100 steps x 8 restarts is "
+    "exact on a quadratic) when the restarts disagree or the measure's details say stalled: false.",
+)
+@click.option(
+    "--restarts",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Random starts of the ascent; the best is kept. With 2 or more, worst reports each restart's "
+    "value and warns when they differ by more than 1%: then raise --steps (first) or --restarts.",
+)
 @click.option(
     "--mc-samples", default=64, show_default=True, type=int, help="Monte Carlo draws of average, pac-bayes."
 )
@@ -300,7 +317,8 @@ def sharpness(
     quiet = quiet or as_json or (shard is not None and shard[0] != 0)
     world_size = shard[1] if shard else 1
     stage_dir = resume_folder(out, world_size=world_size) if out is not None else None
-    result = compute_sharpness(objective, options, resume_dir=stage_dir, quiet=quiet)
+    with echo_warnings(RestartSpreadWarning, "sharpness"):
+        result = compute_sharpness(objective, options, resume_dir=stage_dir, quiet=quiet)
     if shard is not None and shard[0] != 0:
         return  # rank 0 reports
     record = SharpnessFile.from_settings(result, settings, checkpoint=checkpoint, world_size=world_size)
@@ -359,6 +377,8 @@ def _product_rows(r: SharpnessResult) -> list[tuple[str, object]]:
 
 def _print_table(r: SharpnessResult, out: Path | None) -> None:
     rows: list[tuple[str, object]] = []
+    if r.degenerate is not None:  # first: the numbers below are not a flat minimum
+        rows.append(("WARNING", f"degenerate curvature: {r.degenerate}"))
     for i, (lam, res, ok) in enumerate(zip(r.eigenvalues, r.residuals, r.converged), start=1):
         rows.append(
             (

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,7 +15,7 @@ from landscape.cli.flags import as_flags, with_flags
 from landscape.data.datasets import DataSpec
 from landscape.data.registry import data_help
 from landscape.device import DTYPES, resolve_dtype
-from landscape.errors import LandscapeError
+from landscape.errors import DivergenceWarning, LandscapeError, LandscapeWarning
 from landscape.io.atomic import atomic_path
 from landscape.models.builders import ModelSpec
 from landscape.models.registry import model_help
@@ -261,9 +265,10 @@ def train(
         track_overlap=track_overlap,
     )
     try:
-        result = run_training(
-            config, out, device=device, dtype=resolve_dtype(dtype), overwrite=overwrite, quiet=quiet
-        )
+        with echo_warnings(DivergenceWarning, "train"):
+            result = run_training(
+                config, out, device=device, dtype=resolve_dtype(dtype), overwrite=overwrite, quiet=quiet
+            )
     except LandscapeError as exc:
         raise with_flags(exc, "train") from None
     figure = _draw_sharpness(result.out_dir) if track_sharpness is not None else None
@@ -281,6 +286,26 @@ def train(
     else:  # the table says "resumed" only for a run that was (the JSON always has the field)
         rows = [(k, v) for k, v in summary.items() if k != "resumed_from_epoch" or v]
         echo_table([(k, f"{v:.6g}" if isinstance(v, float) else v) for k, v in rows])
+
+
+@contextmanager
+def echo_warnings(category: type[LandscapeWarning], command: str) -> Iterator[None]:
+    """Print each ``category`` warning as one ``warning: ...`` line on stderr, in ``command``'s flags.
+
+    Other warnings go to the handler in place before.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", category)
+        previous = warnings.showwarning
+
+        def show(message: Any, cat: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(cat, category):
+                click.echo(f"warning: {as_flags(str(message), command)}", err=True)
+            else:
+                previous(message, cat, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 def _draw_sharpness(run: Path) -> Path:

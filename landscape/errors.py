@@ -56,7 +56,19 @@ class OutputWriteError(LandscapeError):
     """An output file or folder cannot be written (read-only file system, no permission, disk full)."""
 
 
-class SubsetSizeWarning(UserWarning):
+class LandscapeWarning(UserWarning):
+    """Base class of the one-line warnings the toolkit issues on purpose (the CLI prints them)."""
+
+
+class DivergenceWarning(LandscapeWarning):
+    """Training ended with a loss far above where it started, or not finite: the run diverged."""
+
+
+class RestartSpreadWarning(LandscapeWarning):
+    """The restarts of an ascent (worst-case sharpness) disagree: the budget was too small."""
+
+
+class SubsetSizeWarning(LandscapeWarning):
     """A requested subset is larger than the dataset; the whole dataset is used (and recorded)."""
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from landscape import measures as measures_package
@@ -82,7 +83,7 @@ def sharpness(
     t0 = time.perf_counter()
     opts = (options or SharpnessOptions()).with_overrides(**overrides)
     opts.validate(objective.num_params)
-    check_finite(objective)
+    saturated = check_finite(objective)
     cache = None
     if opts.backend == "pyhessian":
         spectrum = pyhessian_spectrum(objective, opts, quiet=quiet)
@@ -104,7 +105,15 @@ def sharpness(
             )
         spectrum = _landscape_spectrum(op, objective, opts, _stage_runner(cache), quiet=quiet)
         spectrum.operator = op
-    return _finish(objective, opts, spectrum, _stage_runner(cache), cache, t0, quiet=quiet)
+    result = _finish(objective, opts, spectrum, _stage_runner(cache), cache, t0, quiet=quiet)
+    result.degenerate = degenerate_reason(
+        result.eigenvalues,
+        saturated,
+        eps=torch.finfo(objective.dtype).eps,
+        trace=result.trace.estimate if result.trace is not None else None,
+        num_params=result.num_params,
+    )
+    return result
 
 
 def _stage_runner(cache: StageCache | None) -> Stage:
@@ -351,8 +360,11 @@ def _reusable_vectors(eig: EigenResult, name: str, own: dict[str, Any]) -> torch
     return eig.vectors[:, : own[count]]
 
 
-def check_finite(objective: Objective) -> None:
+def check_finite(objective: Objective) -> SaturationPass:
     """Refuse non-finite weights or a non-finite loss: the Hessian is undefined there.
+
+    Returns:
+        the loss and how saturated the softmax is, from the same pass (:func:`saturation_pass`).
 
     Raises:
         ConfigError: naming the first parameter or buffer that holds NaN or Inf, or the loss value.
@@ -364,9 +376,90 @@ def check_finite(objective: Objective) -> None:
                 f"the model's tensor {name!r} holds {bad} of {t.numel()} values that are NaN or Inf; "
                 "the Hessian is undefined there: use a checkpoint with finite weights"
             )
-    loss = objective.loss()
+    saturated = saturation_pass(objective)
+    loss = saturated.loss
     if not math.isfinite(loss):
         raise ConfigError(
             f"the loss at these weights is {loss} (not finite); the Hessian is undefined there: check "
             "the data (labels, NaN inputs) and the checkpoint"
         )
+    return saturated
+
+
+# a top class probability this close to 1 is saturated: the softmax has no curvature left there
+SATURATION_GAP = 1e-6
+# the share of saturated examples above which the spectrum reads as saturation, not flatness
+SATURATED_SHARE = 0.99
+
+
+@dataclass
+class SaturationPass:
+    """One pass over the objective's data: the mean loss and the share of saturated examples.
+
+    Attributes:
+        loss: the mean loss (as :meth:`Objective.loss`).
+        saturated: the share of predictions (examples, or tokens) whose top softmax probability is
+            within :data:`SATURATION_GAP` of 1; ``None`` for outputs that are not class logits.
+    """
+
+    loss: float
+    saturated: float | None
+
+
+def saturation_pass(objective: Objective) -> SaturationPass:
+    """The mean loss and the share of saturated predictions in one pass (all-reduced when sharded)."""
+    sums = torch.zeros(3, dtype=torch.float64, device=objective.device)  # weighted loss, saturated, rows
+    classified = True
+    with torch.no_grad(), objective.model_mode():
+        for x, y, w in objective.batches():
+            out = objective.outputs(x)
+            sums[0] += w * objective.loss_fn(out, y).double()
+            logits = out if isinstance(out, torch.Tensor) else None
+            if logits is None or logits.ndim < 2 or logits.shape[-1] < 2 or y.is_floating_point():
+                classified = False
+                continue
+            top = torch.softmax(logits.double().reshape(-1, logits.shape[-1]), dim=-1).amax(dim=-1)
+            sums[1] += (top >= 1 - SATURATION_GAP).sum()
+            sums[2] += top.numel()
+    objective.reduce_([sums])
+    share = float(sums[1] / sums[2]) if classified and float(sums[2]) > 0 else None
+    return SaturationPass(loss=float(sums[0]), saturated=share)
+
+
+def degenerate_reason(
+    eigenvalues: Any,
+    saturated: SaturationPass,
+    *,
+    eps: float,
+    trace: float | None = None,
+    num_params: int = 1,
+) -> str | None:
+    """Why the curvature says nothing about flatness, or ``None``.
+
+    Two cases: every eigenvalue found (and the trace, when estimated) is zero up to
+    ``eps * max(|loss|, 1)`` (the trace: times ``num_params``), or the softmax is saturated on at
+    least :data:`SATURATED_SHARE` of the predictions. Both are what a diverged run looks like: the
+    loss is piecewise linear in the weights there, not at a flat minimum.
+
+    Args:
+        eigenvalues: the eigenvalues found.
+        saturated: the loss and saturation of the same weights (:func:`saturation_pass`).
+        eps: the machine epsilon of the dtype the curvature was computed in.
+        trace: the trace estimate, if any.
+        num_params: the parameter count (the trace sums that many eigenvalues).
+    """
+    tiny = eps * max(abs(saturated.loss), 1.0)
+    values = np.asarray(eigenvalues, dtype=float)
+    zero_trace = trace is None or abs(trace) <= tiny * num_params
+    if values.size and float(np.max(np.abs(values))) <= tiny and zero_trace:
+        return (
+            f"all-zero spectrum: every eigenvalue is within {tiny:.3g} of 0 at loss {saturated.loss:.4g}; "
+            "this is not a flat minimum (did training diverge?)"
+        )
+    if saturated.saturated is not None and saturated.saturated >= SATURATED_SHARE:
+        return (
+            f"saturated softmax: {saturated.saturated:.1%} of predictions have a top probability within "
+            f"{SATURATION_GAP:g} of 1 at loss {saturated.loss:.4g}; the curvature vanishes there, which is "
+            "not flatness (did training diverge?)"
+        )
+    return None

@@ -33,6 +33,9 @@ class SharpnessResult(SavedResult):
     written before it was recorded). ``blocks`` holds the per-block spectra
     (:class:`~landscape.hessian.blocks.BlockSpectra`). ``measures`` maps each measure's name to its
     :class:`~landscape.measures.common.MeasureResult` (``None`` when none was asked for).
+    ``degenerate`` says why the curvature cannot be read as flatness (an all-zero spectrum, a
+    saturated softmax: see :func:`~landscape.analysis.pipeline.degenerate_reason`), ``None`` when it
+    can (and for files written before it was recorded).
     """
 
     eigenvalues: np.ndarray
@@ -60,6 +63,7 @@ class SharpnessResult(SavedResult):
     operator: Any = None
     hvp_info: dict[str, Any] | None = None
     blocks: BlockSpectra | None = None
+    degenerate: str | None = None
 
     _array_fields: ClassVar[tuple[str, ...]] = ("eigenvalues", "residuals")
     _nested: ClassVar[dict[str, type[SavedResult]]] = {

@@ -7,12 +7,21 @@ with ``c = |w|`` when adaptive (ASAM's scale-invariant version) and ``c = 1`` ot
 gradient into ``c * grad L(w + c u)``; the ascent is :func:`~landscape.measures.ascent.apgd_ascent`
 from random feasible starts. Coordinates with ``c_i = 0`` cannot move and start at 0. The maximum is
 at least 0 (``delta = 0`` is feasible), so a batch whose ascent found no gain reports 0.
+
+The ascent is local: with too few steps or restarts it stops below the maximum. Each restart's own
+value is kept (``details['per_restart']``) with their relative spread. Restarts may end in different
+local maxima (``+-`` a top eigenvector, other eigenvectors), so a spread alone is no fault; but when
+no second restart comes within :data:`RESTART_SPREAD_WARNING` of the best one (``runner_up_gap``),
+the best is unconfirmed and a :class:`~landscape.errors.RestartSpreadWarning` says so.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
+from landscape.errors import RestartSpreadWarning
 from landscape.measures.ascent import apgd_ascent, random_start
 from landscape.measures.common import (
     Cost,
@@ -27,6 +36,10 @@ from landscape.measures.common import (
 )
 from landscape.measures.options import MeasureOptions
 from landscape.objective.core import Objective
+
+# the runner-up restart this far (relative) below the best: no two restarts agree on the maximum,
+# so the ascents have not converged and the best may be short of it too
+RESTART_SPREAD_WARNING = 0.01
 
 
 def perturbation_scale(pert: Perturbation, adaptive: bool) -> torch.Tensor:
@@ -46,8 +59,12 @@ def ascend_group(
     restarts: int,
     generator: torch.Generator,
     cost: Cost,
+    restart_gains: list[float] | None = None,
 ) -> tuple[float, torch.Tensor, bool, int]:
     """Best gain ``L_B(w + c u) - L_B(w)`` over ``restarts`` ascents on one group of batches.
+
+    Args:
+        restart_gains: when given, each restart's own gain (>= 0) is appended to it.
 
     Returns:
         ``(gain, u, stalled, evaluations)``: the best gain (>= 0: ``u = 0`` is feasible), its point
@@ -67,6 +84,8 @@ def ascend_group(
         start = random_start(pert.num_params, radius, norm, generator=generator, like=scale, mask=mask)
         res = apgd_ascent(value_and_grad, start, radius=radius, norm=norm, steps=steps)
         evaluations += res.evaluations
+        if restart_gains is not None:
+            restart_gains.append(max(res.value, 0.0))
         if res.value > best_gain:
             best_gain, best_u, stalled = res.value, res.u, res.stalled
     pert.restore()
@@ -84,8 +103,14 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
         :class:`MeasureResult` ``'worst'``: the mean over batches, its standard error (``None`` with
         one batch), and in ``details`` the per-batch gains, ``stalled`` (some batch's best point came
         before the last checkpoint: more steps at the final step size would not have helped),
-        ``stalled_batches`` and ``max_constraint`` (the largest ``||delta / c||_p / rho`` returned,
-        <= 1 up to rounding).
+        ``stalled_batches``, ``max_constraint`` (the largest ``||delta / c||_p / rho`` returned,
+        <= 1 up to rounding), ``per_restart`` (the value each restart alone gives: its mean gain over
+        the batches), ``restart_spread`` (``(max - min) / max`` of those; 0 when all are 0) and
+        ``runner_up_gap`` (``(max - second largest) / max``; 0 with one restart).
+
+    Warns:
+        RestartSpreadWarning: with ``restarts >= 2``, when ``runner_up_gap`` exceeds
+            :data:`RESTART_SPREAD_WARNING`.
     """
     run = MeasureRun.start(objective, options)
     opts, cost = run.options, run.cost
@@ -94,9 +119,12 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
     stalled: list[bool] = []
     evaluations = 0
     max_constraint = 0.0
+    by_restart: list[list[float]] = []  # per group, each restart's gain
     with Perturbation(objective) as pert:
         scale = perturbation_scale(pert, opts.adaptive)
         for group in groups:
+            restart_gains: list[float] = []
+            by_restart.append(restart_gains)
             gain, u, st, ev = ascend_group(
                 objective,
                 group,
@@ -108,6 +136,7 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
                 restarts=opts.restarts,
                 generator=run.generator,
                 cost=cost,
+                restart_gains=restart_gains,
             )
             gains.append(gain)
             stalled.append(st)
@@ -115,6 +144,16 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             ord_ = 2 if opts.perturb_norm == "l2" else float("inf")
             max_constraint = max(max_constraint, float(torch.linalg.vector_norm(u, ord=ord_)) / opts.rho)
     value, stderr = mean_and_stderr(gains)
+    per_restart, spread, gap = restart_values(by_restart)
+    if opts.restarts >= 2 and gap > RESTART_SPREAD_WARNING:
+        warnings.warn(
+            f"worst-case sharpness: the {opts.restarts} restarts disagree (the best two by {gap:.1%}, "
+            f"more than {RESTART_SPREAD_WARNING:.0%}; all by {spread:.1%}), so the maximum may be "
+            "underestimated; "
+            f"raise steps={opts.steps} first, then the number of restarts ({opts.restarts})",
+            RestartSpreadWarning,
+            stacklevel=2,
+        )
     return run.result(
         "worst",
         value,
@@ -136,5 +175,29 @@ def worst_sharpness(objective: Objective, options: MeasureOptions | None = None)
             "per_batch": gains,
             "max_constraint": max_constraint,
             "loss_evaluations": evaluations,
+            "per_restart": per_restart,
+            "restart_spread": spread,
+            "runner_up_gap": gap,
         },
     )
+
+
+def restart_values(by_restart: list[list[float]]) -> tuple[list[float], float, float]:
+    """Each restart's value (its gain averaged over the groups), their spread and the runner-up's gap.
+
+    Args:
+        by_restart: per group of batches, the gain of each restart (same count in every group).
+
+    Returns:
+        ``(per_restart, spread, gap)``: ``spread = (max - min) / max``, ``gap = (max - second) / max``
+        (both 0 when every value is 0; ``gap`` 0 with one restart).
+    """
+    if not by_restart:
+        return [], 0.0, 0.0
+    per_restart = [sum(col) / len(col) for col in zip(*by_restart)]
+    ranked = sorted(per_restart, reverse=True)
+    top = ranked[0]
+    if top <= 0:
+        return per_restart, 0.0, 0.0
+    gap = (top - ranked[1]) / top if len(ranked) > 1 else 0.0
+    return per_restart, (top - ranked[-1]) / top, gap

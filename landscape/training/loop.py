@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ from torch.utils.data import Dataset
 
 from landscape.data.datasets import input_shape, load_dataset
 from landscape.device import dtype_name, resolve_device
-from landscape.errors import ConfigError, DataError, ResultFileError
+from landscape.errors import ConfigError, DataError, DivergenceWarning, ResultFileError
+from landscape.io.atomic import atomic_write_json
 from landscape.models.builders import build_model
 from landscape.models.checkpoints import save_checkpoint
 from landscape.objective.core import Objective
@@ -88,6 +90,11 @@ class TrainResult:
     steps_done: int
     resumed_from_epoch: int
     final_metrics: dict[str, float]
+    diverged: bool = False
+
+
+# a run whose final train loss is above this multiple of its epoch-0 loss (or not finite) diverged
+DIVERGENCE_FACTOR = 10.0
 
 
 @dataclass
@@ -267,6 +274,7 @@ def train(
     final_epoch = max(cfg.epochs, start_epoch)
     final_metrics = {k: float(v) for k, v in epoch_rows[-1].items()} if epoch_rows else {}
     run.folder.finish(final_epoch, step, final_metrics)
+    diverged = _record_divergence(run.folder.summary, epoch_rows)
     return TrainResult(
         out_dir=run.folder.path,
         final_checkpoint=run.folder.final,
@@ -274,7 +282,37 @@ def train(
         steps_done=step,
         resumed_from_epoch=start_epoch,
         final_metrics=final_metrics,
+        diverged=diverged,
     )
+
+
+def diverged_message(epoch_rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why the run diverged (one line), or ``None``: the final train loss is not finite or above
+    :data:`DIVERGENCE_FACTOR` times the epoch-0 one (the untrained weights')."""
+    if len(epoch_rows) < 2:
+        return None
+    first, last = float(epoch_rows[0]["train_loss"]), float(epoch_rows[-1]["train_loss"])
+    if not math.isfinite(first):  # nothing to compare with
+        return None
+    if not math.isfinite(last):
+        return f"the final train loss is {last}: training diverged; lower lr"
+    if last > DIVERGENCE_FACTOR * first:
+        return (
+            f"the final train loss {last:.4g} is more than {DIVERGENCE_FACTOR:g}x the epoch-0 loss "
+            f"{first:.4g}: training diverged and its curvature means nothing; lower lr"
+        )
+    return None
+
+
+def _record_divergence(summary: Path, epoch_rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Warn (:class:`DivergenceWarning`) when the run diverged; ``diverged`` in ``summary.json`` either way."""
+    message = diverged_message(epoch_rows)
+    if message is not None:
+        warnings.warn(message, DivergenceWarning, stacklevel=3)
+    recorded = json.loads(summary.read_text())
+    recorded["diverged"] = message is not None
+    atomic_write_json(summary, recorded)
+    return message is not None
 
 
 def _prepare(

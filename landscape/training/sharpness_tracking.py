@@ -6,8 +6,11 @@ rises until it reaches ``2/lr`` and then hovers there. :class:`SharpnessTracker`
 ``every`` steps (and at the last step) on a fixed, seeded sample of the training set, and writes one row
 per measurement (``RUN/sharpness.csv``)::
 
-    step, epoch, lambda_max[, lambda_2..lambda_k], hvps, seconds, converged, lr, threshold
+    step, epoch, lambda_max[, lambda_2..lambda_k], hvps, seconds, converged, lr, threshold, degenerate
     [, precond_lambda_max, precond_threshold, precond_hvps][, grad_overlap]
+
+``degenerate`` is empty, or why the curvature there is no flatness (an all-zero spectrum, a saturated
+softmax: :func:`~landscape.analysis.pipeline.degenerate_reason`), as a diverged run has it.
 
 ``threshold`` is the stability threshold of the optimizer's raw sharpness on a quadratic:
 ``2/lr`` for gradient descent, ``(2 + 2 mu) / ((1 - dampening) lr)`` with heavy-ball momentum ``mu``,
@@ -56,6 +59,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from landscape.analysis.pipeline import degenerate_reason, saturation_pass
 from landscape.errors import ConfigError, ResultFileError, check_positive
 from landscape.hessian import EigenResult, HessianOperator, lanczos
 from landscape.hessian.precond import is_adaptive, preconditioned_sharpness, preconditioner_ready
@@ -269,6 +273,7 @@ class SharpnessTracker:
             res = self._eigen(op, seed)
             assert res.vectors is not None
             self._vectors = res.vectors.detach()
+            degenerate = self._degenerate(res.eigenvalues)
             row: dict[str, Any] = {"step": int(step), "epoch": int(epoch)}
             for i, lam in enumerate(res.eigenvalues):
                 row[eigen_column(i)] = float(lam)
@@ -299,9 +304,15 @@ class SharpnessTracker:
                 proj = self._vectors.T @ g
                 gg = float(g @ g)
                 row["grad_overlap"] = float(proj @ proj) / gg if gg > 0 else float("nan")
+        row["degenerate"] = degenerate or ""
         row["seconds"] = time.perf_counter() - t0
         self.rows.append(row)
         return row
+
+    def _degenerate(self, eigenvalues: Any) -> str | None:
+        """Why ``eigenvalues`` (of the model's current weights) are no flatness, or ``None``."""
+        obj = self.objective
+        return degenerate_reason(eigenvalues, saturation_pass(obj), eps=torch.finfo(obj.dtype).eps)
 
     def maybe_measure(
         self,
@@ -331,7 +342,7 @@ class SharpnessTracker:
     def columns(self) -> list[str]:
         """The CSV columns of this tracker's rows."""
         cols = ["step", "epoch", *(eigen_column(i) for i in range(self.k)), "hvps", "seconds", "converged"]
-        cols += ["lr", "threshold"]
+        cols += ["lr", "threshold", "degenerate"]
         if self._has_precond or any("precond_lambda_max" in r for r in self.rows):
             cols += ["precond_lambda_max", "precond_threshold", "precond_hvps"]
         if self.overlap:
@@ -429,6 +440,10 @@ class SharpnessHistory:
     loss: np.ndarray | None = None
 
 
+# columns that hold text, not numbers
+TEXT_COLUMNS = ("degenerate",)
+
+
 def _read_columns(path: Path) -> dict[str, np.ndarray]:
     try:
         with open(path, newline="") as fh:
@@ -439,6 +454,8 @@ def _read_columns(path: Path) -> dict[str, np.ndarray]:
         raise ResultFileError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     out: dict[str, np.ndarray] = {}
     for f in fields:
+        if f in TEXT_COLUMNS:
+            continue
         vals = []
         for i, r in enumerate(rows):
             cell = r.get(f)

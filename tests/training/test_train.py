@@ -414,3 +414,18 @@ def test_cli_names_flags_where_the_library_names_parameters():
     }
     for message, expected in cases.items():
         assert to_flags(message) == expected
+
+
+def test_the_divergence_rule():
+    from landscape.training.loop import DIVERGENCE_FACTOR, diverged_message
+
+    def rows(*losses: float) -> list[dict[str, float]]:
+        return [{"train_loss": v} for v in losses]
+
+    assert diverged_message(rows(2.0, 0.5)) is None
+    assert diverged_message(rows(2.0, DIVERGENCE_FACTOR * 2.0)) is None  # at the bound: not above it
+    assert "more than 10x" in diverged_message(rows(2.0, DIVERGENCE_FACTOR * 2.0 * 1.001))
+    assert "nan" in diverged_message(rows(2.0, float("nan")))
+    assert "inf" in diverged_message(rows(2.0, float("inf")))
+    assert diverged_message(rows(float("nan"), float("nan"))) is None  # nothing to compare with
+    assert diverged_message(rows(2.0)) is None  # epoch 0 only
