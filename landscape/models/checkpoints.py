@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from landscape.data.datasets import DataSpec
-from landscape.errors import CheckpointError
+from landscape.errors import CheckpointError, LandscapeError
 from landscape.io.atomic import atomic_torch_save
 from landscape.models.builders import ModelSpec, build_model
 
@@ -689,7 +689,7 @@ def _described_model(ckpt: Checkpoint) -> nn.Module | None:
         return None
     try:
         return build_model(ckpt.model_spec)
-    except Exception:  # a description without layer types beats none: the counts still stand
+    except LandscapeError:  # build_model reports any failure as ModelError; the counts still stand
         return None
 
 
